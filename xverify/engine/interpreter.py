@@ -1,0 +1,223 @@
+"""Run an ONNX graph with xverify's own NumPy kernels.
+
+The interpreter walks the nodes in the graph's (topological) order, calls each node's kernel from the
+registry and frees every tensor after its last use, so memory stays near the largest live set rather
+than the sum of all intermediates. Two dtype policies:
+
+* ``float32`` (the mirror): every tensor keeps the dtype the ONNX graph gives it, as a runtime would.
+* ``float64`` (the oracle): every floating tensor (initializers, feeds, casts, constants) is computed in
+  float64, so the result is as close to exact arithmetic as the graph's formula allows.
+
+Example::
+
+    interp = Interpreter(onnx_model, dtype="float64")
+    outs = interp.run({"x": x}, taps=["sequential/dense/Relu:0"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from xverify.engine.registry import OPS
+from xverify.errors import InputDataError, UnsupportedOpError
+
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                onnx.TensorProto.BFLOAT16)
+
+
+def _decode_attribute(attr: onnx.AttributeProto):
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8") for v in value]
+    if isinstance(value, list) and value and isinstance(value[0], onnx.TensorProto):
+        return [numpy_helper.to_array(v) for v in value]
+    return value
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    graphs = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            graphs.append(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            graphs.extend(attr.graphs)
+    return graphs
+
+
+def _outer_names(graph: onnx.GraphProto) -> set[str]:
+    """Names a subgraph reads from its enclosing scope (used to keep them alive long enough)."""
+    local = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(n for n in node.input if n)
+        for sub in _subgraphs(node):
+            used |= _outer_names(sub)
+        local.update(node.output)
+    return used - local
+
+
+def iter_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
+    """Every node of a graph and of its subgraphs, depth first."""
+    for node in graph.node:
+        yield node
+        for sub in _subgraphs(node):
+            yield from iter_nodes(sub)
+
+
+def unsupported_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The nodes (subgraphs included) whose op the engine has no kernel for."""
+    from xverify.engine import ops  # noqa: F401  (fills OPS)
+
+    return [n for n in iter_nodes(graph)
+            if n.op_type not in OPS or OPS[n.op_type].domain != _domain(n)]
+
+
+def _domain(node: onnx.NodeProto) -> str:
+    return "" if node.domain in ("", "ai.onnx") else node.domain
+
+
+@dataclass
+class Context:
+    """What a ``context=True`` kernel can see: the dtype policy, its node and the enclosing scope."""
+
+    float_dtype: np.dtype
+    node: onnx.NodeProto
+    scope: dict
+    oracle: bool
+
+    def np_dtype(self, elem_type: int) -> np.dtype:
+        """The NumPy dtype for an ONNX element type under this run's dtype policy."""
+        if self.oracle and elem_type in _FLOAT_TYPES:
+            return np.dtype(np.float64)
+        return helper.tensor_dtype_to_np_dtype(elem_type)
+
+    def run_subgraph(self, graph: onnx.GraphProto, feeds: dict) -> list[np.ndarray]:
+        """Run a subgraph (Loop/If/Scan body) with this scope visible; return its outputs in order."""
+        sub = _Program(graph, self.float_dtype)
+        values = sub.run({**self.scope, **feeds})
+        return [values[o.name] for o in graph.output]
+
+
+class _Program:
+    """A graph compiled to a list of steps, with the last use of every tensor precomputed."""
+
+    def __init__(self, graph: onnx.GraphProto, float_dtype: np.dtype):
+        from xverify.engine import ops  # noqa: F401  (fills OPS)
+
+        self.graph = graph
+        self.float_dtype = np.dtype(float_dtype)
+        self.oracle = self.float_dtype == np.float64
+        missing = unsupported_nodes(graph)
+        if missing:
+            kinds = sorted({n.op_type if not n.domain else f"{n.domain}.{n.op_type}" for n in missing})
+            raise UnsupportedOpError(
+                f"the NumPy engine has no kernel for op(s) {', '.join(kinds)} "
+                f"(first at node {missing[0].name!r}); `xverify ops` lists the supported ops. "
+                "Run the check without the numpy runtime (--runtimes onnxruntime,tensorflow) "
+                "or report the op.")
+        self.constants = {init.name: self._cast(numpy_helper.to_array(init))
+                          for init in graph.initializer}
+        self.steps = []
+        last_use: dict[str, int] = {}
+        for index, node in enumerate(graph.node):
+            spec = OPS[node.op_type]
+            attrs = {a.name: _decode_attribute(a) for a in node.attribute}
+            self.steps.append((node, spec, list(node.input), list(node.output), attrs))
+            reads = set(node.input)
+            for sub in _subgraphs(node):
+                reads |= _outer_names(sub)
+            for name in reads:
+                if name:
+                    last_use[name] = index
+        self.keep = {o.name for o in graph.output}
+        self.free_after: list[list[str]] = [[] for _ in graph.node]
+        for name, index in last_use.items():
+            self.free_after[index].append(name)
+
+    def _cast(self, array: np.ndarray) -> np.ndarray:
+        if self.oracle and array.dtype.kind == "f" and array.dtype != np.float64:
+            return array.astype(np.float64)
+        return array
+
+    def run(self, feeds: dict, keep: set[str] | None = None,
+            on_tensor: Callable[[str, np.ndarray], None] | None = None) -> dict:
+        values = dict(self.constants)
+        values.update({k: self._cast(np.asarray(v)) for k, v in feeds.items()})
+        keep = self.keep | (keep or set())
+        for index, (node, spec, inputs, outputs, attrs) in enumerate(self.steps):
+            args = [values[name] if name else None for name in inputs]
+            kwargs = dict(attrs)
+            if spec.context:
+                kwargs["ctx"] = Context(self.float_dtype, node, values, self.oracle)
+            try:
+                result = spec.kernel(*args, **kwargs)
+            except KeyError:
+                raise
+            except Exception as exc:  # add where it happened; the kernel's own error stays
+                exc.add_note(f"in node {node.name!r} ({node.op_type}) of the NumPy engine")
+                raise
+            if not isinstance(result, tuple):
+                result = (result,)
+            for name, value in zip(outputs, result):
+                if name:
+                    value = self._cast(np.asarray(value))
+                    values[name] = value
+                    if on_tensor is not None:
+                        on_tensor(name, value)
+            for name in self.free_after[index]:
+                if name not in keep and name not in feeds and name not in self.constants:
+                    values.pop(name, None)
+        return values
+
+
+class Interpreter:
+    """Runs an ONNX model with the engine's kernels.
+
+    Args:
+        model: an ``onnx.ModelProto``.
+        dtype: ``"float32"`` to mirror the graph's dtypes, ``"float64"`` for the exact-arithmetic oracle.
+    """
+
+    def __init__(self, model: onnx.ModelProto, dtype: str = "float32"):
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', not {dtype!r}")
+        self.model = model
+        self.dtype = dtype
+        self.program = _Program(model.graph, np.dtype(dtype))
+        init_names = {i.name for i in model.graph.initializer}
+        self.input_names = [i.name for i in model.graph.input if i.name not in init_names]
+        self.output_names = [o.name for o in model.graph.output]
+
+    def tensor_names(self) -> list[str]:
+        """Every tensor the graph computes, in the order it is computed."""
+        return [name for node in self.model.graph.node for name in node.output if name]
+
+    def run(self, feeds: dict, taps: Iterable[str] | str | None = None,
+            on_tensor: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph.
+
+        Args:
+            feeds: one array per graph input, by name.
+            taps: intermediate tensor names to return as well, or ``"all"``.
+            on_tensor: called with ``(name, value)`` for every tensor as it is computed, so a caller
+                can compare intermediates one at a time without keeping them.
+
+        Returns:
+            The graph outputs and the tapped tensors, by name.
+        """
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise InputDataError(f"missing input(s) {missing}; the model expects {self.input_names}")
+        tap_set = set(self.tensor_names()) if taps == "all" else set(taps or ())
+        values = self.program.run(feeds, keep=tap_set, on_tensor=on_tensor)
+        wanted = list(self.output_names) + [t for t in tap_set if t not in self.output_names]
+        return {name: values[name] for name in wanted if name in values}

@@ -1,0 +1,56 @@
+"""Exceptions raised by xverify.
+
+Every error a user can cause or fix derives from ``XverifyError`` and carries the exit code the CLI
+returns for it; anything else escaping xverify is an internal bug and shows a traceback.
+
+    XverifyError                    exit 2: xverify could not do the check
+     ├── ModelFileError             missing, truncated, wrong-format or unsafe model file
+     ├── ConversionError            tf2onnx failed or left TensorFlow ops unconverted
+     ├── UnsupportedOpError         the NumPy engine has no kernel for an op
+     ├── InputDataError             --inputs file or values that do not fit the model
+     ├── MissingDependencyError     an optional package is not installed
+     ├── UsageError                 an argument out of range (--samples 0, unknown runtime)
+     └── MismatchError              exit 1: the check ran and found a mismatch
+"""
+
+from __future__ import annotations
+
+
+class XverifyError(Exception):
+    """Base of every error xverify reports to a user; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 2
+
+
+class ModelFileError(XverifyError):
+    """A model file could not be read: missing, empty, truncated, wrong format or unsafe."""
+
+
+class ConversionError(XverifyError):
+    """The Keras -> ONNX conversion failed or produced a graph that cannot be trusted."""
+
+
+class UnsupportedOpError(XverifyError):
+    """An ONNX op (or an attribute value of one) that the NumPy engine does not implement."""
+
+
+class InputDataError(XverifyError):
+    """Input data whose file, names, shapes or dtypes do not fit the model."""
+
+
+class MissingDependencyError(XverifyError):
+    """An optional dependency needed for the requested work is not installed."""
+
+
+class UsageError(XverifyError):
+    """An argument whose value is out of range or unknown."""
+
+
+class MismatchError(XverifyError):
+    """The check ran and at least one comparison failed; carries the report."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
