@@ -1,0 +1,247 @@
+"""Keras -> ONNX through tf2onnx: the only module that imports tf2onnx.
+
+``tf2onnx.convert.from_keras`` fails on Keras 3 models (KeyError 'keras_tensor_N'), so the model is
+wrapped in a ``tf.function`` with an explicit input signature (batch dimension None) and converted with
+``from_function``; the function returns a dict so the ONNX outputs carry the Keras output names.
+
+While tracing, each Keras layer's ``call`` runs inside a name scope ``xvl<index>``, so every ONNX node a
+layer produces can be traced back to it whatever TensorFlow's scope uniquification did; the table of
+layers goes into the model's ``metadata_props`` under ``xverify.layers`` (see ``layers.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import re
+
+import numpy as np
+
+from xverify.errors import ConversionError, UsageError
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 18
+LAYER_TOKEN = "xvl"
+LAYERS_METADATA_KEY = "xverify.layers"
+
+
+def keras_io(model):
+    """The Keras model's inputs and outputs as ``[(name, shape, dtype)]`` lists (batch dim None)."""
+    try:
+        inputs = list(model.inputs)
+        outputs = list(model.outputs)
+    except (AttributeError, ValueError) as exc:
+        raise ConversionError(f"the Keras model {model.name!r} has no defined inputs ({exc}); "
+                              "build it with keras.Input(...) or call it once before saving.") from exc
+    names = getattr(model, "output_names", None) or [t.name for t in outputs]
+    in_specs = [(_tf_name(t.name), (None, *tuple(t.shape)[1:]), str(t.dtype)) for t in inputs]
+    out_specs = [(_tf_name(n), (None, *tuple(t.shape)[1:]), str(t.dtype))
+                 for n, t in zip(names, outputs)]
+    return in_specs, out_specs
+
+
+def _tf_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+
+
+def flat_layers(model) -> list:
+    """The model's layers, with nested Functional/Sequential models opened up, minus InputLayers."""
+    import keras
+
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and hasattr(layer, "layers") and layer.layers:
+            out.extend(flat_layers(layer))
+        elif not isinstance(layer, keras.layers.InputLayer):
+            out.append(layer)
+    return out
+
+
+@contextlib.contextmanager
+def _layer_scopes(layers):
+    """Run each layer's ``call`` inside a name scope ``xvl<i>`` (restored on exit)."""
+    import tensorflow as tf
+
+    patched = []
+    for index, layer in enumerate(layers):
+        had_own = "call" in layer.__dict__
+        original = layer.call
+
+        @functools.wraps(original)
+        def call(*args, _original=original, _scope=f"{LAYER_TOKEN}{index}", **kwargs):
+            with tf.name_scope(_scope):
+                return _original(*args, **kwargs)
+
+        object.__setattr__(layer, "call", call)
+        patched.append((layer, had_own, original))
+    try:
+        yield
+    finally:
+        for layer, had_own, original in patched:
+            if had_own:
+                object.__setattr__(layer, "call", original)
+            else:
+                object.__delattr__(layer, "call")
+
+
+_erfc_registered = False
+
+
+def _register_erfc():
+    """Exact GELU lowers to TensorFlow's Erfc, which tf2onnx 1.17 cannot convert: emit 1 - Erf(x)."""
+    global _erfc_registered
+    if _erfc_registered:
+        return
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class _Erfc:  # noqa: F841  (registered by the decorator)
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            node.type = "Erf"
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+            sub = ctx.insert_new_node_on_output("Sub", node.output[0],
+                                                name=utils.make_name(f"{node.name}_erfc"))
+            ctx.replace_inputs(sub, [one.output[0], node.output[0]])
+            ctx.copy_shape(node.output[0], sub.output[0])
+
+    _erfc_registered = True
+
+
+def check_opset(opset: int | None) -> int:
+    """Validate an opset request; ``None`` means the default."""
+    if opset is None:
+        return DEFAULT_OPSET
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise UsageError(f"--opset {opset}: expected an opset from {MIN_OPSET} to {MAX_OPSET} "
+                         f"(tf2onnx 1.17 accepts up to {MAX_OPSET}; default {DEFAULT_OPSET}).")
+    return int(opset)
+
+
+def convert(model, opset: int | None = None):
+    """Convert a Keras model to ONNX.
+
+    Args:
+        model: a Keras 3 model (functional or sequential, single or multiple inputs/outputs).
+        opset: ONNX opset, 13 to 18 (default 17).
+
+    Returns:
+        An ``onnx.ModelProto`` whose inputs and outputs are named after the Keras model's.
+
+    Raises:
+        ConversionError: tf2onnx failed, or left a TensorFlow op unconverted (the op and its Keras
+            layer are named).
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    opset = check_opset(opset)
+    _register_erfc()
+    in_specs, out_specs = keras_io(model)
+    signature = [tf.TensorSpec(shape, tf.as_dtype(dtype), name=name)
+                 for name, shape, dtype in in_specs]
+    out_names = [name for name, _, _ in out_specs]
+    layers = flat_layers(model)
+    structure = getattr(model, "_inputs_struct", None)
+
+    def forward(*args):
+        feed = args[0] if len(args) == 1 else list(args)
+        if isinstance(structure, dict):
+            feed = dict(zip(structure.keys(), args))
+        result = model(feed, training=False)
+        if isinstance(result, dict):
+            result = [result[k] for k in result]
+        elif not isinstance(result, (list, tuple)):
+            result = [result]
+        return {name: tf.identity(t) for name, t in zip(out_names, result)}
+
+    function = tf.function(forward, input_signature=signature)
+    with _layer_scopes(layers), _quiet_tf2onnx() as log:
+        try:
+            onnx_model, _ = tf2onnx.convert.from_function(function, input_signature=signature,
+                                                          opset=opset)
+        except Exception as exc:
+            raise ConversionError(f"tf2onnx could not convert the model ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+    _fail_on_unconverted(onnx_model, layers, log.getvalue())
+    _set_metadata(onnx_model, layers)
+    return onnx_model
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx():
+    """Capture tf2onnx's log (it logs, rather than raises, on unsupported ops)."""
+    import io
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    propagate = [lg.propagate for lg in loggers]
+    for lg in loggers:
+        lg.propagate = False
+    try:
+        yield stream
+    finally:
+        for lg, level, prop in zip(loggers, levels, propagate):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = prop
+
+
+def layer_index_of(node_name: str) -> int | None:
+    """The index of the flat Keras layer whose scope token is outermost in ``node_name``."""
+    match = re.search(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/", node_name)
+    return int(match.group(1)) if match else None
+
+
+def _fail_on_unconverted(onnx_model, layers, log_text: str):
+    import onnx
+
+    domains = {o.domain: o.version for o in onnx_model.opset_import}
+    bad = []
+    for node in onnx_model.graph.node:
+        domain = node.domain or ""
+        if domain not in ("", "ai.onnx", "ai.onnx.ml") or not onnx.defs.has(node.op_type, domain):
+            bad.append(node)
+        elif onnx.defs.get_schema(node.op_type, domains.get(domain, 1), domain).deprecated:
+            bad.append(node)
+    if not bad:
+        return
+    details = []
+    for node in bad[:5]:
+        index = layer_index_of(node.name)
+        where = (f"Keras layer {layers[index].name!r} ({type(layers[index]).__name__})"
+                 if index is not None else f"node {node.name!r}")
+        details.append(f"TensorFlow op {node.op_type!r} in {where}")
+    reason = next((line for line in log_text.splitlines() if "not supported" in line.lower()), "")
+    raise ConversionError("tf2onnx left TensorFlow ops unconverted, so no runtime can run the ONNX "
+                          f"model: {'; '.join(details)}. {reason.strip()} Replace the layer with a "
+                          "supported equivalent, or convert with a newer tf2onnx.".strip())
+
+
+def _set_metadata(onnx_model, layers):
+    table = [{"index": i, "name": layer.name, "class": type(layer).__name__}
+             for i, layer in enumerate(layers)]
+    entry = onnx_model.metadata_props.add()
+    entry.key, entry.value = LAYERS_METADATA_KEY, json.dumps(table)
+    onnx_model.producer_name = "xverify (tf2onnx)"
+
+
+def save_onnx(onnx_model, path, *, inputs=()) -> None:
+    """Write an ONNX model, refusing to overwrite any of ``inputs`` (xverify never writes over them)."""
+    import os
+
+    import onnx
+
+    target = os.path.realpath(path)
+    if any(os.path.realpath(p) == target for p in inputs if p):
+        raise UsageError(f"{path}: refusing to overwrite an input file; choose another output path.")
+    onnx.save(onnx_model, str(path))
