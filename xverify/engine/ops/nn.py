@@ -1,8 +1,195 @@
-"""Kernels: nn ops."""
+"""Kernels: dense layers, activations and normalizations.
+
+Formulas are the numerically stable ones (softmax subtracts the max, softplus is ``logaddexp``,
+sigmoid never exponentiates a positive number) and every kernel keeps its input dtype.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from xverify.engine.registry import op  # noqa: F401
+from xverify.engine.ops.elementwise import erf
+from xverify.engine.registry import op
+from xverify.errors import UnsupportedOpError
 
+
+@op("MatMul", notes="numpy matmul semantics (batched, 1-D promotion)")
+def matmul(a, b):
+    return np.matmul(a, b)
+
+
+@op("Gemm", attributes=("alpha", "beta", "transA", "transB"))
+def gemm(a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0):
+    y = np.matmul(a.T if transA else a, b.T if transB else b)
+    if alpha != 1.0:
+        y *= alpha
+    if c is not None and beta != 0.0:
+        y += c if beta == 1.0 else beta * c
+    return y
+
+
+@op("Relu")
+def relu(x):
+    return np.maximum(x, 0)
+
+
+@op("Sigmoid")
+def sigmoid(x):
+    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+@op("Tanh")
+def tanh(x):
+    return np.tanh(x)
+
+
+@op("Softmax", attributes=("axis",), notes="opset 13 semantics: normalizes along `axis` only")
+def softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+@op("LogSoftmax", attributes=("axis",), notes="opset 13 semantics: normalizes along `axis` only")
+def log_softmax(x, axis=-1):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+@op("Clip", attributes=("min", "max"), notes="min/max as inputs (opset 11+) or attributes (opset 6)")
+def clip(x, lo=None, hi=None, min=None, max=None):  # noqa: A002 (ONNX attribute names)
+    lo = min if lo is None else lo
+    hi = max if hi is None else hi
+    if lo is None and hi is None:
+        return x
+    return np.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+
+@op("LeakyRelu", attributes=("alpha",))
+def leaky_relu(x, alpha=0.01):
+    return np.where(x >= 0, x, x * alpha)
+
+
+@op("PRelu", notes="slope broadcasts to x")
+def prelu(x, slope):
+    return np.where(x >= 0, x, x * slope)
+
+
+@op("ThresholdedRelu", attributes=("alpha",))
+def thresholded_relu(x, alpha=1.0):
+    return np.where(x > alpha, x, 0).astype(x.dtype, copy=False)
+
+
+@op("Elu", attributes=("alpha",))
+def elu(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+@op("Selu", attributes=("alpha", "gamma"))
+def selu(x, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875):
+    return gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+@op("Celu", attributes=("alpha",))
+def celu(x, alpha=1.0):
+    return np.maximum(x, 0) + np.minimum(0, alpha * np.expm1(np.minimum(x, 0) / alpha))
+
+
+@op("HardSigmoid", attributes=("alpha", "beta"))
+def hard_sigmoid(x, alpha=0.2, beta=0.5):
+    return np.clip(alpha * x + beta, 0, 1)
+
+
+@op("HardSwish")
+def hard_swish(x):
+    return x * np.clip(x / 6 + 0.5, 0, 1)
+
+
+@op("Softplus")
+def softplus(x):
+    return np.logaddexp(x, 0).astype(x.dtype, copy=False)
+
+
+@op("Softsign")
+def softsign(x):
+    return x / (1 + np.abs(x))
+
+
+@op("Mish", notes="opset 18")
+def mish(x):
+    return x * np.tanh(np.logaddexp(x, 0))
+
+
+@op("Gelu", attributes=("approximate",), notes="opset 20; approximate=none|tanh")
+def gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if approximate != "none":
+        raise UnsupportedOpError(f"Gelu: attribute approximate={approximate!r} is not supported; "
+                                 "supported: 'none', 'tanh'")
+    return (0.5 * x * (1 + erf(x * math.sqrt(0.5)))).astype(x.dtype, copy=False)
+
+
+@op("Dropout", attributes=("seed",), notes="inference only: identity; training_mode=true unsupported")
+def dropout(x, ratio=None, training_mode=None, seed=None):
+    if training_mode is not None and bool(training_mode):
+        raise UnsupportedOpError("Dropout: input training_mode=True is not supported; "
+                                 "the NumPy engine runs inference only (training_mode=False)")
+    return x, np.broadcast_to(np.True_, x.shape)
+
+
+def _channel(v, ndim):
+    """A per-channel vector shaped to broadcast over (N, C, D1, ...)."""
+    return v.reshape((-1,) + (1,) * (ndim - 2))
+
+
+@op("BatchNormalization", attributes=("epsilon", "momentum", "training_mode", "spatial"),
+    notes="inference mode only (training_mode=0)")
+def batch_normalization(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, training_mode=0,
+                        spatial=1):
+    if training_mode:
+        raise UnsupportedOpError("BatchNormalization: attribute training_mode=1 is not supported; "
+                                 "the NumPy engine runs inference only (training_mode=0)")
+    a = scale / np.sqrt(var + epsilon)
+    y = x * _channel(a, x.ndim)
+    y += _channel(bias - mean * a, x.ndim)
+    return y
+
+
+@op("InstanceNormalization", attributes=("epsilon",))
+def instance_normalization(x, scale, bias, epsilon=1e-5):
+    axes = tuple(range(2, x.ndim))
+    centered = x - np.mean(x, axis=axes, keepdims=True)
+    inv = 1 / np.sqrt(np.mean(centered * centered, axis=axes, keepdims=True) + epsilon)
+    return centered * inv * _channel(scale, x.ndim) + _channel(bias, x.ndim)
+
+
+@op("LayerNormalization", attributes=("axis", "epsilon", "stash_type"),
+    notes="statistics computed in at least float32 (stash_type=1)")
+def layer_normalization(x, scale, bias=None, axis=-1, epsilon=1e-5, stash_type=1):
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    xs = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
+    mean = np.mean(xs, axis=axes, keepdims=True)
+    centered = xs - mean
+    inv_std = 1 / np.sqrt(np.mean(centered * centered, axis=axes, keepdims=True) + epsilon)
+    y = centered * inv_std * scale
+    if bias is not None:
+        y += bias
+    return y.astype(x.dtype, copy=False), mean, inv_std
+
+
+@op("LpNormalization", attributes=("axis", "p"), notes="p=1|2")
+def lp_normalization(x, axis=-1, p=2):
+    if p not in (1, 2):
+        raise UnsupportedOpError(f"LpNormalization: attribute p={p} is not supported; supported: 1, 2")
+    norm = (np.sum(np.abs(x), axis=axis, keepdims=True) if p == 1
+            else np.sqrt(np.sum(x * x, axis=axis, keepdims=True)))
+    return x / norm
+
+
+@op("Einsum", attributes=("equation",))
+def einsum(*xs, equation):
+    return np.einsum(equation, *xs, optimize=True)
