@@ -1,8 +1,72 @@
-"""Kernels: reduce ops."""
+"""Kernels: reductions and ArgMax/ArgMin.
+
+All Reduce* ops share one factory: ``axes`` arrive as an attribute (opset < 18, and ReduceSum < 13)
+or as the optional second input (later opsets); empty axes reduce everything unless
+``noop_with_empty_axes`` asks for the identity.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from xverify.engine.registry import op  # noqa: F401
+from xverify.engine.registry import op
 
+
+def _log_sum_exp(x, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # all -inf rows give -inf, not nan
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else np.squeeze(s, axis=axis)
+
+
+def _sum(x, axis, keepdims):
+    return np.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
+
+
+_REDUCERS = {
+    "ReduceSum": _sum,
+    "ReduceMean": lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+    "ReduceMax": lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+    "ReduceMin": lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+    "ReduceProd": lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype),
+    "ReduceL1": lambda x, axis, keepdims: _sum(np.abs(x), axis, keepdims),
+    "ReduceL2": lambda x, axis, keepdims: np.sqrt(_sum(x * x, axis, keepdims)),
+    "ReduceSumSquare": lambda x, axis, keepdims: _sum(x * x, axis, keepdims),
+    "ReduceLogSum": lambda x, axis, keepdims: np.log(_sum(x, axis, keepdims)),
+    "ReduceLogSumExp": _log_sum_exp,
+}
+
+
+def _reduce(name: str, fn):
+    def kernel(x, axes_input=None, axes=None, keepdims=1, noop_with_empty_axes=0):
+        if axes_input is not None:
+            axes = axes_input.tolist()
+        if not axes:
+            if noop_with_empty_axes:
+                return x
+            axes = range(x.ndim)
+        return np.asarray(fn(x, tuple(axes), bool(keepdims))).astype(x.dtype, copy=False)
+
+    kernel.__name__ = name.lower()
+    op(name, attributes=("axes", "keepdims", "noop_with_empty_axes"),
+       notes="axes as attribute or input")(kernel)
+
+
+for _name, _fn in _REDUCERS.items():
+    _reduce(_name, _fn)
+
+
+def _arg(name: str, fn):
+    def kernel(x, axis=0, keepdims=1, select_last_index=0):
+        if select_last_index:  # search the reversed axis, then map the index back
+            i = x.shape[axis] - 1 - fn(np.flip(x, axis), axis=axis, keepdims=bool(keepdims))
+        else:
+            i = fn(x, axis=axis, keepdims=bool(keepdims))
+        return i.astype(np.int64, copy=False)
+
+    kernel.__name__ = name.lower()
+    op(name, attributes=("axis", "keepdims", "select_last_index"))(kernel)
+
+
+_arg("ArgMax", np.argmax)
+_arg("ArgMin", np.argmin)
