@@ -1,8 +1,406 @@
-"""Kernels: shape ops."""
+"""Kernels: shape, indexing, constants and Resize.
+
+Kernels return NumPy views where the op only moves data (Reshape, Transpose, Slice, Expand): a view
+costs nothing and no kernel writes into its inputs. Inputs that ONNX gives as int64 tensors (shapes,
+axes, pads) are turned into Python ints first.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from onnx import helper
 
-from xverify.engine.registry import op  # noqa: F401
+from xverify.errors import UnsupportedOpError
+from xverify.engine.registry import op
 
+
+def _ints(v) -> list[int]:
+    return [int(i) for i in np.asarray(v).reshape(-1)]
+
+
+@op("Shape", attributes=("start", "end"))
+def shape(x, start=0, end=None):
+    return np.array(x.shape[start:end], dtype=np.int64)
+
+
+@op("Size")
+def size(x):
+    return np.array(x.size, dtype=np.int64)
+
+
+@op("Reshape", attributes=("allowzero",))
+def reshape(x, new_shape, allowzero=0):
+    dims = _ints(new_shape)
+    if not allowzero:  # 0 copies the input's dimension
+        dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    return x.reshape(dims)
+
+
+@op("Flatten", attributes=("axis",))
+def flatten(x, axis=1):
+    axis += x.ndim if axis < 0 else 0
+    return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
+
+
+@op("Transpose", attributes=("perm",))
+def transpose(x, perm=None):
+    return np.transpose(x, perm)
+
+
+# Where an older opset's attribute became an input of the same name (Squeeze/Unsqueeze axes, Split
+# split, Slice starts/ends/axes, Pad pads), the one parameter receives either: the interpreter passes
+# attributes by keyword and inputs by position.
+
+
+@op("Squeeze", attributes=("axes",), notes="axes as input (opset 13+) or attribute")
+def squeeze(x, axes=None):
+    return np.squeeze(x, axis=None if axes is None else tuple(_ints(axes)))
+
+
+@op("Unsqueeze", attributes=("axes",), notes="axes as input (opset 13+) or attribute")
+def unsqueeze(x, axes):
+    return np.expand_dims(x, tuple(_ints(axes)))
+
+
+@op("Concat", attributes=("axis",))
+def concat(*xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+
+@op("Split", context=True, attributes=("axis", "split", "num_outputs"),
+    notes="split as input or attribute, else equal parts (the last smaller, opset 18)")
+def split(x, split=None, axis=0, num_outputs=None, ctx=None):
+    sizes = None if split is None else _ints(split)
+    if not sizes:
+        n = num_outputs or len(ctx.node.output)
+        chunk = -(-x.shape[axis] // n)
+        sizes = [min(chunk, x.shape[axis] - i * chunk) for i in range(n)]
+    return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+
+
+@op("Slice", attributes=("starts", "ends", "axes"),
+    notes="inputs (opset 10+) or attributes; negative steps; ONNX clamping")
+def slice_(x, starts, ends, axes=None, steps=None):
+    axes = range(len(_ints(starts))) if axes is None else _ints(axes)
+    steps = [1] * len(axes) if steps is None else _ints(steps)
+    index = [slice(None)] * x.ndim
+    # Python slices clamp exactly as ONNX specifies, for both step signs.
+    for a, s, e, st in zip(axes, _ints(starts), _ints(ends), steps):
+        index[a] = slice(s, e, st)
+    return x[tuple(index)]
+
+
+@op("Gather", attributes=("axis",), notes="negative indices allowed")
+def gather(x, indices, axis=0):
+    return np.take(x, indices, axis=axis)
+
+
+def _grid(indices, axis):
+    """Index arrays that address ``indices``' own positions, with ``indices`` along ``axis``."""
+    grid = list(np.indices(indices.shape, sparse=True))
+    grid[axis] = indices
+    return tuple(grid)
+
+
+@op("GatherElements", attributes=("axis",))
+def gather_elements(x, indices, axis=0):
+    return x[_grid(indices, axis)]
+
+
+@op("GatherND", attributes=("batch_dims",))
+def gather_nd(x, indices, batch_dims=0):
+    batch, k = x.shape[:batch_dims], indices.shape[-1]
+    flat_x = x.reshape((-1,) + x.shape[batch_dims:])
+    flat_i = indices.reshape((-1,) + indices.shape[batch_dims:])
+    b = np.arange(flat_x.shape[0]).reshape((-1,) + (1,) * (flat_i.ndim - 2))
+    out = flat_x[(b,) + tuple(flat_i[..., j] for j in range(k))]
+    return out.reshape(batch + out.shape[1:])
+
+
+_SCATTER = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scatter(x, index, updates, reduction):
+    out = x.copy()
+    if reduction == "none":
+        out[index] = updates
+    elif reduction in _SCATTER:
+        _SCATTER[reduction].at(out, index, updates)
+    else:
+        raise UnsupportedOpError(f"Scatter: attribute reduction={reduction!r} is not supported; "
+                                 "supported: none, add, mul, max, min")
+    return out
+
+
+@op("ScatterND", attributes=("reduction",), notes="reduction=none|add|mul|max|min")
+def scatter_nd(x, indices, updates, reduction="none"):
+    return _scatter(x, tuple(np.moveaxis(indices, -1, 0)), updates, reduction)
+
+
+@op("ScatterElements", attributes=("axis", "reduction"), notes="reduction=none|add|mul|max|min")
+def scatter_elements(x, indices, updates, axis=0, reduction="none"):
+    return _scatter(x, _grid(indices, axis), updates, reduction)
+
+
+@op("Expand", notes="a broadcast view")
+def expand(x, new_shape):
+    return np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(_ints(new_shape))))
+
+
+@op("Tile")
+def tile(x, repeats):
+    return np.tile(x, _ints(repeats))
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+
+
+@op("Pad", attributes=("mode", "pads", "value"),
+    notes="mode=constant|reflect|edge|wrap; pads/constant_value/axes as inputs or pads/value attrs; "
+          "negative pads crop")
+def pad(x, pads, constant_value=None, axes=None, mode="constant", value=0.0):
+    if mode not in _PAD_MODES:
+        raise UnsupportedOpError(f"Pad: attribute mode={mode!r} is not supported; "
+                                 f"supported: {', '.join(_PAD_MODES)}")
+    pads = _ints(pads)
+    axes = [a % x.ndim for a in _ints(axes)] if axes is not None else range(x.ndim)
+    width = [[0, 0] for _ in range(x.ndim)]
+    for i, a in enumerate(axes):
+        width[a] = [pads[i], pads[i + len(axes)]]
+    x = x[tuple(slice(-min(b, 0), x.shape[d] + min(e, 0)) for d, (b, e) in enumerate(width))]
+    width = [(max(b, 0), max(e, 0)) for b, e in width]
+    if mode != "constant":
+        return np.pad(x, width, mode=_PAD_MODES[mode])
+    value = value if constant_value is None else constant_value.item()
+    return np.pad(x, width, constant_values=value)
+
+
+@op("Range", notes="ONNX count: max(ceil((limit - start) / delta), 0)")
+def range_(start, limit, delta):
+    n = max(math.ceil((limit.item() - start.item()) / delta.item()), 0)
+    return (start + np.arange(n, dtype=start.dtype) * delta).astype(start.dtype, copy=False)
+
+
+def _policy(ctx, value: np.ndarray) -> np.ndarray:
+    """``value`` in the run's dtype policy (float64 in the oracle)."""
+    return value.astype(ctx.np_dtype(helper.np_dtype_to_tensor_dtype(value.dtype)), copy=False)
+
+
+@op("ConstantOfShape", context=True, attributes=("value",))
+def constant_of_shape(new_shape, value=None, ctx=None):
+    value = np.zeros(1, np.float32) if value is None else value
+    return np.full(_ints(new_shape), _policy(ctx, value).reshape(())[()])
+
+
+@op("Constant", context=True,
+    attributes=("value", "value_float", "value_floats", "value_int", "value_ints"),
+    notes="sparse_value and value_string(s) not supported")
+def constant(ctx=None, **attrs):
+    (name, value), = attrs.items()
+    if name in ("value_float", "value_floats"):
+        value = np.array(value, dtype=np.float32)
+    elif name in ("value_int", "value_ints"):
+        value = np.array(value, dtype=np.int64)
+    elif name != "value":
+        raise UnsupportedOpError(f"Constant: attribute {name} is not supported; "
+                                 "supported: value, value_float(s), value_int(s)")
+    return _policy(ctx, np.asarray(value))
+
+
+@op("DepthToSpace", attributes=("blocksize", "mode"), notes="mode=DCR|CRD")
+def depth_to_space(x, blocksize, mode="DCR"):
+    n, c, h, w = x.shape
+    b = blocksize
+    if mode == "DCR":
+        y = x.reshape(n, b, b, c // b**2, h, w).transpose(0, 3, 4, 1, 5, 2)
+    elif mode == "CRD":
+        y = x.reshape(n, c // b**2, b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    else:
+        raise UnsupportedOpError(f"DepthToSpace: attribute mode={mode!r} is not supported; "
+                                 "supported: DCR, CRD")
+    return y.reshape(n, c // b**2, h * b, w * b)
+
+
+@op("SpaceToDepth", attributes=("blocksize",))
+def space_to_depth(x, blocksize):
+    n, c, h, w = x.shape
+    b = blocksize
+    y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    return y.reshape(n, c * b * b, h // b, w // b)
+
+
+@op("OneHot", attributes=("axis",), notes="negative indices count from depth")
+def one_hot(indices, depth, values, axis=-1):
+    d = int(np.asarray(depth).reshape(-1)[0])
+    idx = np.where(indices < 0, indices + d, indices).astype(np.int64, copy=False)
+    axis %= indices.ndim + 1
+    classes = np.arange(d).reshape((d,) + (1,) * (indices.ndim - axis))
+    hot = np.expand_dims(idx, axis) == classes
+    return np.where(hot, values[1], values[0])
+
+
+@op("NonZero")
+def non_zero(x):
+    return np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)
+
+
+@op("TopK", attributes=("axis", "largest", "sorted"),
+    notes="ties keep the lower index first; always sorted")
+def top_k(x, k, axis=-1, largest=1, sorted=1):  # noqa: A002 (ONNX attribute name)
+    key = -x if largest else x
+    order = np.argsort(key, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(int(np.asarray(k).reshape(-1)[0])), axis=axis)
+    return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64, copy=False)
+
+
+@op("CumSum", attributes=("exclusive", "reverse"))
+def cum_sum(x, axis, exclusive=0, reverse=0):
+    a = int(np.asarray(axis).reshape(-1)[0])
+    y = np.flip(x, a) if reverse else x
+    out = np.cumsum(y, axis=a, dtype=x.dtype)
+    if exclusive:
+        zero = np.zeros_like(np.take(out, [0], axis=a))
+        out = np.concatenate([zero, np.delete(out, -1, axis=a)], axis=a)
+    return np.flip(out, a) if reverse else out
+
+
+@op("Trilu", attributes=("upper",))
+def trilu(x, k=None, upper=1):
+    k = 0 if k is None else int(np.asarray(k).reshape(-1)[0])
+    return np.triu(x, k) if upper else np.tril(x, k)
+
+
+@op("EyeLike", context=True, attributes=("dtype", "k"))
+def eye_like(x, dtype=None, k=0, ctx=None):
+    out = x.dtype if dtype is None else ctx.np_dtype(dtype)
+    return np.eye(x.shape[0], x.shape[1], k, dtype=out)
+
+
+# Resize: separable, one axis at a time. Each output position reads a few taps of the input along
+# the axis (1 nearest, 2 linear, 4 cubic) with weights; coordinates are computed in float32, as ONNX
+# Runtime and TensorFlow do, so that nearest-neighbour rounding picks the same pixels.
+
+_NEAREST = {"round_prefer_floor": lambda c: np.ceil(c - 0.5),
+            "round_prefer_ceil": lambda c: np.floor(c + 0.5), "floor": np.floor, "ceil": np.ceil}
+
+
+def _source_coords(mode, n_out, n_in, scale, roi):
+    i = np.arange(n_out, dtype=np.float32)
+    scale = np.float32(scale)
+    if mode == "half_pixel":
+        return (i + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (i + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(i)
+    if mode == "half_pixel_symmetric":
+        offset = np.float32(n_in / 2) * (1 - np.float32(n_out) / (scale * n_in))
+        return offset + (i + 0.5) / scale - 0.5
+    if mode == "align_corners":
+        return i * np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.zeros_like(i)
+    if mode == "asymmetric":
+        return i / scale
+    if mode == "tf_half_pixel_for_nn":
+        return (i + 0.5) / scale
+    if mode == "tf_crop_and_resize":
+        start, end = np.float32(roi[0]), np.float32(roi[1])
+        if n_out == 1:
+            return np.full(1, 0.5 * (start + end) * (n_in - 1), np.float32)
+        return start * (n_in - 1) + i * (end - start) * np.float32(n_in - 1) / np.float32(n_out - 1)
+    raise UnsupportedOpError(f"Resize: attribute coordinate_transformation_mode={mode!r} is not "
+                             "supported; supported: " + ", ".join(_COORD_MODES))
+
+
+_COORD_MODES = ("half_pixel", "pytorch_half_pixel", "half_pixel_symmetric", "align_corners",
+                "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize")
+
+
+def _cubic_weights(s, a):
+    """Keys cubic convolution weights of the taps at offsets -1, 0, 1, 2 for fraction ``s``."""
+    d = np.stack([s + 1, s, 1 - s, 2 - s], axis=-1)
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, far)
+
+
+def _taps(c, n_in, mode, nearest_mode, cubic_a, exclude_outside):
+    """Input indices (n_out, taps) and weights (n_out, taps; None for nearest) along one axis."""
+    if mode == "nearest":
+        return np.clip(_NEAREST[nearest_mode](c), 0, n_in - 1).astype(np.int64)[:, None], None
+    if mode == "linear":
+        c = np.clip(c, 0, n_in - 1)
+        i0 = np.floor(c)
+        frac = c - i0
+        idx = np.stack([i0, np.minimum(i0 + 1, n_in - 1)], axis=-1).astype(np.int64)
+        return idx, np.stack([1 - frac, frac], axis=-1)
+    i0 = np.floor(c)
+    w = _cubic_weights(c - i0, np.float32(cubic_a))
+    idx = i0.astype(np.int64)[:, None] + np.arange(-1, 3)
+    if exclude_outside:
+        w = np.where((idx >= 0) & (idx < n_in), w, 0)
+        w /= w.sum(axis=1, keepdims=True)
+    return np.clip(idx, 0, n_in - 1), w
+
+
+def _resize_axis(x, axis, idx, w, valid=None, fill=0.0):
+    if w is None:
+        out = np.take(x, idx[:, 0], axis=axis)
+    else:
+        bshape = (-1,) + (1,) * (x.ndim - axis - 1)
+        wt = w.astype(np.promote_types(x.dtype, np.float32), copy=False)
+        out = sum(np.take(x, idx[:, t], axis=axis) * wt[:, t].reshape(bshape)
+                  for t in range(idx.shape[1]))
+    if valid is not None:
+        out = np.where(valid.reshape((-1,) + (1,) * (x.ndim - axis - 1)), out, fill)
+    return out
+
+
+def _output_plan(x, scales, sizes, axes, policy):
+    """(axis, output length, scale) for every resized axis."""
+    axes = [a % x.ndim for a in axes] if axes else list(range(x.ndim))
+    if sizes is not None:
+        sizes = _ints(sizes)
+        ratios = [s / x.shape[a] for s, a in zip(sizes, axes)]
+        if policy in ("not_larger", "not_smaller"):
+            r = min(ratios) if policy == "not_larger" else max(ratios)
+            return [(a, math.floor(r * x.shape[a] + 0.5), r) for a in axes]
+        return [(a, s, np.float32(s) / np.float32(x.shape[a])) for a, s in zip(axes, sizes)]
+    scales = np.asarray(scales, np.float32).reshape(-1)
+    return [(a, int(np.floor(s * np.float32(x.shape[a]))), s) for a, s in zip(axes, scales)]
+
+
+@op("Resize", attributes=("mode", "coordinate_transformation_mode", "nearest_mode",
+                          "cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias",
+                          "axes", "keep_aspect_ratio_policy"),
+    notes="mode=nearest|linear|cubic (N-d, separable); inputs of opset 11+ (X, roi, scales, "
+          "sizes); antialias=1 only when no axis shrinks under linear/cubic")
+def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
+           coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_floor",
+           cubic_coeff_a=-0.75, exclude_outside=0, extrapolation_value=0.0, antialias=0, axes=None,
+           keep_aspect_ratio_policy="stretch"):
+    if mode not in ("nearest", "linear", "cubic") or nearest_mode not in _NEAREST:
+        raise UnsupportedOpError(
+            f"Resize: attributes mode={mode!r}, nearest_mode={nearest_mode!r} are not supported; "
+            f"supported: mode nearest|linear|cubic, nearest_mode {'|'.join(_NEAREST)}")
+    if sizes is not None and sizes.size == 0:
+        sizes = None
+    plan = _output_plan(x, scales, sizes, axes, keep_aspect_ratio_policy)
+    if antialias and mode != "nearest" and any(n < x.shape[a] for a, n, _ in plan):
+        raise UnsupportedOpError("Resize: attribute antialias=1 when downscaling is not supported; "
+                                 "supported: antialias=0, or antialias=1 when upscaling")
+    crop = coordinate_transformation_mode == "tf_crop_and_resize"
+    roi = None if roi is None or roi.size == 0 else np.asarray(roi, np.float32).reshape(2, -1)
+    out = x
+    for k, (axis, n_out, scale) in enumerate(plan):
+        n_in = x.shape[axis]
+        if n_out == n_in and scale == 1 and not crop:
+            continue
+        r = roi[:, axis if roi.shape[1] == x.ndim else k] if crop else None
+        c = _source_coords(coordinate_transformation_mode, n_out, n_in, scale, r)
+        idx, w = _taps(c, n_in, mode, nearest_mode, cubic_coeff_a, exclude_outside)
+        # tf_crop_and_resize: outputs whose source lies outside the input take extrapolation_value
+        valid = ((c >= 0) & (c <= n_in - 1)) if crop else None
+        out = _resize_axis(out, axis, idx, w, valid, extrapolation_value)
+    if out.dtype != x.dtype:  # integer images resized with float weights
+        out = np.rint(out).astype(x.dtype)
+    return out
