@@ -37,8 +37,12 @@ def relu(x):
 
 @op("Sigmoid")
 def sigmoid(x):
-    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    # 1 / (1 + exp(-x)) keeps full relative precision on both tails; exp(-x) overflowing to inf
+    # for very negative x gives the right limit 0. Built in place: one buffer, three passes.
+    with np.errstate(over="ignore"):
+        t = np.exp(-x)
+    t += 1
+    return np.reciprocal(t, out=t)
 
 
 @op("Tanh")
@@ -156,7 +160,7 @@ def batch_normalization(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, t
     a = scale / np.sqrt(var + epsilon)
     y = x * _channel(a, x.ndim)
     y += _channel(bias - mean * a, x.ndim)
-    return y
+    return y.astype(x.dtype, copy=False)  # opset 15 allows float32 statistics for float16 x
 
 
 @op("InstanceNormalization", attributes=("epsilon",))

@@ -348,8 +348,11 @@ def _resize_axis(x, axis, idx, w, valid=None, fill=0.0):
     else:
         bshape = (-1,) + (1,) * (x.ndim - axis - 1)
         wt = w.astype(np.promote_types(x.dtype, np.float32), copy=False)
-        out = sum(np.take(x, idx[:, t], axis=axis) * wt[:, t].reshape(bshape)
-                  for t in range(idx.shape[1]))
+        out = np.take(x, idx[:, 0], axis=axis) * wt[:, 0].reshape(bshape)
+        for t in range(1, idx.shape[1]):  # accumulate in place: one temporary per tap
+            tap = np.take(x, idx[:, t], axis=axis)
+            tap *= wt[:, t].reshape(bshape)
+            out += tap
     if valid is not None:
         out = np.where(valid.reshape((-1,) + (1,) * (x.ndim - axis - 1)), out, fill)
     return out
@@ -401,6 +404,6 @@ def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
         # tf_crop_and_resize: outputs whose source lies outside the input take extrapolation_value
         valid = ((c >= 0) & (c <= n_in - 1)) if crop else None
         out = _resize_axis(out, axis, idx, w, valid, extrapolation_value)
-    if out.dtype != x.dtype:  # integer images resized with float weights
-        out = np.rint(out).astype(x.dtype)
-    return out
+    if x.dtype.kind in "iu" and out.dtype != x.dtype:  # integer images resized with float weights
+        out = np.rint(out)
+    return out.astype(x.dtype, copy=False)
