@@ -154,7 +154,7 @@ def tile(x, repeats):
     return np.tile(x, _ints(repeats))
 
 
-_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")  # the same names as np.pad's modes
 
 
 @op("Pad", attributes=("mode", "pads", "value"),
@@ -169,10 +169,11 @@ def pad(x, pads, constant_value=None, axes=None, mode="constant", value=0.0):
     width = [[0, 0] for _ in range(x.ndim)]
     for i, a in enumerate(axes):
         width[a] = [pads[i], pads[i + len(axes)]]
+    # np.pad cannot crop: apply the negative pads as a slice first
     x = x[tuple(slice(-min(b, 0), x.shape[d] + min(e, 0)) for d, (b, e) in enumerate(width))]
     width = [(max(b, 0), max(e, 0)) for b, e in width]
     if mode != "constant":
-        return np.pad(x, width, mode=_PAD_MODES[mode])
+        return np.pad(x, width, mode=mode)
     value = value if constant_value is None else constant_value.item()
     return np.pad(x, width, constant_values=value)
 
@@ -385,6 +386,10 @@ def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
         raise UnsupportedOpError(
             f"Resize: attributes mode={mode!r}, nearest_mode={nearest_mode!r} are not supported; "
             f"supported: mode nearest|linear|cubic, nearest_mode {'|'.join(_NEAREST)}")
+    if keep_aspect_ratio_policy not in ("stretch", "not_larger", "not_smaller"):
+        raise UnsupportedOpError(f"Resize: attribute keep_aspect_ratio_policy="
+                                 f"{keep_aspect_ratio_policy!r} is not supported; "
+                                 "supported: stretch, not_larger, not_smaller")
     if sizes is not None and sizes.size == 0:
         sizes = None
     plan = _output_plan(x, scales, sizes, axes, keep_aspect_ratio_policy)
