@@ -85,3 +85,28 @@ def _assert_close(got, want, atol, rtol, what, same_dtype):
                                    rtol=rtol, err_msg=what, equal_nan=True)
     else:
         np.testing.assert_array_equal(got, want, err_msg=what)
+
+
+def check_model(model, feeds, atol=1e-5, rtol=1e-5, oracle_atol=None, reference=False):
+    """Like ``check_op`` for a whole model (several nodes, subgraphs); return the float32 outputs.
+
+    Args:
+        model: an ``onnx.ModelProto`` (e.g. built with ``onnx.helper`` around a Loop/If/Scan).
+        feeds: one array per graph input, by name.
+    """
+    expected = run_ort(model, feeds)
+    out_names = [o.name for o in model.graph.output]
+    got = Interpreter(model, "float32").run(feeds)
+    oracle = Interpreter(model, "float64").run(feeds)
+    for name, want in zip(out_names, expected):
+        _assert_close(got[name], want, atol, rtol, f"float32 vs onnxruntime ({name})",
+                      same_dtype=True)
+        _assert_close(oracle[name], want, oracle_atol or atol * 10, rtol * 10,
+                      f"float64 oracle vs onnxruntime ({name})", same_dtype=False)
+    if reference:
+        from onnx.reference import ReferenceEvaluator
+
+        for name, want in zip(out_names, ReferenceEvaluator(model).run(None, feeds)):
+            _assert_close(got[name], want, atol, rtol, f"vs onnx.reference ({name})",
+                          same_dtype=False)
+    return [got[n] for n in out_names]

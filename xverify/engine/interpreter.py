@@ -93,6 +93,7 @@ class Context:
     node: onnx.NodeProto
     scope: dict
     oracle: bool
+    programs: dict | None = None  # compiled subgraphs, shared with the enclosing program
 
     def np_dtype(self, elem_type: int) -> np.dtype:
         """The NumPy dtype for an ONNX element type under this run's dtype policy."""
@@ -102,8 +103,13 @@ class Context:
 
     def run_subgraph(self, graph: onnx.GraphProto, feeds: dict) -> list[np.ndarray]:
         """Run a subgraph (Loop/If/Scan body) with this scope visible; return its outputs in order."""
-        sub = _Program(graph, self.float_dtype)
-        values = sub.run({**self.scope, **feeds})
+        # Compile each subgraph once per enclosing program, not once per call: a Loop or Scan runs
+        # its body every iteration. Keyed by id(); the graph itself is kept so the id stays unique.
+        cache = self.programs if self.programs is not None else {}
+        entry = cache.get(id(graph))
+        if entry is None or entry[0] is not graph:
+            entry = cache[id(graph)] = (graph, _Program(graph, self.float_dtype))
+        values = entry[1].run(feeds, scope=self.scope)
         return [values[o.name] for o in graph.output]
 
 
@@ -139,6 +145,7 @@ class _Program:
                 if name:
                     last_use[name] = index
         self.keep = {o.name for o in graph.output}
+        self.subprograms: dict = {}
         self.free_after: list[list[str]] = [[] for _ in graph.node]
         for name, index in last_use.items():
             self.free_after[index].append(name)
@@ -149,15 +156,19 @@ class _Program:
         return array
 
     def run(self, feeds: dict, keep: set[str] | None = None,
-            on_tensor: Callable[[str, np.ndarray], None] | None = None) -> dict:
-        values = dict(self.constants)
+            on_tensor: Callable[[str, np.ndarray], None] | None = None,
+            scope: dict | None = None) -> dict:
+        # ``scope``: the enclosing graph's tensors (already cast), visible to a subgraph; its own
+        # initializers and feeds shadow them. Freeing below only drops names from this local dict.
+        values = {**scope, **self.constants} if scope else dict(self.constants)
         values.update({k: self._cast(np.asarray(v)) for k, v in feeds.items()})
         keep = self.keep | (keep or set())
         for index, (node, spec, inputs, outputs, attrs) in enumerate(self.steps):
             args = [values[name] if name else None for name in inputs]
             kwargs = dict(attrs)
             if spec.context:
-                kwargs["ctx"] = Context(self.float_dtype, node, values, self.oracle)
+                kwargs["ctx"] = Context(self.float_dtype, node, values, self.oracle,
+                                        self.subprograms)
             try:
                 result = spec.kernel(*args, **kwargs)
             except KeyError:
