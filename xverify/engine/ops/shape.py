@@ -12,8 +12,8 @@ import math
 import numpy as np
 from onnx import helper
 
-from xverify.errors import UnsupportedOpError
 from xverify.engine.registry import op
+from xverify.errors import UnsupportedOpError
 
 
 def _ints(v) -> list[int]:
