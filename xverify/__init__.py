@@ -1,3 +1,71 @@
-"""xverify: prove an exported ONNX model computes what the trained Keras model computes."""
+"""xverify: prove an exported ONNX model computes what the trained Keras model computes.
+
+Example::
+
+    import xverify
+    report = xverify.check("model.keras")
+    report.raise_if_failed()
+"""
+
+# Submodules named like public functions are imported first, so that importing them later cannot
+# replace the function on the package with the module (they import their heavy libraries lazily).
+import xverify.convert as _convert_module  # noqa: I001
+import xverify.explain as _explain_module
+import xverify.extract as _extract_module
+from xverify import runtimes
+from xverify.check import check
+from xverify.compare import TensorDiff, compare
+from xverify.errors import (
+    ConversionError,
+    InputDataError,
+    MismatchError,
+    MissingDependencyError,
+    ModelFileError,
+    UnsupportedOpError,
+    UsageError,
+    XverifyError,
+)
+from xverify.report.model import CheckReport, LayerDiff
 
 __version__ = "0.1.0"
+
+
+def convert(model, opset=None):
+    """Convert a Keras model (or a path to one) to an ``onnx.ModelProto``; see ``xverify.convert``."""
+    from xverify.load import load_keras
+
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = load_keras(model)
+    return _convert_module.convert(model, opset)
+
+
+def extract_weights(model_or_onnx):
+    """Each Keras layer's weights read back from the ONNX initializers; see ``xverify.extract``."""
+    return _extract_module.extract_weights(model_or_onnx)
+
+
+def explain(model, x):
+    """The step-by-step arithmetic of one input; see ``xverify.explain``."""
+    return _explain_module.explain(model, x)
+
+
+__all__ = [
+    "CheckReport",
+    "ConversionError",
+    "InputDataError",
+    "LayerDiff",
+    "MismatchError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "TensorDiff",
+    "UnsupportedOpError",
+    "UsageError",
+    "XverifyError",
+    "__version__",
+    "check",
+    "compare",
+    "convert",
+    "explain",
+    "extract_weights",
+    "runtimes",
+]

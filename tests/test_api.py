@@ -1,0 +1,31 @@
+"""The flat public API (STYLE.md 7): the names users write stay importable from ``xverify``."""
+
+import subprocess
+import sys
+
+import xverify
+
+PUBLIC = ["CheckReport", "ConversionError", "InputDataError", "LayerDiff", "MismatchError",
+          "MissingDependencyError", "ModelFileError", "TensorDiff", "UnsupportedOpError",
+          "UsageError", "XverifyError", "__version__", "check", "compare", "convert", "explain",
+          "extract_weights", "runtimes"]
+
+
+def test_all_is_the_public_list():
+    assert sorted(xverify.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(xverify, name)
+
+
+def test_functions_are_not_shadowed_by_submodules():
+    import xverify.convert  # noqa: F401  (importing a submodule must not replace the function)
+    import xverify.explain  # noqa: F401
+
+    assert callable(xverify.convert) and callable(xverify.explain) and callable(xverify.check)
+    assert xverify.runtimes.NumpyRuntime and xverify.runtimes.OnnxRuntime
+
+
+def test_import_does_not_load_tensorflow():
+    code = "import sys, xverify; print('tensorflow' in sys.modules, 'tf2onnx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -1,0 +1,279 @@
+"""Orchestration of ``xverify.check``: load, convert, run every runtime on the same inputs, compare.
+
+No numerics live here: conversion is convert.py, weights extract.py, kernels engine/, metrics
+compare.py, per-layer taps layers.py. This module only sequences them and times each stage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from xverify import compare as cmp
+from xverify.errors import InputDataError, UsageError
+from xverify.inputs import fit_inputs, input_specs, load_inputs, synthetic
+from xverify.report.model import CheckReport
+
+RUNTIME_NAMES = ("numpy", "onnxruntime", "tensorflow")
+# Which side of a pair is the reference b in |a - b| <= atol + rtol * |b|: the trained model first.
+_REFERENCE_ORDER = ("tensorflow", "onnxruntime", "numpy")
+
+
+class _Timer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+def parse_runtimes(runtimes) -> tuple[str, ...]:
+    """Normalise ``"numpy,onnxruntime"`` or a sequence; unknown names are a UsageError."""
+    names = [r.strip() for r in (runtimes.split(",") if isinstance(runtimes, str) else runtimes)]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in RUNTIME_NAMES]
+    if unknown or not names:
+        raise UsageError(f"--runtimes {','.join(names) or '(empty)'}: unknown runtime(s) "
+                         f"{unknown or ''}; expected a comma-separated subset of {','.join(RUNTIME_NAMES)}.")
+    return tuple(dict.fromkeys(names))
+
+
+def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol: float | None = None,
+          rtol: float | None = None, runtimes=RUNTIME_NAMES, layers: bool = True, *,
+          opset: int | None = None, oracle: bool = True, ort_optimized: bool = True,
+          cache: bool = True, unsafe: bool = False) -> CheckReport:
+    """Check that the ONNX export of a model computes what the model computes.
+
+    Args:
+        model: path to a ``.keras``/``.h5``/SavedModel/``.onnx`` file, or a Keras model object.
+        onnx: an ONNX file (or ModelProto) to check instead of converting the model here.
+        inputs: a ``.npz``/``.npy``/``.csv`` path or a dict of arrays; None for seeded synthetic data.
+        samples, seed: size and seed of the synthetic inputs.
+        atol, rtol: tolerance of every comparison (defaults in ``xverify.compare``).
+        runtimes: which of numpy, onnxruntime, tensorflow to run.
+        layers: compare every layer's output and name the first divergence.
+        opset: ONNX opset for the conversion (13..18).
+        oracle: also run the NumPy engine in float64 and report each runtime's distance from it.
+        ort_optimized: also compare ONNX Runtime with graph optimizations on against off.
+        cache: reuse a cached conversion of an unchanged model file.
+        unsafe: allow Keras to run code stored in the model file (Lambda layers).
+
+    Returns:
+        A CheckReport; ``bool(report)`` is True when everything agreed within tolerance.
+    """
+    from xverify import load
+
+    timer = _Timer()
+    atol = cmp.DEFAULT_ATOL if atol is None else float(atol)
+    rtol = cmp.DEFAULT_RTOL if rtol is None else float(rtol)
+    if atol < 0 or rtol < 0:
+        raise UsageError(f"tolerances must be >= 0 (got atol={atol}, rtol={rtol}).")
+    names = parse_runtimes(runtimes)
+    if inputs is None and int(samples) < 1:
+        raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
+
+    with timer.stage("load"):
+        keras_model, source = _load_model(model, unsafe)
+    onnx_model, onnx_path, notes = _onnx_model(keras_model, source, onnx, opset, cache, timer)
+    if keras_model is None and "tensorflow" in names:
+        names = tuple(n for n in names if n != "tensorflow")
+        notes.append("tensorflow skipped: the model is an ONNX file, not a Keras model")
+    if len(names) < 2 and not (oracle and "numpy" in names):
+        raise UsageError(f"runtimes {list(names)}: a check needs at least two runtimes to compare.")
+
+    specs = input_specs(onnx_model)
+    with timer.stage("inputs"):
+        feeds, input_source = _feeds(inputs, specs, samples, seed)
+
+    runners = _build_runtimes(names, onnx_model, keras_model, timer)
+    outputs = {}
+    for name, runner in runners.items():
+        with timer.stage(f"run_{name}"):
+            outputs[name] = _named_outputs(runner.run(_feeds_for(name, feeds, runner)), onnx_model,
+                                           name)
+    extra, oracle_rows = _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized,
+                                     atol, rtol, timer)
+    with timer.stage("compare"):
+        comparisons = _compare_outputs(outputs, atol, rtol) + extra
+
+    weights, unattributed = (), ()
+    if keras_model is not None:
+        with timer.stage("weights"):
+            from xverify.extract import match_weights
+
+            weight_report = match_weights(keras_model, onnx_model)
+            weights = tuple(w for layer in weight_report.layers for w in layer.weights)
+            unattributed = tuple(weight_report.unattributed)
+
+    layer_rows, first, suspects = (), None, ()
+    if layers and keras_model is not None:
+        with timer.stage("layers"):
+            from xverify.layers import compare_layers
+
+            layer_rows, first, suspects = compare_layers(keras_model, onnx_model, feeds, runners,
+                                                         atol=atol, rtol=rtol)
+    return CheckReport(
+        model={"path": source.path if source else None, "format": source.format if source else
+               "keras-object", "onnx_path": onnx_path, "opset": _opset(onnx_model),
+               "sha256": source.sha256 if source else None},
+        inputs={"source": input_source, "seed": seed if input_source == "synthetic" else None,
+                "samples": int(next(iter(feeds.values())).shape[0]) if feeds else 0,
+                "tensors": [s.to_dict() for s in specs]},
+        tolerance={"atol": atol, "rtol": rtol},
+        comparisons=tuple(comparisons), weights=weights, unattributed=unattributed,
+        layers=tuple(layer_rows), first_divergence=first, suspects=tuple(suspects),
+        oracle=tuple(oracle_rows), versions=versions(), timings=timer.timings, notes=tuple(notes))
+
+
+def _load_model(model, unsafe):
+    from xverify import load
+
+    if isinstance(model, (str, Path)):
+        loaded, source = load.open_model(model, unsafe=unsafe)
+        if source.format == "onnx":
+            return None, source
+        if source.format == "savedmodel":
+            from xverify.savedmodel import as_keras_like
+
+            return as_keras_like(loaded, source.path), source
+        return loaded, source
+    return model, None
+
+
+def _onnx_model(keras_model, source, onnx, opset, cache, timer):
+    from xverify import convert, load
+
+    notes = []
+    if onnx is not None:
+        with timer.stage("load_onnx"):
+            if isinstance(onnx, (str, Path)):
+                return load.load_onnx(onnx), str(onnx), notes
+            return onnx, None, notes
+    if keras_model is None:  # the model itself is an ONNX file
+        with timer.stage("load_onnx"):
+            return load.load_onnx(source.path), source.path, notes
+    with timer.stage("convert"):
+        if cache and source is not None:
+            from xverify.cache import cached_convert
+
+            onnx_model, hit = cached_convert(keras_model, source, opset)
+            notes.append("conversion reused from cache" if hit else "conversion cached")
+        else:
+            onnx_model = convert.convert(keras_model, opset)
+    return onnx_model, None, notes
+
+
+def _feeds(inputs, specs, samples, seed):
+    if inputs is None:
+        return synthetic(specs, samples, seed), "synthetic"
+    if isinstance(inputs, dict):
+        return fit_inputs(inputs, specs, "inputs"), "dict"
+    return load_inputs(inputs, specs), str(inputs)
+
+
+def _build_runtimes(names, onnx_model, keras_model, timer):
+    from xverify.runtimes import NumpyRuntime, OnnxRuntime, TensorflowRuntime
+
+    factories = {"numpy": lambda: NumpyRuntime(onnx_model, "float32"),
+                 "onnxruntime": lambda: OnnxRuntime(onnx_model, "disabled"),
+                 "tensorflow": lambda: TensorflowRuntime(keras_model)}
+    runners = {}
+    for name in names:
+        with timer.stage(f"init_{name}"):
+            runners[name] = factories[name]()
+    return runners
+
+
+def _feeds_for(name, feeds, runner):
+    """TensorFlow takes Keras input names; a foreign ONNX file may name its inputs otherwise."""
+    if name != "tensorflow" or set(runner.input_names) == set(feeds):
+        return feeds
+    if len(runner.input_names) != len(feeds):
+        raise InputDataError(f"the ONNX model has inputs {list(feeds)} but the Keras model has "
+                             f"{runner.input_names}: they do not correspond.")
+    return dict(zip(runner.input_names, feeds.values()))
+
+
+def _named_outputs(result, onnx_model, runtime):
+    """Key every runtime's outputs by the ONNX output names (positionally if names differ)."""
+    onnx_names = [o.name for o in onnx_model.graph.output]
+    if all(n in result for n in onnx_names):
+        return {n: result[n] for n in onnx_names}
+    values = list(result.values())[:len(onnx_names)]
+    if len(values) != len(onnx_names):
+        raise InputDataError(f"{runtime} returned {len(result)} output(s) but the ONNX model has "
+                             f"{len(onnx_names)} ({onnx_names}).")
+    return dict(zip(onnx_names, values))
+
+
+def _pairs(names):
+    ordered = sorted(names, key=_REFERENCE_ORDER.index)  # reference side first
+    return [(a, b) for b, a in itertools.combinations(ordered, 2)]
+
+
+def _compare_outputs(outputs, atol, rtol):
+    diffs = []
+    for a, b in _pairs(list(outputs)):
+        for name in outputs[b]:
+            diffs.append(cmp.compare(outputs[a][name], outputs[b][name], atol=atol, rtol=rtol,
+                                     a_name=a, b_name=b, output=name))
+    return diffs
+
+
+def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, rtol, timer):
+    """ONNX Runtime optimized vs not (a comparison) and the float64 oracle (distances)."""
+    from xverify.runtimes import NumpyRuntime, OnnxRuntime
+
+    extra, rows = [], []
+    if ort_optimized and "onnxruntime" in names:
+        with timer.stage("run_onnxruntime-opt"):
+            optimized = _named_outputs(OnnxRuntime(onnx_model, "all").run(feeds), onnx_model, "ort")
+        outputs_opt = optimized
+        for name, value in outputs_opt.items():
+            extra.append(cmp.compare(value, outputs["onnxruntime"][name], atol=atol, rtol=rtol,
+                                     a_name="onnxruntime-opt", b_name="onnxruntime", output=name))
+    if oracle and "numpy" in names:
+        with timer.stage("run_oracle"):
+            exact = _named_outputs(NumpyRuntime(onnx_model, "float64").run(feeds), onnx_model,
+                                   "oracle")
+        for runtime, outs in outputs.items():
+            for name, value in outs.items():
+                d = cmp.compare(value, exact[name], atol=atol, rtol=rtol, a_name=runtime,
+                                b_name="oracle", output=name)
+                rows.append({"runtime": runtime, "output": name, "max_abs_diff": d.max_abs_diff,
+                             "mean_abs_diff": d.mean_abs_diff})
+    return extra, rows
+
+
+def _opset(onnx_model) -> int | None:
+    return next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def versions() -> dict:
+    """Versions of everything that took part, for the report."""
+    import importlib.metadata as md
+
+    import xverify
+
+    out = {"xverify": xverify.__version__, "python": platform.python_version(),
+           "numpy": np.__version__}
+    for dist, key in (("onnx", "onnx"), ("onnxruntime", "onnxruntime"),
+                      ("tensorflow-cpu", "tensorflow"), ("tensorflow", "tensorflow"),
+                      ("tf2onnx", "tf2onnx"), ("keras", "keras")):
+        if out.get(key):
+            continue
+        try:
+            out[key] = md.version(dist)
+        except md.PackageNotFoundError:
+            out.setdefault(key, None)
+    return out

@@ -1,0 +1,259 @@
+"""The ``xverify`` command: each subcommand is a thin call into the library.
+
+Exit codes: 0 everything within tolerance; 1 a mismatch was found; 2 xverify could not do the check.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any TensorFlow import: keep output clean
+
+import typer
+from rich.console import Console
+
+from xverify.errors import XverifyError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Prove an exported ONNX model computes what the Keras model computes.")
+out = Console()
+err = Console(stderr=True)
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+ModelArg = Annotated[Path, typer.Argument(help="A .keras/.h5 model, a SavedModel directory or an .onnx file.",
+                                          show_default=False)]
+
+
+@app.callback()
+def _main() -> None:
+    """Prove an exported ONNX model computes what the Keras model computes."""
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        raise exc
+    code = getattr(exc, "exit_code", 2)
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(debug: bool, fn, tensorflow: bool = True):
+    """Run a command body; user errors become one message and exit 2 (1 for a mismatch)."""
+    _quiet_libraries()
+    if tensorflow and not debug:
+        _import_tensorflow_quietly()
+    try:
+        return fn()
+    except XverifyError as exc:
+        _fail(exc, debug)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ logger prints start-up banners (oneDNN, absl) on fd 2 even at
+    TF_CPP_MIN_LOG_LEVEL=3; silence the fd during the import only, so users see xverify's output."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+                import tf2onnx  # noqa: F401
+            except ImportError:
+                pass  # reported with a clear message where it is needed
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("tensorflow", "absl", "tf2onnx", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@app.command()
+def check(
+    model: ModelArg,
+    onnx: Annotated[Optional[Path], typer.Option(help="Check this ONNX file instead of converting MODEL.")] = None,
+    inputs: Annotated[Optional[Path], typer.Option(help="Inputs: .npz (by input name), .npy (one input) or .csv (a row per sample).")] = None,
+    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    runtimes: Annotated[str, typer.Option(help="Comma-separated runtimes to compare.")] = "numpy,onnxruntime,tensorflow",
+    layers: Annotated[bool, typer.Option("--layers/--no-layers", help="Compare every layer and name the first divergence.")] = True,
+    oracle: Annotated[bool, typer.Option("--oracle/--no-oracle", help="Also run the float64 NumPy oracle.")] = True,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse the cached conversion of an unchanged model.")] = True,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset for the conversion (13-18, default 17).")] = None,
+    json: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON report here.")] = None,
+    junit: Annotated[Optional[Path], typer.Option(help="Write a JUnit XML report here.")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="Write an HTML report here.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every weight and layer.")] = False,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file (Lambda layers). Only for files you trust.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Convert MODEL to ONNX and compare NumPy, ONNX Runtime and TensorFlow on the same inputs."""
+
+    def body():
+        import xverify
+        from xverify.report.text import render
+
+        _refuse_overwrite([json, junit, html], [model, onnx, inputs])
+        report = xverify.check(model, onnx=onnx, inputs=inputs, samples=samples, seed=seed,
+                               atol=atol, rtol=rtol, runtimes=runtimes, layers=layers,
+                               oracle=oracle, cache=cache, opset=opset, unsafe=unsafe)
+        render(report, out, verbose=verbose)
+        _write_reports(report, json, junit, html)
+        raise typer.Exit(0 if report.passed else 1)
+
+    _run(debug, body)
+
+
+def _refuse_overwrite(outputs, inputs) -> None:
+    from xverify.errors import UsageError
+
+    sources = {os.path.realpath(p) for p in inputs if p}
+    for target in outputs:
+        if target and os.path.realpath(target) in sources:
+            raise UsageError(f"{target}: refusing to overwrite an input file; choose another path.")
+
+
+def _write_reports(report, json_path, junit_path, html_path) -> None:
+    if json_path:
+        from xverify.report.json import write_json
+
+        write_json(report, json_path)
+    if junit_path:
+        from xverify.report.junit import write_junit
+
+        write_junit(report, junit_path)
+    if html_path:
+        from xverify.report.html import write_html
+
+        write_html(report, html_path)
+
+
+@app.command()
+def convert(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the ONNX model.")],
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset, 13 to 18 (default 17).")] = None,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Convert a Keras model to ONNX (tf2onnx, inputs/outputs named after the Keras model's)."""
+
+    def body():
+        from xverify import convert as conv
+        from xverify.load import load_keras
+
+        _refuse_overwrite([output], [model])
+        onnx_model = conv.convert(load_keras(model, unsafe=unsafe), conv.check_opset(opset))
+        conv.save_onnx(onnx_model, output, inputs=[model])
+        ops = sorted({n.op_type for n in onnx_model.graph.node})
+        out.print(f"wrote {output} (opset {conv.check_opset(opset)}, {len(onnx_model.graph.node)} "
+                  f"nodes: {', '.join(ops)})")
+
+    _run(debug, body)
+
+
+@app.command()
+def weights(
+    model: ModelArg,
+    npz: Annotated[Optional[Path], typer.Option(help="Save every weight (Keras layout) to this .npz.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print more values of each weight.")] = False,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Show each layer's weights and biases as read back from the ONNX initializers."""
+
+    def body():
+        from xverify.report.weights import load_weights, print_weights, save_npz
+
+        _refuse_overwrite([npz], [model])
+        layers = load_weights(model, unsafe=unsafe)
+        print_weights(layers, out, verbose=verbose)
+        if npz:
+            save_npz(layers, npz)
+            out.print(f"wrote {npz}")
+        raise typer.Exit(0 if all(w.passed for layer in layers for w in layer.weights) else 1)
+
+    _run(debug, body)
+
+
+@app.command()
+def explain(
+    model: ModelArg,
+    input: Annotated[str, typer.Option("--input", help="The input values of one sample, comma-separated (e.g. 10 or 0.5,1,2).")],
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the step-by-step table as CSV.")] = None,
+    xlsx: Annotated[Optional[Path], typer.Option("--xlsx", help="Write the table as an Excel workbook.")] = None,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Show the arithmetic of one input step by step: x*w + b = z, activation(z) = a, per unit."""
+
+    def body():
+        from xverify.errors import InputDataError
+        from xverify.explain import explain as run_explain
+        from xverify.load import load_keras
+
+        _refuse_overwrite([csv, xlsx], [model])
+        try:
+            values = [float(v) for v in input.replace(";", ",").split(",") if v.strip()]
+        except ValueError as exc:
+            raise InputDataError(f"--input {input!r}: expected comma-separated numbers.") from exc
+        keras_model = load_keras(model, unsafe=unsafe)
+        try:
+            explanation = run_explain(keras_model, values)
+        except InputDataError as exc:
+            raise InputDataError(f"{model}: {exc}") from exc
+        out.print(explanation.text(), highlight=False, markup=False)
+        if csv:
+            explanation.to_csv(csv)
+            out.print(f"wrote {csv}")
+        if xlsx:
+            explanation.to_xlsx(xlsx)
+            out.print(f"wrote {xlsx}")
+
+    _run(debug, body)
+
+
+@app.command()
+def ops(debug: Debug = False) -> None:
+    """List the ONNX ops the NumPy engine runs, with the attributes each kernel honours."""
+
+    def body():
+        from rich.table import Table
+
+        from xverify.engine import supported_ops
+
+        table = Table(title="ONNX ops supported by xverify's NumPy engine", title_justify="left")
+        for column in ("op", "attributes", "notes"):
+            table.add_column(column)
+        specs = supported_ops()
+        for spec in specs:
+            table.add_row(spec.name, ", ".join(spec.attributes) or "-", spec.notes)
+        out.print(table)
+        out.print(f"{len(specs)} ops")
+
+    _run(debug, body, tensorflow=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The inputs every runtime sees: seeded synthetic data from the model's signature, or a user's file.
+
+Synthetic floats are standard normal; an integer input that feeds an embedding (an ONNX ``Gather`` on
+a constant table) gets valid indices below the table's row count. Files are read without unpickling:
+``.npz`` (arrays by input name), ``.npy`` (one input) and ``.csv`` (one row per sample, one input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from xverify.errors import InputDataError, UsageError
+
+DYNAMIC_DIM = 8  # size given to an unknown non-batch dimension (a sequence length, say)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name, shape (None for unknown dims), dtype and index bound if any."""
+
+    name: str
+    shape: tuple
+    dtype: str
+    high: int | None = None  # integer inputs: values must stay below this (vocabulary size)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+def input_specs(onnx_model: onnx.ModelProto) -> list[InputSpec]:
+    """The graph inputs (initializers excluded) with the bound of each index input."""
+    inits = {i.name for i in onnx_model.graph.initializer}
+    bounds = _index_bounds(onnx_model)
+    specs = []
+    for value in onnx_model.graph.input:
+        if value.name in inits:
+            continue
+        tensor = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        dtype = str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        specs.append(InputSpec(value.name, shape, dtype, bounds.get(value.name)))
+    return specs
+
+
+def _index_bounds(onnx_model: onnx.ModelProto) -> dict[str, int]:
+    """Integer graph inputs whose values reach a Gather's indices on a constant table -> its rows.
+
+    Keras 3's Embedding wraps negative indices (Less, Where, Add) before its Gather, so ancestry is
+    followed through any chain of nodes, not only Casts.
+    """
+    graph = onnx_model.graph
+    sizes = {i.name: list(i.dims) for i in graph.initializer}
+    ancestors: dict[str, set[str]] = {i.name: {i.name} for i in graph.input
+                                      if i.name not in sizes}
+    bounds: dict[str, int] = {}
+    for node in graph.node:
+        found = set().union(*(ancestors.get(name, set()) for name in node.input))
+        if node.op_type == "Gather" and node.input[0] in sizes and len(node.input) > 1:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            rows = sizes[node.input[0]][axis]
+            for name in ancestors.get(node.input[1], ()):
+                bounds[name] = min(rows, bounds.get(name, rows))
+        for out in node.output:
+            ancestors[out] = found
+    integer = {i.name for i in graph.input
+               if helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).kind in "iu"}
+    return {k: v for k, v in bounds.items() if k in integer}
+
+
+def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random inputs: ``samples`` rows for each input of ``specs``."""
+    if samples < 1:
+        raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        shape = (samples, *[DYNAMIC_DIM if d is None else d for d in spec.shape[1:]])
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu":
+            feeds[spec.name] = rng.integers(0, spec.high or 10, shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec.name] = rng.random(shape) < 0.5
+        else:
+            raise InputDataError(f"input {spec.name!r} has dtype {dtype}; xverify can only make "
+                                 "numeric or boolean synthetic inputs: pass --inputs FILE.")
+    return feeds
+
+
+def load_inputs(path: str | Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    """Read inputs from ``.npz``, ``.npy`` or ``.csv`` and check them against ``specs``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputDataError(f"{p}: no such inputs file. Expected .npz (arrays by input name), "
+                             ".npy (one input) or .csv (one row per sample).")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(p, allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+        elif suffix == ".npy":
+            arrays = {_only(specs, p, "a .npy file").name: np.load(p, allow_pickle=False)}
+        elif suffix == ".csv":
+            spec = _only(specs, p, "a .csv file")
+            table = np.loadtxt(p, delimiter=",", ndmin=2, dtype=np.float64)
+            arrays = {spec.name: table}
+        else:
+            raise InputDataError(f"{p}: unknown inputs format {suffix!r}; expected .npz, .npy or .csv.")
+    except InputDataError:
+        raise
+    except ValueError as exc:
+        what = ("it holds Python objects (pickled), which xverify never loads"
+                if "pickle" in str(exc).lower() else str(exc).splitlines()[0])
+        raise InputDataError(f"{p}: cannot read inputs: {what}. Save plain numeric arrays "
+                             "(np.save / np.savez, or a numeric .csv).") from exc
+    except Exception as exc:
+        raise InputDataError(f"{p}: cannot read inputs ({type(exc).__name__}: {exc}).") from exc
+    return fit_inputs(arrays, specs, str(p))
+
+
+def _only(specs, path, what) -> InputSpec:
+    if len(specs) != 1:
+        raise InputDataError(f"{path}: {what} holds one input, but the model has {len(specs)} "
+                             f"inputs {[s.name for s in specs]}; use an .npz with one array per name.")
+    return specs[0]
+
+
+def fit_inputs(arrays: dict[str, np.ndarray], specs: list[InputSpec], origin: str) -> dict:
+    """Match arrays to the model's inputs by name and check shapes and dtypes (exit 2 if off)."""
+    names = [s.name for s in specs]
+    if len(specs) == 1 and len(arrays) == 1 and names[0] not in arrays:
+        arrays = {names[0]: next(iter(arrays.values()))}
+    unknown = sorted(set(arrays) - set(names))
+    missing = [n for n in names if n not in arrays]
+    if unknown or missing:
+        raise InputDataError(f"{origin}: input names {sorted(arrays)} do not fit the model, which "
+                             f"expects {names} (missing {missing}, unknown {unknown}).")
+    feeds, batch = {}, None
+    for spec in specs:
+        array = np.asarray(arrays[spec.name])
+        if array.dtype.kind not in "biuf":
+            raise InputDataError(f"{origin}: input {spec.name!r} has dtype {array.dtype}; "
+                                 f"expected numeric data of dtype {spec.dtype}.")
+        if array.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:
+            array = array.reshape(-1, 1)  # a column of scalars for a one-feature input
+        expected = ("N", *["?" if d is None else d for d in spec.shape[1:]])
+        if array.ndim != len(spec.shape) or any(
+                d is not None and d != a for d, a in zip(spec.shape[1:], array.shape[1:])):
+            raise InputDataError(f"{origin}: input {spec.name!r} has shape {array.shape}, but the "
+                                 f"model expects {tuple(expected)} (N samples).")
+        feeds[spec.name] = _cast(array, spec, origin)
+        if batch is not None and array.shape[0] != batch:
+            raise InputDataError(f"{origin}: inputs have different sample counts "
+                                 f"({batch} and {array.shape[0]} for {spec.name!r}).")
+        batch = array.shape[0]
+    if not batch:
+        raise InputDataError(f"{origin}: the inputs hold no samples (0 rows).")
+    return feeds
+
+
+def _cast(array: np.ndarray, spec: InputSpec, origin: str) -> np.ndarray:
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind in "iu" and array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise InputDataError(f"{origin}: input {spec.name!r} expects integers ({dtype}) but "
+                                 "holds non-integer values.")
+    if spec.high is not None and array.size and (array.min() < 0 or array.max() >= spec.high):
+        raise InputDataError(f"{origin}: input {spec.name!r} holds indices from {array.min()} to "
+                             f"{array.max()}, but the embedding has {spec.high} rows (0..{spec.high - 1}).")
+    return array.astype(dtype, copy=False)

@@ -1,0 +1,290 @@
+"""Keras layer <-> ONNX tensor map, layout reconciliation, and the per-layer comparison.
+
+Each Keras layer's ONNX nodes are found by the ``xvl<index>`` scope token that ``convert`` puts in node
+names (or, for an ONNX file converted elsewhere, by the TensorFlow name scope ``<layer>`` / ``<layer>_N``).
+A layer's output tensor is the last tensor its nodes produce that is used outside them. Conv layers run
+NCHW inside the graph, so each tensor's layout is propagated through the Transposes, and an NCHW
+tensor is transposed back before it is compared with the Keras (channels-last) output.
+
+Memory stays bounded: layers are compared in chunks whose tensors fit a byte budget; the NumPy engine
+streams its tensors through a callback and each chunk's values are released once compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from xverify import compare as cmp
+from xverify.convert import LAYERS_METADATA_KEY, flat_layers, layer_index_of
+from xverify.report.model import LayerDiff
+
+CHUNK_BYTES = 256 << 20  # per runtime: tapped tensors held at once
+_RESHAPING = {"Reshape", "Flatten", "MatMul", "Gemm", "Shape", "Gather", "Squeeze", "Unsqueeze",
+              "Einsum", "ReduceMean", "ReduceSum", "ReduceMax", "GlobalAveragePool", "GlobalMaxPool"}
+
+
+@dataclass
+class LayerTensor:
+    """A Keras layer and the ONNX tensor holding its output (None: fused away or removed)."""
+
+    index: int
+    name: str
+    layer_class: str
+    tensor: str | None
+    nodes: tuple[str, ...]
+    nchw: bool
+    inbound: tuple[str, ...]
+
+
+def _node_layer_indices(onnx_model, layers) -> list[int | None]:
+    tokens = [layer_index_of(n.name) for n in onnx_model.graph.node]
+    if any(t is not None for t in tokens) and _same_layers(onnx_model, layers):
+        return tokens
+    names = sorted((layer.name for layer in layers), key=len, reverse=True)
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    out = []
+    for node in onnx_model.graph.node:  # foreign file: match the TensorFlow scope components
+        parts = node.name.split("/")[:-1]
+        hit = next((index[n] for part in parts for n in names
+                    if part == n or re.fullmatch(re.escape(n) + r"_\d+", part)), None)
+        out.append(hit)
+    return out
+
+
+def _same_layers(onnx_model, layers) -> bool:
+    meta = {p.key: p.value for p in onnx_model.metadata_props}.get(LAYERS_METADATA_KEY)
+    if meta is None:
+        return True
+    table = json.loads(meta)
+    return [row["name"] for row in table] == [layer.name for layer in layers]
+
+
+def _nchw_tensors(onnx_model) -> set[str]:
+    """Tensors in channels-first layout, propagated from the inputs through every Transpose."""
+    nchw: set[str] = set()
+    for node in onnx_model.graph.node:
+        first = next((i for i in node.input if i), "")
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+            rank = len(perm)
+            to_first = [0, rank - 1, *range(1, rank - 1)]
+            to_last = [0, *range(2, rank), 1]
+            if rank >= 3 and ((perm == to_first and first not in nchw)
+                              or (perm == list(range(rank)) and first in nchw)):
+                nchw.update(node.output)
+            elif rank >= 3 and perm == to_last and first not in nchw:
+                pass  # channels-last again (or a foreign layout we leave as is)
+        elif node.op_type not in _RESHAPING and first in nchw:
+            nchw.update(o for o in node.output if o)
+    return nchw
+
+
+def _inbound(layer) -> tuple[str, ...]:
+    names = []
+    for node in getattr(layer, "_inbound_nodes", [])[:1]:
+        for tensor in getattr(node, "input_tensors", []):
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None:
+                names.append(history.operation.name)
+    return tuple(names)
+
+
+def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
+    """Every flat Keras layer with the ONNX tensor that holds its output."""
+    layers = flat_layers(keras_model)
+    graph = onnx_model.graph
+    owners = _node_layer_indices(onnx_model, layers)
+    consumers: dict[str, set[int]] = {}
+    for position, node in enumerate(graph.node):
+        for name in node.input:
+            consumers.setdefault(name, set()).add(position)
+    outputs = {o.name for o in graph.output}
+    nchw = _nchw_tensors(onnx_model)
+    rows = []
+    for index, layer in enumerate(layers):
+        positions = [p for p, owner in enumerate(owners) if owner == index]
+        mine = set(positions)
+        tensor = None
+        for p in positions:
+            for name in graph.node[p].output:
+                if name and (name in outputs or consumers.get(name, set()) - mine):
+                    tensor = name
+        rows.append(LayerTensor(index, layer.name, type(layer).__name__, tensor,
+                                tuple(graph.node[p].name for p in positions), tensor in nchw,
+                                _inbound(layer)))
+    return rows
+
+
+def to_keras_layout(value: np.ndarray, nchw: bool) -> np.ndarray:
+    """An ONNX tensor in the layout of the Keras layer's output."""
+    if nchw and value.ndim >= 3:
+        return np.moveaxis(value, 1, -1)
+    return value
+
+
+def _chunks(rows: list[LayerTensor], keras_model, batch: int) -> list[list[LayerTensor]]:
+    by_name = {layer.name: layer for layer in flat_layers(keras_model)}
+    chunks, current, size = [], [], 0
+    for row in rows:
+        shape = getattr(by_name[row.name], "output", None)
+        shape = getattr(shape, "shape", None) or ()
+        nbytes = 4 * batch * math.prod(d or 1 for d in tuple(shape)[1:])
+        if current and size + nbytes > CHUNK_BYTES:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(row)
+        size += nbytes
+    return chunks + ([current] if current else [])
+
+
+def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol):
+    """Compare every mapped layer across every pair of runtimes, chunk by chunk.
+
+    Returns:
+        ``(layer_diffs, first_divergence, suspects)``.
+    """
+    rows = [r for r in map_layers(keras_model, onnx_model) if r.tensor is not None]
+    if not rows or len(runners) < 2:
+        return (), None, ()
+    batch = int(next(iter(feeds.values())).shape[0])
+    chunks = _chunks(rows, keras_model, batch)
+    results: dict[str, LayerDiff] = {}
+    taps = {"tensorflow": lambda chunk: [r.name for r in chunk],
+            "onnxruntime": lambda chunk: [r.tensor for r in chunk]}
+
+    def finish(chunk, numpy_values):
+        values = {}
+        for name, runner in runners.items():
+            if name == "numpy":
+                values[name] = {r.name: to_keras_layout(numpy_values[r.tensor], r.nchw) for r in chunk}
+                continue
+            got = _tap(runner, name, feeds, taps[name](chunk))
+            values[name] = {r.name: (got.get(r.name) if name == "tensorflow" else
+                                     None if got.get(r.tensor) is None
+                                     else to_keras_layout(got[r.tensor], r.nchw)) for r in chunk}
+        for row in chunk:
+            results[row.name] = _layer_diff(row, values, atol, rtol)
+
+    if "numpy" in runners:
+        _stream_numpy(runners["numpy"], feeds, chunks, finish)
+    else:
+        for chunk in chunks:
+            finish(chunk, {})
+    ordered = [results[r.name] for r in rows if r.name in results]
+    growth = _growth(rows, results)
+    ordered = [_with_growth(d, growth.get(d.name, 0.0)) for d in ordered]
+    first = first_divergence(rows, {d.name: d for d in ordered})
+    suspects = sorted(({"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
+                       for d in ordered if not d.passed), key=lambda s: -s["growth"])
+    return tuple(ordered), first, tuple(suspects[:5])
+
+
+def _tap(runner, name, feeds, names):
+    try:
+        return runner.run(feeds, taps=names)
+    except Exception:  # a layer that cannot be tapped (nested model, untyped tensor) is skipped
+        return {}
+
+
+def _stream_numpy(runner, feeds, chunks, finish):
+    wanted = {r.tensor: i for i, chunk in enumerate(chunks) for r in chunk}
+    pending = [{r.tensor for r in chunk} for chunk in chunks]
+    held: dict[str, np.ndarray] = {}
+
+    def on_tensor(name, value):
+        index = wanted.get(name)
+        if index is None:
+            return
+        held[name] = value
+        pending[index].discard(name)
+        if not pending[index]:
+            finish(chunks[index], held)
+            for r in chunks[index]:
+                held.pop(r.tensor, None)
+
+    runner.run(feeds, on_tensor=on_tensor)
+    for index, chunk in enumerate(chunks):  # tensors the engine never produced: compare the rest
+        if pending[index]:
+            finish([r for r in chunk if r.tensor in held], held)
+
+
+def _layer_diff(row, values, atol, rtol) -> LayerDiff:
+    diffs = {}
+    names = [n for n in ("tensorflow", "onnxruntime", "numpy") if n in values]
+    for i, b in enumerate(names):
+        for a in names[i + 1:]:
+            va, vb = values[a].get(row.name), values[b].get(row.name)
+            if va is None or vb is None:
+                continue
+            diffs[f"{a}|{b}"] = cmp.compare(va, vb, atol=atol, rtol=rtol, a_name=a, b_name=b,
+                                            output=row.name)
+    return LayerDiff(row.name, row.layer_class, row.tensor, row.nodes, diffs,
+                     all(diffs.values()) if diffs else True)
+
+
+def _error(diff: LayerDiff | None) -> float:
+    """A layer's worst normalised error: max abs diff over the allowed difference."""
+    if diff is None or not diff.diffs:
+        return 0.0
+    return max(d.max_abs_diff / (d.atol + d.rtol) for d in diff.diffs.values())
+
+
+def _growth(rows, results) -> dict[str, float]:
+    """How sharply the error grows across each layer: log10 of output error over input error."""
+    growth = {}
+    for row in rows:
+        err_in = max((_error(results.get(n)) for n in row.inbound), default=0.0)
+        err_out = _error(results.get(row.name))
+        growth[row.name] = math.log10((err_out + 1e-3) / (err_in + 1e-3)) if math.isfinite(
+            err_out) else float("inf")
+    return growth
+
+
+def _with_growth(diff: LayerDiff, growth: float) -> LayerDiff:
+    return LayerDiff(diff.name, diff.layer_class, diff.onnx_tensor, diff.onnx_nodes, diff.diffs,
+                     diff.passed, growth)
+
+
+def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
+    """The earliest failing layer all of whose (compared) inputs are within tolerance."""
+    rows_by = {r.name: r for r in rows}
+
+    def inputs_ok(name, pair, seen=()):
+        for parent in rows_by[name].inbound if name in rows_by else ():
+            d = diffs.get(parent)
+            if d is None:  # not compared (removed or fused): look through it
+                if parent not in seen and not inputs_ok(parent, pair, (*seen, parent)):
+                    return False
+            elif pair in d.diffs and not d.diffs[pair]:
+                return False
+        return True
+
+    for row in rows:
+        d = diffs.get(row.name)
+        if d is None or d.passed:
+            continue
+        for pair, diff in sorted(d.diffs.items(), key=lambda kv: -kv[1].max_abs_diff):
+            if not diff and inputs_ok(row.name, pair):
+                return {"layer": row.name, "class": row.layer_class, "a": diff.a, "b": diff.b,
+                        "max_abs_diff": diff.max_abs_diff, "onnx_tensor": row.tensor,
+                        "onnx_nodes": list(row.nodes), "diverged": _who(d)}
+    return None
+
+
+def _who(diff: LayerDiff) -> str:
+    """Which side diverged, from which pairs agree."""
+    ok = {pair for pair, d in diff.diffs.items() if d}
+    if "onnxruntime|numpy" in ok or "numpy|onnxruntime" in ok:
+        return ("numpy and onnxruntime agree on the ONNX graph and both differ from TensorFlow: "
+                "the conversion is at fault")
+    for pair in ok:
+        sides = pair.split("|")
+        if "tensorflow" in sides:
+            agree = next(side for side in sides if side != "tensorflow")
+            return f"{agree} agrees with TensorFlow: the other ONNX runtime is at fault"
+    return ""

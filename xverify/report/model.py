@@ -1,0 +1,104 @@
+"""CheckReport: the value ``xverify.check`` returns; true when every comparison passed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xverify.compare import TensorDiff
+from xverify.errors import MismatchError
+
+SCHEMA = "xverify.check/1"
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """One Keras layer's output compared across runtime pairs."""
+
+    name: str
+    layer_class: str
+    onnx_tensor: str | None
+    onnx_nodes: tuple[str, ...]
+    diffs: dict  # "a|b" -> TensorDiff
+    passed: bool
+    growth: float = 0.0  # how sharply the error grows across this layer (suspect ranking)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "class": self.layer_class, "onnx_tensor": self.onnx_tensor,
+                "onnx_nodes": list(self.onnx_nodes),
+                "diffs": {k: d.max_abs_diff for k, d in self.diffs.items()},
+                "max_rel_diffs": {k: d.max_rel_diff for k, d in self.diffs.items()},
+                "growth": self.growth, "passed": self.passed}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The result of one ``xverify.check``; ``bool(report)`` is ``report.passed``.
+
+    Example::
+
+        report = xverify.check("model.keras")
+        if not report:
+            print(report.first_divergence)
+        report.raise_if_failed()
+    """
+
+    model: dict
+    inputs: dict
+    tolerance: dict
+    comparisons: tuple[TensorDiff, ...]
+    weights: tuple = ()
+    unattributed: tuple[str, ...] = ()
+    layers: tuple[LayerDiff, ...] = ()
+    first_divergence: dict | None = None
+    suspects: tuple[dict, ...] = ()
+    oracle: tuple[dict, ...] = ()
+    versions: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """Every output comparison, weight and layer within tolerance."""
+        return (all(self.comparisons) and all(w.passed for w in self.weights)
+                and all(layer.passed for layer in self.layers))
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def failures(self) -> list[str]:
+        """One line per failed comparison or weight, for messages."""
+        lines = [f"{d.a} vs {d.b} on {d.output!r}: max abs diff {d.max_abs_diff:.3g} "
+                 f"(atol {d.atol:g}, rtol {d.rtol:g})" for d in self.comparisons if not d]
+        lines += [f"weight {w.layer}/{w.name}: {w.transform}, max abs diff {w.max_abs_diff:.3g}"
+                  for w in self.weights if not w.passed]
+        if self.first_divergence:
+            fd = self.first_divergence
+            lines.append(f"first divergence at layer {fd['layer']!r} ({fd['a']} vs {fd['b']}, "
+                         f"max abs diff {fd['max_abs_diff']:.3g})")
+        return lines
+
+    def raise_if_failed(self) -> "CheckReport":
+        """Raise ``xverify.MismatchError`` (carrying this report) if the check failed."""
+        if not self.passed:
+            raise MismatchError("xverify check failed: " + "; ".join(self.failures()), report=self)
+        return self
+
+    def to_dict(self) -> dict:
+        """The JSON report, schema ``xverify.check/1`` (see DESIGN.md)."""
+        return {
+            "schema": SCHEMA,
+            "passed": self.passed,
+            "model": self.model,
+            "inputs": self.inputs,
+            "tolerance": self.tolerance,
+            "comparisons": [d.to_dict() for d in self.comparisons],
+            "weights": [w.to_dict() for w in self.weights],
+            "unattributed_initializers": list(self.unattributed),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "first_divergence": self.first_divergence,
+            "suspects": list(self.suspects),
+            "oracle": list(self.oracle),
+            "versions": self.versions,
+            "timings": self.timings,
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,121 @@
+"""The terminal report: runtime pairs, weights, layers and the verdict, as rich tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from xverify.report.model import CheckReport
+
+
+def _num(value: float) -> str:
+    if value is None:
+        return "-"
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return "0" if value == 0 else f"{value:.3g}"
+
+
+def _verdict(passed: bool) -> str:
+    return "[green]pass[/]" if passed else "[bold red]FAIL[/]"
+
+
+def comparisons_table(report: CheckReport) -> Table:
+    table = Table(title="Outputs compared", title_justify="left")
+    for column in ("a", "b (reference)", "output", "max abs", "max rel", "mean abs", "out of tol",
+                   "needs atol", "verdict"):
+        table.add_column(column, justify="right" if column[0] in "mno" else "left")
+    for d in report.comparisons:
+        table.add_row(d.a, d.b, d.output, _num(d.max_abs_diff), _num(d.max_rel_diff),
+                      _num(d.mean_abs_diff), f"{d.mismatch_fraction:.1%}", _num(d.min_atol),
+                      _verdict(d.passed) + (f" ({d.note})" if d.note else ""))
+    return table
+
+
+def weights_table(report: CheckReport, verbose: bool) -> Table | None:
+    if not report.weights:
+        return None
+    rows = [w for w in report.weights if verbose or not w.passed]
+    table = Table(title=f"Weights: {sum(w.passed for w in report.weights)}/{len(report.weights)} "
+                        "Keras weights found in the ONNX model", title_justify="left")
+    for column in ("layer", "weight", "shape", "ONNX initializer", "transform", "max abs", "verdict"):
+        table.add_column(column)
+    for w in rows:
+        table.add_row(w.layer, w.name, str(tuple(w.shape)), w.onnx_initializer or "-", w.transform,
+                      _num(w.max_abs_diff), _verdict(w.passed))
+    return table
+
+
+def layers_table(report: CheckReport, verbose: bool) -> Table | None:
+    if not report.layers:
+        return None
+    layers = list(report.layers)
+    bad = {i for i, layer in enumerate(layers) if not layer.passed}
+    shown = set(range(len(layers))) if verbose else {j for i in bad for j in (i - 1, i, i + 1)
+                                                      if 0 <= j < len(layers)}
+    if not shown:
+        return None
+    pairs = sorted({k for layer in layers for k in layer.diffs})
+    table = Table(title="Layers" + ("" if verbose else " (divergent and neighbours; --verbose: all)"),
+                  title_justify="left")
+    table.add_column("layer")
+    table.add_column("class")
+    for pair in pairs:
+        table.add_column(pair.replace("|", " vs "), justify="right")
+    table.add_column("verdict")
+    for i in sorted(shown):
+        layer = layers[i]
+        table.add_row(layer.name, layer.layer_class,
+                      *[_num(layer.diffs[p].max_abs_diff) if p in layer.diffs else "-" for p in pairs],
+                      _verdict(layer.passed))
+    return table
+
+
+def render(report: CheckReport, console: Console, verbose: bool = False) -> None:
+    """Print the report: tables, then one verdict line."""
+    model = report.model
+    console.print(f"[bold]xverify check[/] {model.get('path') or ''}"
+                  f"{'  onnx: ' + model['onnx_path'] if model.get('onnx_path') else ''}"
+                  f"  (opset {model.get('opset')}, {report.inputs['samples']} samples from "
+                  f"{report.inputs['source']}, atol {report.tolerance['atol']:g}, "
+                  f"rtol {report.tolerance['rtol']:g})")
+    console.print(comparisons_table(report))
+    for table in (weights_table(report, verbose), layers_table(report, verbose)):
+        if table is not None:
+            console.print(table)
+    if report.unattributed and verbose:
+        console.print(f"Unattributed ONNX initializers: {', '.join(report.unattributed)}")
+    _print_oracle(report, console)
+    if report.first_divergence:
+        fd = report.first_divergence
+        console.print(f"[bold red]First divergence:[/] layer [bold]{fd['layer']}[/] "
+                      f"({fd.get('class', '')}) — {fd['a']} vs {fd['b']} max abs diff "
+                      f"{_num(fd['max_abs_diff'])}" + (f"; {fd['diverged']}" if fd.get("diverged")
+                                                         else ""))
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]")
+    worst = max((d.min_atol for d in report.comparisons), default=0.0)
+    worst_r = max((d.min_rtol for d in report.comparisons), default=0.0)
+    console.print(f"[dim]smallest tolerance that passes every output: atol {_num(worst)} at rtol "
+                  f"{report.tolerance['rtol']:g}, or rtol {_num(worst_r)} at atol "
+                  f"{report.tolerance['atol']:g}[/]")
+    total = sum(report.timings.values())
+    console.print(f"[dim]time {total:.2f}s: " + ", ".join(f"{k} {v:.2f}s" for k, v in
+                                                          report.timings.items()) + "[/]")
+    if report.passed:
+        console.print("[bold green]PASS[/]: every runtime agrees within tolerance.")
+    else:
+        console.print("[bold red]MISMATCH[/]: " + "; ".join(report.failures()[:4]))
+
+
+def _print_oracle(report: CheckReport, console: Console) -> None:
+    if not report.oracle:
+        return
+    table = Table(title="Distance from the float64 oracle (exact arithmetic of the ONNX graph)",
+                  title_justify="left")
+    for column in ("runtime", "output", "max abs", "mean abs"):
+        table.add_column(column)
+    for row in report.oracle:
+        table.add_row(row["runtime"], row["output"], _num(row["max_abs_diff"]),
+                      _num(row["mean_abs_diff"]))
+    console.print(table)

@@ -1,0 +1,55 @@
+"""``xverify weights``: each Keras layer's weights as read back from the ONNX initializers."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+
+def load_weights(path, unsafe: bool = False):
+    """Per-layer weights of a model file: matched against Keras, or read from a lone .onnx."""
+    from xverify.extract import match_weights, onnx_weights
+    from xverify.load import detect_format, load_keras, load_onnx
+
+    if detect_format(path) == "onnx":
+        return onnx_weights(load_onnx(path))
+    from xverify.convert import convert
+
+    keras_model = load_keras(path, unsafe=unsafe)
+    return match_weights(keras_model, convert(keras_model)).layers
+
+
+def _preview(values, count: int) -> str:
+    if values is None:
+        return "-"
+    flat = np.asarray(values).ravel()
+    text = " ".join(f"{v:.6g}" for v in flat[:count])
+    return text + (f" … (+{flat.size - count})" if flat.size > count else "")
+
+
+def print_weights(layers, console: Console, verbose: bool = False) -> None:
+    """One table: layer, weight, shape, preview of the values, initializer, transform, diff."""
+    table = Table(title="Weights and biases read back from the ONNX initializers (Keras layout, "
+                        "get_weights() order)", title_justify="left")
+    for column in ("layer", "weight", "shape", "values", "ONNX initializer", "transform", "max abs diff"):
+        table.add_column(column, overflow="fold")
+    for layer in layers:
+        for w in layer.weights:
+            values = w.onnx_value if w.onnx_value is not None else w.keras_value
+            diff = "-" if w.max_abs_diff is None else f"{w.max_abs_diff:.3g}"
+            table.add_row(f"{w.layer} ({w.layer_class})", w.name, str(tuple(w.shape)),
+                          _preview(values, 16 if verbose else 4), w.onnx_initializer or "-",
+                          w.transform, diff if w.passed else f"[bold red]{diff}[/]")
+    console.print(table)
+
+
+def save_npz(layers, path) -> None:
+    """Save every weight as ``<layer>/<weight>`` in Keras layout."""
+    arrays = {}
+    for layer in layers:
+        for w in layer.weights:
+            values = w.onnx_value if w.onnx_value is not None else w.keras_value
+            if values is not None:
+                arrays[f"{w.layer}/{w.name}"] = np.asarray(values)
+    np.savez(path, **arrays)

@@ -1,0 +1,81 @@
+"""ONNX Runtime (CPU provider) with an explicit graph-optimization level.
+
+ONNX Runtime returns only graph outputs, so a tapped intermediate is added to ``graph.output`` (typed by
+``onnx.shape_inference``); taps need optimizations off, since fusions remove tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from xverify.errors import MissingDependencyError, UsageError
+
+LEVELS = ("disabled", "basic", "extended", "all")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependencyError("the onnxruntime runtime needs the onnxruntime package, which "
+                                     "is not installed: pip install onnxruntime") from exc
+    return onnxruntime
+
+
+class OnnxRuntime:
+    """Run an ONNX model in ONNX Runtime.
+
+    Args:
+        onnx_model: the ``onnx.ModelProto``.
+        optimization: "disabled" (the graph as written) or "all" (what users deploy; fusions on).
+    """
+
+    def __init__(self, onnx_model: onnx.ModelProto, optimization: str = "disabled"):
+        if optimization not in LEVELS:
+            raise UsageError(f"optimization {optimization!r}: expected one of {LEVELS}.")
+        self.model = onnx_model
+        self.optimization = optimization
+        self.name = "onnxruntime" if optimization == "disabled" else f"onnxruntime-opt"
+        self._sessions: dict[tuple, object] = {}
+        self._typed: dict[str, onnx.ValueInfoProto] | None = None
+
+    def _session(self, taps: tuple[str, ...]):
+        if taps not in self._sessions:
+            ort = _ort()
+            model = self.model
+            if taps:
+                model = onnx.ModelProto()
+                model.CopyFrom(self.model)
+                model.graph.output.extend(self._value_infos()[t] for t in taps)
+            options = ort.SessionOptions()
+            options.graph_optimization_level = {
+                "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.optimization]
+            options.log_severity_level = 3
+            self._sessions[taps] = ort.InferenceSession(model.SerializeToString(), options,
+                                                        providers=["CPUExecutionProvider"])
+        return self._sessions[taps]
+
+    def _value_infos(self) -> dict[str, onnx.ValueInfoProto]:
+        if self._typed is None:
+            inferred = onnx.shape_inference.infer_shapes(self.model)
+            self._typed = {v.name: v for v in inferred.graph.value_info
+                           if v.type.tensor_type.elem_type}
+        return self._typed
+
+    def tappable(self, names) -> list[str]:
+        """The subset of ``names`` whose type is known, so they can be added as graph outputs."""
+        outputs = {o.name for o in self.model.graph.output}
+        typed = self._value_infos()
+        return [n for n in names if n in typed and n not in outputs]
+
+    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+        """Outputs (and the tappable ``taps``) for ``feeds``."""
+        taps = tuple(self.tappable(taps))
+        session = self._session(taps)
+        names = [o.name for o in session.get_outputs()]
+        values = session.run(names, feeds)
+        return dict(zip(names, values))

@@ -1,0 +1,65 @@
+"""TensorFlow: the Keras model itself, called with ``training=False``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xverify.errors import MissingDependencyError
+
+
+class TensorflowRuntime:
+    """Run a Keras model on named feeds; outputs are named like the ONNX conversion's.
+
+    Example::
+
+        outs = TensorflowRuntime(keras_model).run({"x": x})
+    """
+
+    name = "tensorflow"
+
+    def __init__(self, keras_model):
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError("the tensorflow runtime needs TensorFlow: "
+                                         "pip install tensorflow-cpu") from exc
+        from xverify.convert import keras_io
+
+        self.model = keras_model
+        in_specs, out_specs = keras_io(keras_model)
+        self.input_names = [name for name, _, _ in in_specs]
+        self.output_names = [name for name, _, _ in out_specs]
+        self._tap_models: dict[tuple, object] = {}
+
+    def _call(self, model, feeds: dict):
+        args = [feeds[n] for n in self.input_names]
+        structure = getattr(self.model, "_inputs_struct", None)
+        if isinstance(structure, dict):
+            feed = dict(zip(structure.keys(), args))
+        else:
+            feed = args[0] if len(args) == 1 else args
+        result = model(feed, training=False)
+        if isinstance(result, dict):
+            result = list(result.values())
+        elif not isinstance(result, (list, tuple)):
+            result = [result]
+        return [np.asarray(r) for r in result]
+
+    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+        """Outputs for ``feeds``; ``taps`` are Keras layer names whose outputs to return too."""
+        outputs = dict(zip(self.output_names, self._call(self.model, feeds)))
+        taps = tuple(taps)
+        if taps:
+            outputs.update(zip(taps, self._call(self._tap_model(taps), feeds)))
+        return outputs
+
+    def _tap_model(self, taps: tuple):
+        if taps not in self._tap_models:
+            import keras
+
+            from xverify.convert import flat_layers
+
+            by_name = {layer.name: layer for layer in flat_layers(self.model)}
+            self._tap_models[taps] = keras.Model(self.model.inputs,
+                                                 [by_name[t].output for t in taps])
+        return self._tap_models[taps]
