@@ -29,6 +29,7 @@ AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 # Bound on the im2col buffer (elements): large enough for one big matmul, small enough to stay in
 # cache-friendly territory and not to double a model's peak memory.
 _COLS_BUDGET = 1 << 22
+_SMALL_PLANE = 32 * 32  # output pixels below which depthwise conv runs channels-last
 
 
 def check_auto_pad(op_type: str, auto_pad: str) -> None:
@@ -128,6 +129,8 @@ def _conv_depthwise(xp, w, strides, dilations, out_shape):
     n, c = xp.shape[:2]
     mult = w.shape[0] // c
     kernel = w.shape[2:]
+    if mult == 1 and math.prod(out_shape) <= _SMALL_PLANE:
+        return _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape)
     wt = w.reshape((c, mult) + tuple(kernel))
     y = np.empty((n, c, mult) + tuple(out_shape), dtype=np.result_type(xp, w))
     bshape = (1, c, mult) + (1,) * len(out_shape)
@@ -156,6 +159,31 @@ def _conv_depthwise(xp, w, strides, dilations, out_shape):
     chunk = max(1, (_COLS_BUDGET // 16) // max(1, y[0].size))
     run_chunks(work, n, chunk)
     return y.reshape((n, c * mult) + tuple(out_shape))
+
+
+def _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape):
+    """Depthwise conv on small planes (e.g. 7x7, 14x14): in NCHW every tap's inner loop would be
+    a few pixels long, so move channels last, where each inner loop spans all channels."""
+    n, c = xp.shape[:2]
+    kernel = w.shape[2:]
+    xt = np.ascontiguousarray(np.moveaxis(xp, 1, -1))
+    y = np.empty((n,) + tuple(out_shape) + (c,), dtype=np.result_type(xp, w))
+    taps = list(itertools.product(*(range(v) for v in kernel)))
+    index = [tap_slice(tap, strides, dilations, out_shape)[1:] + (slice(None),) for tap in taps]
+    coefs = [np.ascontiguousarray(w[(slice(None), 0) + tap]) for tap in taps]
+
+    def work(start, stop):
+        acc, xi = y[start:stop], xt[start:stop]
+        tmp = np.empty_like(acc)
+        for j, (where, coef) in enumerate(zip(index, coefs)):
+            if j == 0:
+                np.multiply(xi[where], coef, out=acc)
+            else:
+                np.multiply(xi[where], coef, out=tmp)
+                acc += tmp
+
+    run_chunks(work, n, max(1, (_COLS_BUDGET // 16) // max(1, y[0].size)))
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1))
 
 
 _POOL = None
