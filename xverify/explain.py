@@ -190,17 +190,17 @@ def explain(model, x) -> Explanation:
     sample = _sample(model, x, path)
     tensor = model.inputs[0]
     feed = sample.astype(tensor.dtype)
-    tf_out = np.asarray(_first(model([feed] if isinstance(model.input, list) else feed,
-                                     training=False)), np.float64)
+    tf_out = np.asarray(_first(model(_structured(model, feed), training=False)), np.float64)
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     try:
         taps = _taps(model, layers, feed)
-    except ValueError:  # a layer used twice has no single .output: explain the model as a whole
+        summaries, steps, output = _walk(model, layers, sample, taps, skip=False)
+    except (ValueError, KeyError):  # a layer used twice has no single input and output to tap
         whole = LayerSummary(model.name, type(model).__name__, "the whole model, computed by Keras "
-                             "(it reuses a layer, so its layers cannot be tapped one by one)",
-                             tuple(tensor.shape), tuple(model.outputs[0].shape), tf_out, False)
-        return Explanation(model.name, sample, (), (whole,), tf_out, tf_out, tf_out, 0.0)
-    summaries, steps, output = _walk(model, layers, sample, taps, skip=False)
+                             "(it reuses a layer, so its layers cannot be followed one by one)",
+                             _shape(tensor), _shape(model.outputs[0]), tf_out, False)
+        unknown = np.full_like(tf_out, np.nan)
+        return Explanation(model.name, sample, (), (whole,), tf_out, tf_out, unknown, 0.0)
     try:
         without = _walk(model, layers, sample, None, skip=True)[2]
     except Exception:  # a layer Keras cannot call on its own (masks, custom kwargs): say so, go on
@@ -208,6 +208,14 @@ def explain(model, x) -> Explanation:
     diff = float(np.max(np.abs(output - tf_out))) if output.size else 0.0
     return Explanation(model.name, sample, tuple(steps), tuple(summaries), output, tf_out, without,
                        diff)
+
+
+def _structured(model, feed):
+    """``feed`` as the model declared its inputs: a list of one when built from ``[Input]``."""
+    try:
+        return [feed] if isinstance(model.input, list) else feed
+    except AttributeError:  # a Sequential built with .build() has inputs but no called .input
+        return feed
 
 
 def _first(value):
@@ -363,7 +371,7 @@ def _explain_layer(layer, ins, taps, skip):
               "hard_sigmoid": (0.0, 1.0)}.get(act[0], ())
     clamped = changed & np.isin(a, bounds)
     limit = MAX_UNITS if kernel is None or kernel.shape[0] <= MAX_UNITS else 0
-    shown = z.size if z.size <= limit else SHOWN
+    shown = z.size if z.size <= limit else min(z.size, SHOWN)
     label = "linear (skipped)" if skip else _label(act)
     steps = [Step(layer.name, i, tuple(ins[0][0]) if kernel is not None else (float(z.flat[i]),),
                   tuple(kernel[:, i]) if kernel is not None else (),
@@ -495,7 +503,8 @@ def _render(ex: Explanation) -> list[str]:
     for summary in ex.layers:
         lines += _layer_lines(summary, [s for s in ex.steps if s.layer == summary.name]) + [""]
     agree = "they agree" if ex.max_abs_diff <= 1e-5 else "they DIFFER by more than 1e-5"
-    lines += [f"Final output (NumPy, float64):      {_vector(ex.output)}",
+    source = "NumPy, float64" if any(s.by_hand for s in ex.layers) else "Keras, nothing by hand"
+    lines += [f"Final output ({source}):      {_vector(ex.output)}",
               f"TensorFlow's prediction (float32):  {_vector(ex.tensorflow_output)}",
               f"Difference max |NumPy − TensorFlow|: {ex.max_abs_diff:.2e} ({agree})", ""]
     return lines + _closing(ex)
@@ -505,6 +514,9 @@ def _closing(ex: Explanation) -> list[str]:
     """What the classic mistake, forgetting the activations, would have produced."""
     if np.isnan(ex.output_without_activations).any():
         return ["The output without activations could not be computed for this model."]
+    if np.allclose(ex.output_without_activations, ex.tensorflow_output, rtol=0, atol=1e-6):
+        return [f"Skipping the hidden activations would not change the output for this input "
+                f"({_vector(ex.tensorflow_output)}): none of them changed a value."]
     lines = [f"If the activations were skipped the output would be "
              f"{_vector(ex.output_without_activations)} instead of {_vector(ex.tensorflow_output)}."]
     hidden = [s for s in ex.layers[:-1] if s.by_hand and s.changed]
