@@ -59,13 +59,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def cached_convert(keras_model, source, opset=None):
-    """Convert ``keras_model`` (loaded from ``source``) or reuse a verified cache entry.
+def cached_convert(converter, source, opset=None):
+    """Run ``converter()`` (a conversion of the model loaded from ``source``) or reuse a verified
+    cache entry.
 
     Returns:
         ``(onnx_model, hit)`` where ``hit`` says the cache was used.
     """
-    from xverify.convert import check_opset, convert
+    from xverify.convert import check_opset
 
     opset = check_opset(opset)
     key = cache_key(source.sha256, opset)
@@ -74,7 +75,7 @@ def cached_convert(keras_model, source, opset=None):
         model = _read(path, digest_path)
         if model is not None:
             return model, True
-    model = convert(keras_model, opset)
+    model = converter()
     data = model.SerializeToString()
     try:
         _write_atomic(path, data)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xverify import compare as cmp
+from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
 from xverify.errors import InputDataError, UsageError
 from xverify.inputs import fit_inputs, input_specs, load_inputs, synthetic
 from xverify.report.model import CheckReport
@@ -71,11 +71,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     Returns:
         A CheckReport; ``bool(report)`` is True when everything agreed within tolerance.
     """
-    from xverify import load
-
     timer = _Timer()
-    atol = cmp.DEFAULT_ATOL if atol is None else float(atol)
-    rtol = cmp.DEFAULT_RTOL if rtol is None else float(rtol)
+    atol = DEFAULT_ATOL if atol is None else float(atol)
+    rtol = DEFAULT_RTOL if rtol is None else float(rtol)
     if atol < 0 or rtol < 0:
         raise UsageError(f"tolerances must be >= 0 (got atol={atol}, rtol={rtol}).")
     names = parse_runtimes(runtimes)
@@ -107,7 +105,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
 
     weights, unattributed = (), ()
-    if keras_model is not None:
+    if _is_saved_model(keras_model):
+        notes.append("weights and layers not compared: a SavedModel has no Keras layers")
+    elif keras_model is not None:
         with timer.stage("weights"):
             from xverify.extract import match_weights
 
@@ -116,7 +116,7 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
             unattributed = tuple(weight_report.unattributed)
 
     layer_rows, first, suspects = (), None, ()
-    if layers and keras_model is not None:
+    if layers and keras_model is not None and not _is_saved_model(keras_model):
         with timer.stage("layers"):
             from xverify.layers import compare_layers
 
@@ -142,16 +142,13 @@ def _load_model(model, unsafe):
         loaded, source = load.open_model(model, unsafe=unsafe)
         if source.format == "onnx":
             return None, source
-        if source.format == "savedmodel":
-            from xverify.savedmodel import as_keras_like
-
-            return as_keras_like(loaded, source.path), source
         return loaded, source
     return model, None
 
 
 def _onnx_model(keras_model, source, onnx, opset, cache, timer):
-    from xverify import convert, load
+    from xverify import load
+    from xverify.convert import convert, convert_saved_model
 
     notes = []
     if onnx is not None:
@@ -162,14 +159,17 @@ def _onnx_model(keras_model, source, onnx, opset, cache, timer):
     if keras_model is None:  # the model itself is an ONNX file
         with timer.stage("load_onnx"):
             return load.load_onnx(source.path), source.path, notes
+    saved = source is not None and source.format == "savedmodel"
+    converter = ((lambda: convert_saved_model(source.path, opset)) if saved
+                 else (lambda: convert(keras_model, opset)))
     with timer.stage("convert"):
         if cache and source is not None:
             from xverify.cache import cached_convert
 
-            onnx_model, hit = cached_convert(keras_model, source, opset)
+            onnx_model, hit = cached_convert(converter, source, opset)
             notes.append("conversion reused from cache" if hit else "conversion cached")
         else:
-            onnx_model = convert.convert(keras_model, opset)
+            onnx_model = converter()
     return onnx_model, None, notes
 
 
@@ -182,16 +182,22 @@ def _feeds(inputs, specs, samples, seed):
 
 
 def _build_runtimes(names, onnx_model, keras_model, timer):
-    from xverify.runtimes import NumpyRuntime, OnnxRuntime, TensorflowRuntime
+    from xverify.runtimes import NumpyRuntime, OnnxRuntime, SavedModelRuntime, TensorflowRuntime
 
+    tensorflow = (SavedModelRuntime if _is_saved_model(keras_model) else TensorflowRuntime)
     factories = {"numpy": lambda: NumpyRuntime(onnx_model, "float32"),
                  "onnxruntime": lambda: OnnxRuntime(onnx_model, "disabled"),
-                 "tensorflow": lambda: TensorflowRuntime(keras_model)}
+                 "tensorflow": lambda: tensorflow(keras_model)}
     runners = {}
     for name in names:
         with timer.stage(f"init_{name}"):
             runners[name] = factories[name]()
     return runners
+
+
+def _is_saved_model(model) -> bool:
+    """A SavedModel handle (tf.saved_model.load) rather than a Keras model: no layers, no weights."""
+    return model is not None and hasattr(model, "signatures") and not hasattr(model, "layers")
 
 
 def _feeds_for(name, feeds, runner):
@@ -225,7 +231,7 @@ def _compare_outputs(outputs, atol, rtol):
     diffs = []
     for a, b in _pairs(list(outputs)):
         for name in outputs[b]:
-            diffs.append(cmp.compare(outputs[a][name], outputs[b][name], atol=atol, rtol=rtol,
+            diffs.append(compare(outputs[a][name], outputs[b][name], atol=atol, rtol=rtol,
                                      a_name=a, b_name=b, output=name))
     return diffs
 
@@ -240,7 +246,7 @@ def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, 
             optimized = _named_outputs(OnnxRuntime(onnx_model, "all").run(feeds), onnx_model, "ort")
         outputs_opt = optimized
         for name, value in outputs_opt.items():
-            extra.append(cmp.compare(value, outputs["onnxruntime"][name], atol=atol, rtol=rtol,
+            extra.append(compare(value, outputs["onnxruntime"][name], atol=atol, rtol=rtol,
                                      a_name="onnxruntime-opt", b_name="onnxruntime", output=name))
     if oracle and "numpy" in names:
         with timer.stage("run_oracle"):
@@ -248,7 +254,7 @@ def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, 
                                    "oracle")
         for runtime, outs in outputs.items():
             for name, value in outs.items():
-                d = cmp.compare(value, exact[name], atol=atol, rtol=rtol, a_name=runtime,
+                d = compare(value, exact[name], atol=atol, rtol=rtol, a_name=runtime,
                                 b_name="oracle", output=name)
                 rows.append({"runtime": runtime, "output": name, "max_abs_diff": d.max_abs_diff,
                              "mean_abs_diff": d.mean_abs_diff})

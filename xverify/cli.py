@@ -51,6 +51,15 @@ def _run(debug: bool, fn, tensorflow: bool = True):
         _fail(exc, debug)
     except KeyboardInterrupt:
         raise typer.Exit(130)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug in xverify or a library: never exit 1, which means "mismatch"
+        if debug:
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\nThis is a bug in xverify "
+                  "or a library it uses, not a verdict on the model; rerun with --debug for the "
+                  "traceback and report it.", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _import_tensorflow_quietly() -> None:
@@ -155,14 +164,16 @@ def convert(
     """Convert a Keras model to ONNX (tf2onnx, inputs/outputs named after the Keras model's)."""
 
     def body():
-        from xverify import convert as conv
+        from xverify.convert import check_opset, save_onnx
+        from xverify.convert import convert as convert_keras
         from xverify.load import load_keras
 
         _refuse_overwrite([output], [model])
-        onnx_model = conv.convert(load_keras(model, unsafe=unsafe), conv.check_opset(opset))
-        conv.save_onnx(onnx_model, output, inputs=[model])
+        opset_used = check_opset(opset)
+        onnx_model = convert_keras(load_keras(model, unsafe=unsafe), opset_used)
+        save_onnx(onnx_model, output, inputs=[model])
         ops = sorted({n.op_type for n in onnx_model.graph.node})
-        out.print(f"wrote {output} (opset {conv.check_opset(opset)}, {len(onnx_model.graph.node)} "
+        out.print(f"wrote {output} (opset {opset_used}, {len(onnx_model.graph.node)} "
                   f"nodes: {', '.join(ops)})")
 
     _run(debug, body)

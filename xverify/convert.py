@@ -245,3 +245,33 @@ def save_onnx(onnx_model, path, *, inputs=()) -> None:
     if any(os.path.realpath(p) == target for p in inputs if p):
         raise UsageError(f"{path}: refusing to overwrite an input file; choose another output path.")
     onnx.save(onnx_model, str(path))
+
+
+def convert_saved_model(path, opset: int | None = None):
+    """Convert a SavedModel directory (``model.export()``) through tf2onnx's SavedModel path.
+
+    This is the route of ``python -m tf2onnx.convert --saved-model``: the ``serving_default``
+    signature is frozen and converted; ONNX inputs and outputs take the signature's names.
+    """
+    import tensorflow as tf
+    from tf2onnx import convert as tfconvert
+    from tf2onnx import tf_loader
+
+    opset = check_opset(opset)
+    _register_erfc()
+    with _quiet_tf2onnx() as log:
+        try:
+            graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
+                str(path), None, None, tag=None, signatures=["serving_default"],
+                return_initialized_tables=True, return_tensors_to_rename=True)
+            with tf.device("/cpu:0"):
+                onnx_model, _ = tfconvert._convert_common(  # the tf2onnx CLI's own route
+                    graph_def, name=str(path), opset=opset, input_names=inputs,
+                    output_names=outputs, tensors_to_rename=renames, initialized_tables=tables,
+                    custom_op_handlers={}, extra_opset=[])
+        except Exception as exc:
+            raise ConversionError(f"{path}: tf2onnx could not convert the SavedModel "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+                                  ) from exc
+    _fail_on_unconverted(onnx_model, [], log.getvalue())
+    return onnx_model

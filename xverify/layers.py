@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xverify import compare as cmp
+from xverify.compare import compare
 from xverify.convert import LAYERS_METADATA_KEY, flat_layers, layer_index_of
 from xverify.report.model import LayerDiff
 
@@ -221,7 +221,7 @@ def _layer_diff(row, values, atol, rtol) -> LayerDiff:
             va, vb = values[a].get(row.name), values[b].get(row.name)
             if va is None or vb is None:
                 continue
-            diffs[f"{a}|{b}"] = cmp.compare(va, vb, atol=atol, rtol=rtol, a_name=a, b_name=b,
+            diffs[f"{a}|{b}"] = compare(va, vb, atol=atol, rtol=rtol, a_name=a, b_name=b,
                                             output=row.name)
     return LayerDiff(row.name, row.layer_class, row.tensor, row.nodes, diffs,
                      all(diffs.values()) if diffs else True)

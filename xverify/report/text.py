@@ -20,33 +20,44 @@ def _verdict(passed: bool) -> str:
     return "[green]pass[/]" if passed else "[bold red]FAIL[/]"
 
 
+_SHORT = {"onnxruntime": "ort", "onnxruntime-opt": "ort-opt", "tensorflow": "tf", "numpy": "numpy"}
+
+
 def comparisons_table(report: CheckReport) -> Table:
-    table = Table(title="Outputs compared", title_justify="left")
-    for column in ("a", "b (reference)", "output", "max abs", "max rel", "mean abs", "out of tol",
-                   "needs atol", "verdict"):
-        table.add_column(column, justify="right" if column[0] in "mno" else "left")
+    table = Table(title="Outputs (a vs reference b; ort = ONNX Runtime, ort-opt = optimized)",
+                  title_justify="left")
+    for column in ("a", "b", "output", "max abs", "max rel", "out of tol", "verdict"):
+        table.add_column(column, justify="right" if column[0] in "mo" and column != "output"
+                         else "left", overflow="fold")
     for d in report.comparisons:
-        table.add_row(d.a, d.b, d.output, _num(d.max_abs_diff), _num(d.max_rel_diff),
-                      _num(d.mean_abs_diff), f"{d.mismatch_fraction:.1%}", _num(d.min_atol),
+        table.add_row(_SHORT.get(d.a, d.a), _SHORT.get(d.b, d.b), d.output, _num(d.max_abs_diff),
+                      _num(d.max_rel_diff), f"{d.mismatch_fraction:.1%}",
                       _verdict(d.passed) + (f" ({d.note})" if d.note else ""))
     return table
 
 
-def weights_table(report: CheckReport, verbose: bool) -> Table | None:
+def weights_table(report: CheckReport, verbose: bool) -> Table | str | None:
     if not report.weights:
         return None
+    found = sum(w.passed for w in report.weights)
+    eliminated = sum("eliminated" in w.transform for w in report.weights)
+    summary = (f"Weights: {found}/{len(report.weights)} Keras weights found in the ONNX model by value"
+               + (f" ({eliminated} zero biases eliminated by the converter)" if eliminated else "")
+               + (f"; {len(report.unattributed)} initializer(s) unattributed" if report.unattributed
+                  else ""))
     rows = [w for w in report.weights if verbose or not w.passed]
-    table = Table(title=f"Weights: {sum(w.passed for w in report.weights)}/{len(report.weights)} "
-                        "Keras weights found in the ONNX model", title_justify="left")
+    if not rows:
+        return summary
+    table = Table(title=summary, title_justify="left")
     for column in ("layer", "weight", "shape", "ONNX initializer", "transform", "max abs", "verdict"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for w in rows:
         table.add_row(w.layer, w.name, str(tuple(w.shape)), w.onnx_initializer or "-", w.transform,
                       _num(w.max_abs_diff), _verdict(w.passed))
     return table
 
 
-def layers_table(report: CheckReport, verbose: bool) -> Table | None:
+def layers_table(report: CheckReport, verbose: bool) -> Table | str | None:
     if not report.layers:
         return None
     layers = list(report.layers)
@@ -54,14 +65,15 @@ def layers_table(report: CheckReport, verbose: bool) -> Table | None:
     shown = set(range(len(layers))) if verbose else {j for i in bad for j in (i - 1, i, i + 1)
                                                       if 0 <= j < len(layers)}
     if not shown:
-        return None
+        return f"Layers: {len(layers)}/{len(layers)} Keras layer outputs agree within tolerance"
     pairs = sorted({k for layer in layers for k in layer.diffs})
     table = Table(title="Layers" + ("" if verbose else " (divergent and neighbours; --verbose: all)"),
                   title_justify="left")
-    table.add_column("layer")
-    table.add_column("class")
+    table.add_column("layer", overflow="fold")
+    table.add_column("class", overflow="fold")
     for pair in pairs:
-        table.add_column(pair.replace("|", " vs "), justify="right")
+        a, b = pair.split("|")
+        table.add_column(f"{_SHORT.get(a, a)} vs {_SHORT.get(b, b)}", justify="right")
     table.add_column("verdict")
     for i in sorted(shown):
         layer = layers[i]
@@ -111,7 +123,7 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
 def _print_oracle(report: CheckReport, console: Console) -> None:
     if not report.oracle:
         return
-    table = Table(title="Distance from the float64 oracle (exact arithmetic of the ONNX graph)",
+    table = Table(title="Distance from the float64 oracle (the ONNX graph in exact arithmetic)",
                   title_justify="left")
     for column in ("runtime", "output", "max abs", "mean abs"):
         table.add_column(column)

@@ -5,8 +5,8 @@ Each runtime imports its heavy library when it is built, never at ``import xveri
 
 from xverify.runtimes.numpy_rt import NumpyRuntime
 from xverify.runtimes.onnxruntime_rt import OnnxRuntime
-from xverify.runtimes.tensorflow_rt import TensorflowRuntime
+from xverify.runtimes.tensorflow_rt import SavedModelRuntime, TensorflowRuntime
 
 RUNTIMES = ("numpy", "onnxruntime", "tensorflow")
 
-__all__ = ["NumpyRuntime", "OnnxRuntime", "TensorflowRuntime", "RUNTIMES"]
+__all__ = ["NumpyRuntime", "OnnxRuntime", "RUNTIMES", "SavedModelRuntime", "TensorflowRuntime"]

@@ -63,3 +63,30 @@ class TensorflowRuntime:
             self._tap_models[taps] = keras.Model(self.model.inputs,
                                                  [by_name[t].output for t in taps])
         return self._tap_models[taps]
+
+
+class SavedModelRuntime:
+    """Run a SavedModel (``model.export()``) through its ``serving_default`` signature.
+
+    Example::
+
+        outs = SavedModelRuntime(tf.saved_model.load("exported/")).run({"x": x})
+    """
+
+    name = "tensorflow"
+
+    def __init__(self, saved_model):
+        import tensorflow as tf
+
+        self._tf = tf
+        self.signature = saved_model.signatures["serving_default"]
+        self._model = saved_model  # keeps the signature's variables alive
+        _, kwargs = self.signature.structured_input_signature
+        self.input_names = list(kwargs)
+        self._dtypes = {name: spec.dtype for name, spec in kwargs.items()}
+        self.output_names = list(self.signature.structured_outputs)
+
+    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+        """Outputs by signature name (a SavedModel has no Keras layers to tap)."""
+        args = {n: self._tf.constant(feeds[n], dtype=self._dtypes[n]) for n in self.input_names}
+        return {k: np.asarray(v) for k, v in self.signature(**args).items()}
