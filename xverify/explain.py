@@ -1,4 +1,4 @@
-"""The step-by-step arithmetic of one input: the hand calculation a learner would do from get_weights().
+"""The step-by-step arithmetic of one input: the hand calculation a learner does from get_weights().
 
 Dense layers and elementwise activation layers are recomputed unit by unit in float64 NumPy; every
 other layer (Conv2D, pooling, BatchNormalization, LSTM, ...) is summarized by its formula in words
@@ -23,7 +23,6 @@ from xverify.errors import InputDataError, MissingDependencyError
 
 MAX_UNITS = 64  # wider layers (or Dense layers fed by more inputs) show only their first units
 SHOWN = 5
-_CLAMP_ACTIVATIONS = ("relu", "relu6", "hard_sigmoid")
 _ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"}
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -223,7 +222,7 @@ def _first(value):
 
 
 def _sample(model, x, path) -> np.ndarray:
-    """The values of one sample shaped (1, *input_shape[1:]), or an InputDataError saying why not."""
+    """One sample's values shaped (1, *input_shape[1:]), or an InputDataError saying why not."""
     where = path or f"model '{model.name}'"
     try:
         inputs = model.inputs
@@ -281,7 +280,7 @@ def _walk(model, layers, sample, taps, skip):
         ins = [values[id(t)] for t in _as_list(layer.input)]
         outs = _as_list(layer.output)
         is_last = any(id(t) in last for t in outs)
-        summary, layer_steps = _explain_layer(layer, ins, taps, skip and not is_last)
+        summary, layer_steps = _explain_layer(layer, ins, skip and not is_last)
         if summary is None:  # not spelled out: Keras' own result
             results = [taps[id(t)] for t in outs] if taps else _keras_call(layer, ins)
             summary = LayerSummary(layer.name, type(layer).__name__, _formula(layer),
@@ -310,7 +309,7 @@ def _shape(tensor) -> tuple:
 def _config(layer) -> dict:
     try:
         return layer.get_config()
-    except Exception:  # an activation Keras cannot serialize (a functools.partial) breaks get_config
+    except Exception:  # an activation Keras cannot serialize (functools.partial) breaks get_config
         return {}
 
 
@@ -344,7 +343,7 @@ def _label(act) -> str:
     return f"{name}({shown})" if shown else name
 
 
-def _explain_layer(layer, ins, taps, skip):
+def _explain_layer(layer, ins, skip):
     """``(LayerSummary, steps)`` for a layer spelled out by hand, or ``(None, [])``."""
     kind = type(layer).__name__
     if kind == "Dropout":
@@ -379,8 +378,8 @@ def _explain_layer(layer, ins, taps, skip):
                   float(a.flat[i]), bool(changed.flat[i]), bool(clamped.flat[i]))
              for i in range(shown)]
     words = f"a = {label}(x·W + b)" if kernel is not None else f"a = {label}(x), value by value"
-    summary = LayerSummary(layer.name, kind, words, _shape(layer.input), _shape(layer.output), a, True, shown,
-                           int(changed.sum()), int(clamped.sum()), label)
+    summary = LayerSummary(layer.name, kind, words, _shape(layer.input), _shape(layer.output), a,
+                           True, shown, int(changed.sum()), int(clamped.sum()), label)
     return summary, steps
 
 
@@ -420,7 +419,8 @@ _FORMULAS = {
     "Flatten": "y = x flattened into one vector", "Reshape": "y = x reshaped to {target_shape}",
     "Embedding": "y = row x of the embedding table [{input_dim}x{output_dim}]",
     "Add": "y = the sum of the inputs", "Multiply": "y = the product of the inputs",
-    "Concatenate": "y = the inputs joined along axis {axis}", "Average": "y = the mean of the inputs",
+    "Concatenate": "y = the inputs joined along axis {axis}",
+    "Average": "y = the mean of the inputs",
     "LSTM": "y = LSTM({units}) run over the time steps (return_sequences={return_sequences})",
     "GRU": "y = GRU({units}) run over the time steps (return_sequences={return_sequences})",
     "SimpleRNN": "y = SimpleRNN({units}) over the time steps (return_sequences={return_sequences})",
@@ -475,7 +475,7 @@ def _layer_lines(summary: LayerSummary, steps) -> list[str]:
         return [f"Layer '{summary.name}' — {summary.formula}",
                 f"  computed by Keras: {summary.input_shape} → {summary.output_shape}; output min "
                 f"{_fmt(summary.min)}, max {_fmt(summary.max)}, mean {_fmt(summary.mean)}"]
-    if not summary.activation:  # Dropout
+    if not summary.activation:  # by hand without an activation: only Dropout, the identity
         return [f"Layer '{summary.name}' — {summary.formula}"]
     n_in, n_out = summary.input_shape[-1], summary.output_shape[-1]
     shapes = (f"{n_in} input{'s' * (n_in != 1)} → {n_out} unit{'s' * (n_out != 1)}"
@@ -517,13 +517,15 @@ def _closing(ex: Explanation) -> list[str]:
     if np.allclose(ex.output_without_activations, ex.tensorflow_output, rtol=0, atol=1e-6):
         return [f"Skipping the hidden activations would not change the output for this input "
                 f"({_vector(ex.tensorflow_output)}): none of them changed a value."]
-    lines = [f"If the activations were skipped the output would be "
-             f"{_vector(ex.output_without_activations)} instead of {_vector(ex.tensorflow_output)}."]
+    lines = ["If the activations were skipped the output would be "
+             f"{_vector(ex.output_without_activations)} instead of "
+             f"{_vector(ex.tensorflow_output)}."]
     hidden = [s for s in ex.layers[:-1] if s.by_hand and s.changed]
     if hidden:
         causes = "; ".join(f"the {s.activation} of layer '{s.name}' changed {s.changed} of "
-                           f"{s.output.size} values" + (f" ({s.clamped} clamped to a bound such as 0)"
-                                                        if s.clamped else "") for s in hidden)
+                           f"{s.output.size} values"
+                           + (f" ({s.clamped} clamped to a bound such as 0)" if s.clamped else "")
+                           for s in hidden)
         lines.append(f"Why: {causes}; skipped, the unchanged values flow into the next layer.")
     else:
         lines.append("Why: no hidden activation changed any value for this input.")
