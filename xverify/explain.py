@@ -524,9 +524,11 @@ def _closing(ex: Explanation) -> list[str]:
     if hidden:
         causes = "; ".join(f"the {s.activation} of layer '{s.name}' changed {s.changed} of "
                            f"{s.output.size} values"
-                           + (f" ({s.clamped} clamped to a bound such as 0)" if s.clamped else "")
-                           for s in hidden)
-        lines.append(f"Why: {causes}; skipped, the unchanged values flow into the next layer.")
+                           + (f" (it clamped {s.clamped} " + ("negative z to 0)" if s.activation
+                                                               == "relu" else "to a bound)")
+                              if s.clamped else "") for s in hidden)
+        lines.append(f"Why: {causes}; skipping it lets those values reach the next layer "
+                     "unchanged.")
     else:
         lines.append("Why: no hidden activation changed any value for this input.")
     if any(not s.by_hand for s in ex.layers):
