@@ -192,7 +192,8 @@ class _Context:
         if self.loose and np.any(joint.expected):
             # Values differ: name the closest initializer of the right shape that no other weight
             # already accounts for, so a user sees which tensor was altered and by how much.
-            for pool in (own, self.inits.keys()):
+            # All initializers only when the graph names none as the layer's own.
+            for pool in (own,) if own else (self.inits.keys(),):
                 hits = [h for h in self._fitting(set(pool) - self.claimed, joint)]
                 if hits:
                     return (*min(hits, key=lambda h: _max_diff(h[1], joint.expected)), False)
@@ -430,13 +431,15 @@ def match_weights(keras_model, onnx_model, *, atol: float = 1e-6, rtol: float = 
         # second pass can skip every initializer another weight already accounts for.
         ctx.loose = loose
         for li, values in enumerate(ctx.values):
-            if not loose or not all(entries.get((li, wi)) for wi in range(len(values))):
+            if not loose or not all((li, wi) in entries and entries[li, wi].passed
+                                    for wi in range(len(values))):
                 _search_layer(ctx, li, entries)
         ctx.claimed = {m.onnx_initializer for m in entries.values() if m.passed}
     layers = []
     for li, (layer, values) in enumerate(zip(ctx.layers, ctx.values)):
         names = _weight_names(layer)
-        weights = tuple(entries.get((li, wi)) or WeightMatch(
+        # Not ``entries.get(...) or ...``: a failed WeightMatch is falsy but still the answer.
+        weights = tuple(entries[li, wi] if (li, wi) in entries else WeightMatch(
             layer.name, type(layer).__name__, names[wi], wi, tuple(v.shape), None, "unmatched",
             math.inf, False, v, None) for wi, v in enumerate(values))
         if weights:
