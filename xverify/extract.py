@@ -194,7 +194,7 @@ class _Context:
             # already accounts for, so a user sees which tensor was altered and by how much.
             # All initializers only when the graph names none as the layer's own.
             for pool in (own,) if own else (self.inits.keys(),):
-                hits = [h for h in self._fitting(set(pool) - self.claimed, joint)]
+                hits = list(self._fitting(set(pool) - self.claimed, joint))
                 if hits:
                     return (*min(hits, key=lambda h: _max_diff(h[1], joint.expected)), False)
         return None
