@@ -91,7 +91,7 @@ def compare(a: np.ndarray, b: np.ndarray, *, atol: float, rtol: float, a_name: s
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     ok = within_tolerance(a64, b64, atol, rtol)
     nan = np.isnan(a64) | np.isnan(b64)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         diff = np.abs(a64 - b64)
         diff[np.isinf(a64) & (a64 == b64)] = 0.0
         diff[nan | (np.isinf(a64) | np.isinf(b64)) & (a64 != b64)] = np.inf

@@ -42,6 +42,17 @@ def keras_io(model):
     return in_specs, out_specs
 
 
+def structured_feed(model, args):
+    """Arrange positional inputs the way the model was built: a dict, a list or a lone tensor
+    (Keras warns, and may misroute, when the structure differs)."""
+    structure = getattr(model, "_inputs_struct", None)
+    if isinstance(structure, dict):
+        return dict(zip(structure.keys(), args))
+    if isinstance(structure, (list, tuple)):
+        return list(args)
+    return args[0] if len(args) == 1 else list(args)
+
+
 def _tf_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
 
@@ -146,13 +157,9 @@ def convert(model, opset: int | None = None):
                  for name, shape, dtype in in_specs]
     out_names = [name for name, _, _ in out_specs]
     layers = flat_layers(model)
-    structure = getattr(model, "_inputs_struct", None)
 
     def forward(*args):
-        feed = args[0] if len(args) == 1 else list(args)
-        if isinstance(structure, dict):
-            feed = dict(zip(structure.keys(), args))
-        result = model(feed, training=False)
+        result = model(structured_feed(model, args), training=False)
         if isinstance(result, dict):
             result = [result[k] for k in result]
         elif not isinstance(result, (list, tuple)):

@@ -33,12 +33,9 @@ class TensorflowRuntime:
 
     def _call(self, model, feeds: dict):
         args = [feeds[n] for n in self.input_names]
-        structure = getattr(self.model, "_inputs_struct", None)
-        if isinstance(structure, dict):
-            feed = dict(zip(structure.keys(), args))
-        else:
-            feed = args[0] if len(args) == 1 else args
-        result = model(feed, training=False)
+        from xverify.convert import structured_feed
+
+        result = model(structured_feed(model, args), training=False)
         if isinstance(result, dict):
             result = list(result.values())
         elif not isinstance(result, (list, tuple)):
