@@ -134,8 +134,6 @@ def _only(specs, path, what) -> InputSpec:
 def fit_inputs(arrays: dict[str, np.ndarray], specs: list[InputSpec], origin: str) -> dict:
     """Match arrays to the model's inputs by name and check shapes and dtypes (exit 2 if off)."""
     names = [s.name for s in specs]
-    if len(specs) == 1 and len(arrays) == 1 and names[0] not in arrays:
-        arrays = {names[0]: next(iter(arrays.values()))}
     unknown = sorted(set(arrays) - set(names))
     missing = [n for n in names if n not in arrays]
     if unknown or missing:
