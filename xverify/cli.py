@@ -36,7 +36,9 @@ def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         raise exc
     code = getattr(exc, "exit_code", 2)
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -56,7 +58,9 @@ def _run(debug: bool, fn, tensorflow: bool = True):
     except Exception as exc:  # a bug in xverify or a library: never exit 1, which means "mismatch"
         if debug:
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\nThis is a bug in xverify "
+        from rich.markup import escape
+
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\nThis is a bug in xverify "
                   "or a library it uses, not a verdict on the model; rerun with --debug for the "
                   "traceback and report it.", highlight=False, soft_wrap=True)
         raise typer.Exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xverify.report.model import CheckReport
@@ -52,7 +53,8 @@ def weights_table(report: CheckReport, verbose: bool) -> Table | str | None:
     for column in ("layer", "weight", "shape", "ONNX initializer", "transform", "max abs", "verdict"):
         table.add_column(column, overflow="fold")
     for w in rows:
-        table.add_row(w.layer, w.name, str(tuple(w.shape)), w.onnx_initializer or "-", w.transform,
+        table.add_row(escape(w.layer), escape(w.name), str(tuple(w.shape)),
+                      escape(w.onnx_initializer or "-"), escape(w.transform),
                       _num(w.max_abs_diff), _verdict(w.passed))
     return table
 
@@ -105,7 +107,7 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
                       f"{_num(fd['max_abs_diff'])}" + (f"; {fd['diverged']}" if fd.get("diverged")
                                                          else ""))
     for note in report.notes:
-        console.print(f"[dim]note: {note}[/]")
+        console.print(f"[dim]note: {escape(note)}[/]")
     worst = max((d.min_atol for d in report.comparisons), default=0.0)
     worst_r = max((d.min_rtol for d in report.comparisons), default=0.0)
     console.print(f"[dim]smallest tolerance that passes every output: atol {_num(worst)} at rtol "
@@ -117,7 +119,7 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
     if report.passed:
         console.print("[bold green]PASS[/]: every runtime agrees within tolerance.")
     else:
-        console.print("[bold red]MISMATCH[/]: " + "; ".join(report.failures()[:4]))
+        console.print("[bold red]MISMATCH[/]: " + escape("; ".join(report.failures()[:4])))
 
 
 def _print_oracle(report: CheckReport, console: Console) -> None:

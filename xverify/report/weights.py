@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 
 def load_weights(path, unsafe: bool = False):
@@ -29,19 +29,22 @@ def _preview(values, count: int) -> str:
 
 
 def print_weights(layers, console: Console, verbose: bool = False) -> None:
-    """One table: layer, weight, shape, preview of the values, initializer, transform, diff."""
-    table = Table(title="Weights and biases read back from the ONNX initializers (Keras layout, "
-                        "get_weights() order)", title_justify="left")
-    for column in ("layer", "weight", "shape", "values", "ONNX initializer", "transform", "max abs diff"):
-        table.add_column(column, overflow="fold")
+    """Per layer, each weight in get_weights() order: shape, source initializer, transform, diff,
+    and a preview of its values (Keras layout). A listing, not a table, so it reads at any width."""
+    console.print("[bold]Weights and biases read back from the ONNX initializers[/] "
+                  "(Keras layout, get_weights() order)")
     for layer in layers:
+        console.print(f"\n[bold]{layer.layer}[/] ({layer.layer_class})", highlight=False)
         for w in layer.weights:
             values = w.onnx_value if w.onnx_value is not None else w.keras_value
             diff = "-" if w.max_abs_diff is None else f"{w.max_abs_diff:.3g}"
-            table.add_row(f"{w.layer} ({w.layer_class})", w.name, str(tuple(w.shape)),
-                          _preview(values, 16 if verbose else 4), w.onnx_initializer or "-",
-                          w.transform, diff if w.passed else f"[bold red]{diff}[/]")
-    console.print(table)
+            verdict = "" if w.passed else "  [bold red]FAIL[/]"
+            console.print(f"  {escape(w.name)} {tuple(w.shape)}  {escape(f'[{w.transform}]')}  max abs diff {diff}"
+                          f"{verdict}", highlight=False, markup=True, soft_wrap=True)
+            console.print(f"    from: {w.onnx_initializer or '-'}", highlight=False, style="dim",
+                          soft_wrap=True)
+            console.print(f"    values: {_preview(values, 16 if verbose else 6)}", highlight=False,
+                          soft_wrap=True)
 
 
 def save_npz(layers, path) -> None:
