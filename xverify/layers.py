@@ -120,10 +120,19 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     return rows
 
 
-def to_keras_layout(value: np.ndarray, nchw: bool) -> np.ndarray:
-    """An ONNX tensor in the layout of the Keras layer's output."""
-    if nchw and value.ndim >= 3:
-        return np.moveaxis(value, 1, -1)
+def to_keras_layout(value: np.ndarray, nchw: bool, keras_shape: tuple | None = None) -> np.ndarray:
+    """An ONNX tensor in the layout of the Keras layer's output.
+
+    The propagated layout decides; where it leaves a shape that does not fit the Keras output but
+    the channels-first reading does (a Transpose the propagation did not recognise), that is used.
+    """
+    if value.ndim < 3:
+        return value
+    moved = np.moveaxis(value, 1, -1)
+    if nchw:
+        return moved
+    if keras_shape is not None and value.shape != keras_shape and moved.shape == keras_shape:
+        return moved
     return value
 
 
@@ -148,25 +157,27 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol):
     Returns:
         ``(layer_diffs, first_divergence, suspects)``.
     """
-    rows = [r for r in map_layers(keras_model, onnx_model) if r.tensor is not None]
+    every = map_layers(keras_model, onnx_model)
+    rows = _with_effective_inputs(every)
     if not rows or len(runners) < 2:
         return (), None, ()
     batch = int(next(iter(feeds.values())).shape[0])
     chunks = _chunks(rows, keras_model, batch)
     results: dict[str, LayerDiff] = {}
-    taps = {"tensorflow": lambda chunk: [r.name for r in chunk],
-            "onnxruntime": lambda chunk: [r.tensor for r in chunk]}
-
     def finish(chunk, numpy_values):
+        # TensorFlow first: its (Keras-layout) shapes settle an ONNX tensor's layout.
         values = {}
-        for name, runner in runners.items():
-            if name == "numpy":
-                values[name] = {r.name: to_keras_layout(numpy_values[r.tensor], r.nchw) for r in chunk}
-                continue
-            got = _tap(runner, name, feeds, taps[name](chunk))
-            values[name] = {r.name: (got.get(r.name) if name == "tensorflow" else
-                                     None if got.get(r.tensor) is None
-                                     else to_keras_layout(got[r.tensor], r.nchw)) for r in chunk}
+        if "tensorflow" in runners:
+            values["tensorflow"] = _tap(runners["tensorflow"], feeds, [r.name for r in chunk])
+        shapes = {k: np.shape(v) for k, v in values.get("tensorflow", {}).items()}
+        onnx_side = {"numpy": lambda: numpy_values,
+                     "onnxruntime": lambda: _tap(runners["onnxruntime"], feeds,
+                                                 [r.tensor for r in chunk])}
+        for name in runners:
+            if name in onnx_side:
+                got = onnx_side[name]()
+                values[name] = {r.name: to_keras_layout(got[r.tensor], r.nchw, shapes.get(r.name))
+                                for r in chunk if got.get(r.tensor) is not None}
         for row in chunk:
             results[row.name] = _layer_diff(row, values, atol, rtol)
 
@@ -180,11 +191,11 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol):
     ordered = [_with_growth(d, growth.get(d.name, 0.0)) for d in ordered]
     first = first_divergence(rows, {d.name: d for d in ordered})
     suspects = sorted(({"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
-                       for d in ordered if not d.passed), key=lambda s: -s["growth"])
+                       for d in ordered if not d.passed and d.growth > 0), key=lambda s: -s["growth"])
     return tuple(ordered), first, tuple(suspects[:5])
 
 
-def _tap(runner, name, feeds, names):
+def _tap(runner, feeds, names):
     try:
         return runner.run(feeds, taps=names)
     except Exception:  # a layer that cannot be tapped (nested model, untyped tensor) is skipped
@@ -227,6 +238,28 @@ def _layer_diff(row, values, atol, rtol) -> LayerDiff:
                      all(diffs.values()) if diffs else True)
 
 
+def _with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
+    """The compared layers, each with its nearest compared ancestors as inputs: a layer with no
+    ONNX tensor (Dropout removed, a Conv fused into its BatchNorm) is looked through."""
+    by_name = {r.name: r for r in every}
+
+    def resolve(name, seen):
+        row = by_name.get(name)
+        if row is None or name in seen:
+            return ()
+        if row.tensor is not None:
+            return (name,)
+        return tuple(n for parent in row.inbound for n in resolve(parent, seen | {name}))
+
+    out = []
+    for row in every:
+        if row.tensor is not None:
+            inputs = tuple(dict.fromkeys(n for p in row.inbound for n in resolve(p, {row.name})))
+            out.append(LayerTensor(row.index, row.name, row.layer_class, row.tensor, row.nodes,
+                                   row.nchw, inputs))
+    return out
+
+
 def _error(diff: LayerDiff | None) -> float:
     """A layer's worst normalised error: max abs diff over the allowed difference."""
     if diff is None or not diff.diffs:
@@ -235,13 +268,18 @@ def _error(diff: LayerDiff | None) -> float:
 
 
 def _growth(rows, results) -> dict[str, float]:
-    """How sharply the error grows across each layer: log10 of output error over input error."""
+    """How sharply the error grows across each layer: log10 of output error over input error
+    (errors in units of the tolerance, floored at 1e-3 so exact agreement is not a zero)."""
     growth = {}
     for row in rows:
         err_in = max((_error(results.get(n)) for n in row.inbound), default=0.0)
         err_out = _error(results.get(row.name))
-        growth[row.name] = math.log10((err_out + 1e-3) / (err_in + 1e-3)) if math.isfinite(
-            err_out) else float("inf")
+        if not math.isfinite(err_out):
+            growth[row.name] = 0.0 if not math.isfinite(err_in) else float("inf")
+        elif not math.isfinite(err_in):
+            growth[row.name] = float("-inf")
+        else:
+            growth[row.name] = math.log10((err_out + 1e-3) / (err_in + 1e-3))
     return growth
 
 
@@ -251,25 +289,16 @@ def _with_growth(diff: LayerDiff, growth: float) -> LayerDiff:
 
 
 def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
-    """The earliest failing layer all of whose (compared) inputs are within tolerance."""
-    rows_by = {r.name: r for r in rows}
-
-    def inputs_ok(name, pair, seen=()):
-        for parent in rows_by[name].inbound if name in rows_by else ():
-            d = diffs.get(parent)
-            if d is None:  # not compared (removed or fused): look through it
-                if parent not in seen and not inputs_ok(parent, pair, (*seen, parent)):
-                    return False
-            elif pair in d.diffs and not d.diffs[pair]:
-                return False
-        return True
-
+    """The earliest failing layer all of whose inputs (nearest compared ancestors) are within
+    tolerance for the same runtime pair."""
     for row in rows:
         d = diffs.get(row.name)
         if d is None or d.passed:
             continue
         for pair, diff in sorted(d.diffs.items(), key=lambda kv: -kv[1].max_abs_diff):
-            if not diff and inputs_ok(row.name, pair):
+            inputs_ok = all(pair not in diffs[p].diffs or diffs[p].diffs[pair]
+                            for p in row.inbound if p in diffs)
+            if not diff and inputs_ok:
                 return {"layer": row.name, "class": row.layer_class, "a": diff.a, "b": diff.b,
                         "max_abs_diff": diff.max_abs_diff, "onnx_tensor": row.tensor,
                         "onnx_nodes": list(row.nodes), "diverged": _who(d)}
