@@ -102,10 +102,18 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
     _print_oracle(report, console)
     if report.first_divergence:
         fd = report.first_divergence
-        console.print(f"[bold red]First divergence:[/] layer [bold]{fd['layer']}[/] "
+        console.print(f"[bold red]First divergence:[/] layer [bold]{escape(fd['layer'])}[/] "
                       f"({fd.get('class', '')}) — {fd['a']} vs {fd['b']} max abs diff "
                       f"{_num(fd['max_abs_diff'])}" + (f"; {fd['diverged']}" if fd.get("diverged")
                                                          else ""))
+        nodes = fd.get("onnx_nodes") or []
+        if nodes:
+            shown = ", ".join(nodes[:4]) + (f" (+{len(nodes) - 4} more)" if len(nodes) > 4 else "")
+            console.print(f"  ONNX node(s) of that layer: {escape(shown)}", highlight=False)
+        if len(report.suspects) > 1:
+            console.print("  other suspects (error grew most across): " + ", ".join(
+                f"{escape(s['layer'])} (x{10 ** s['growth']:.3g})" for s in report.suspects[1:4]
+                if s["growth"] != float("inf")), highlight=False)
     for note in report.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
     worst = max((d.min_atol for d in report.comparisons), default=0.0)
