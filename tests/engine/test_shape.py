@@ -369,3 +369,16 @@ def test_resize_property(h, w, sh, sw, mode, coord, nearest_mode):
         return
     attrs = {"mode": mode, "coordinate_transformation_mode": coord, "nearest_mode": nearest_mode}
     check_op("Resize", [x, None, scales(1, 1, sh, sw)], attrs, atol=1e-5)
+
+
+@pytest.mark.parametrize("time_axis, batch_axis, shape", [(0, 1, (5, 4, 3)), (1, 0, (4, 5, 3)),
+                                                           (0, 1, (5, 4)), (1, 0, (4, 5, 2, 2))])
+@pytest.mark.parametrize("lens", [(5, 5, 5, 5), (1, 3, 5, 2)])
+def test_reverse_sequence(time_axis, batch_axis, shape, lens):
+    x = rng.standard_normal(shape).astype(np.float32)
+    check_op("ReverseSequence", [x, ints(*lens)],
+             {"time_axis": time_axis, "batch_axis": batch_axis}, reference=True)
+
+
+def test_reverse_sequence_keeps_integers():
+    check_op("ReverseSequence", [I.T.copy(), ints(2, 3, 1)], {"time_axis": 0, "batch_axis": 1})

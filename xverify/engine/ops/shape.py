@@ -412,3 +412,17 @@ def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
     if x.dtype.kind in "iu" and out.dtype != x.dtype:  # integer images resized with float weights
         out = np.rint(out)
     return out.astype(x.dtype, copy=False)
+
+
+@op("ReverseSequence", attributes=("batch_axis", "time_axis"))
+def reverse_sequence(x, sequence_lens, batch_axis=1, time_axis=0):
+    # Keras go_backwards and Bidirectional lower to this (tf2onnx ReverseV2 on the time axis).
+    n_time = x.shape[time_axis]
+    lens = np.minimum(np.asarray(sequence_lens, dtype=np.int64).reshape(-1), n_time)[:, None]
+    t = np.arange(n_time)[None, :]
+    source = np.where(t < lens, lens - 1 - t, t)  # [batch, time]: reversed within each length
+    if batch_axis > time_axis:
+        source = source.T
+    shape = [1] * x.ndim
+    shape[batch_axis], shape[time_axis] = x.shape[batch_axis], n_time
+    return np.take_along_axis(x, source.reshape(shape), axis=time_axis)
