@@ -129,7 +129,17 @@ def _forms(layer_class: str, name: str, shape: tuple) -> list[_Form]:
         forms.append(_depthwise_form(shape))
     elif len(shape) >= 3 and layer_class not in ("Embedding",):
         forms.append(_conv_form(len(shape), "Transpose" in layer_class))
+    if len(shape) >= 3 and "Conv" not in layer_class and layer_class != "Embedding":
+        # EinsumDense kernels (MultiHeadAttention's query (D, heads, key_dim), output
+        # (heads, key_dim, D)) become one MatMul on the kernel flattened to 2-D.
+        forms += [_flat_form(shape, k) for k in range(1, len(shape))]
     return forms
+
+
+def _flat_form(shape: tuple, k: int) -> _Form:
+    flat = (math.prod(shape[:k]), math.prod(shape[k:]))
+    return _Form(f"reshape {tuple(shape)}->{flat} (EinsumDense as MatMul)",
+                 lambda a: a.reshape(flat), lambda a: a.reshape(shape))
 
 
 def _fit(array: np.ndarray, shape: tuple) -> np.ndarray | None:
