@@ -9,6 +9,12 @@ Kernels that must know the interpreter's state (the float dtype of the float64 o
 a subgraph) are registered with ``context=True`` and receive it as the keyword ``ctx``
 (an ``engine.interpreter.Context``).
 
+Kernels registered with ``inplace=True`` also accept the keyword ``out``: an array the kernel may
+overwrite with its result, or ``None``. The interpreter passes the node's first input there only when
+nothing else can see that array any more (the tensor dies at this node and no other tensor, feed,
+initializer, tap or caller holds it), so writing into it saves an allocation and a memory pass.
+A kernel uses ``out`` only when its result has exactly ``out``'s shape and dtype.
+
 Example::
 
     @op("Relu")
@@ -32,13 +38,14 @@ class OpSpec:
     attributes: tuple[str, ...] = ()
     notes: str = ""
     domain: str = ""
+    inplace: bool = False
 
 
 OPS: dict[str, OpSpec] = {}
 
 
 def op(name: str, *, context: bool = False, attributes: tuple[str, ...] = (), notes: str = "",
-       domain: str = ""):
+       domain: str = "", inplace: bool = False):
     """Register the decorated function as the kernel of ONNX op ``name``.
 
     Args:
@@ -47,12 +54,13 @@ def op(name: str, *, context: bool = False, attributes: tuple[str, ...] = (), no
         attributes: the attribute names the kernel honours (listed by ``xverify ops``).
         notes: limits worth telling a user (e.g. "auto_pad=VALID|SAME_UPPER|NOTSET").
         domain: the ONNX domain; "" is the default domain.
+        inplace: the kernel accepts ``out=`` (see the module docstring).
     """
 
     def register(kernel: Callable) -> Callable:
         if name in OPS:
             raise ValueError(f"op {name!r} registered twice")
-        OPS[name] = OpSpec(name, kernel, context, tuple(attributes), notes, domain)
+        OPS[name] = OpSpec(name, kernel, context, tuple(attributes), notes, domain, inplace)
         return kernel
 
     return register

@@ -5,8 +5,9 @@ Speed matters here (a ResNet50 is ~50 convs), so no kernel loops over pixels:
 * Conv is im2col + one BLAS matmul per group: an ``as_strided`` window view of the padded input is
   copied once into a ``(C*k, out_pixels)`` matrix per batch chunk and multiplied by the weights.
   A 1x1 stride-1 conv needs no copy at all.
-* Depthwise conv (one input channel per group) is a multiply-accumulate over the kernel taps
-  (9 vectorized steps for 3x3), since a per-channel matmul would be a matrix-vector product.
+* Depthwise conv (one input channel per group) is im2col per cache-sized block of channels and a
+  batched matmul (one small matrix product per channel); on small planes (7x7) a channels-last
+  multiply-accumulate over the taps, whose inner loops then span all channels.
 * ConvTranspose is the adjoint: one matmul to the columns, then a scatter-add over the taps (col2im).
 
 The padding helpers are shared with ``pool.py``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,7 +31,10 @@ AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 # Bound on the im2col buffer (elements): large enough for one big matmul, small enough to stay in
 # cache-friendly territory and not to double a model's peak memory.
 _COLS_BUDGET = 1 << 22
-_SMALL_PLANE = 32 * 32  # output pixels below which depthwise conv runs channels-last
+_SMALL_PLANE = 10 * 10  # output pixels up to which depthwise conv runs channels-last
+# Depthwise im2col block (elements): with the matmul's output it stays within a core's L2 cache.
+_DEPTHWISE_BUDGET = 1 << 17
+_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def check_auto_pad(op_type: str, auto_pad: str) -> None:
@@ -119,45 +124,35 @@ def _conv_gemm(xp, w, strides, dilations, out_shape):
 
 
 def _conv_depthwise(xp, w, strides, dilations, out_shape):
-    """Conv with one input channel per group: multiply-accumulate over the kernel taps.
+    """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
-    Work is split into batch chunks small enough for the accumulator to stay in cache across the
-    taps, and the chunks run on a thread pool (NumPy releases the GIL inside ufunc loops; there is
-    no BLAS call here to compete with).
+    A multiply-accumulate over the taps would take two full memory passes per tap (NumPy has no
+    fused multiply-add); instead each block of channels copies its windows once into a
+    ``(channels, taps, pixels)`` buffer small enough to stay in cache, and one matmul
+    ``(channels, mult, taps) @ (channels, taps, pixels)`` writes the block's output in place.
+    Blocks run on a thread pool (each matmul is too small for BLAS to thread it).
     """
     n, c = xp.shape[:2]
     mult = w.shape[0] // c
     kernel = w.shape[2:]
     if mult == 1 and math.prod(out_shape) <= _SMALL_PLANE:
         return _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape)
-    wt = w.reshape((c, mult) + tuple(kernel))
-    y = np.empty((n, c, mult) + tuple(out_shape), dtype=np.result_type(xp, w))
-    bshape = (1, c, mult) + (1,) * len(out_shape)
-    taps = list(itertools.product(*(range(v) for v in kernel)))
-    coefs = [wt[(slice(None), slice(None)) + tap].reshape(bshape) for tap in taps]
-    # A strided conv reads every tap through a strided slice, which is slow; instead split the
-    # input once into its stride phases (x[..., a::s, b::s]) so each tap reads a dense block.
-    phase = [tuple((t * d) % s for t, d, s in zip(tap, dilations, strides)) for tap in taps]
-    index = [(slice(None), slice(None)) + tuple(slice((t * d) // s, (t * d) // s + o)
-                                                for t, d, s, o in zip(tap, dilations, strides,
-                                                                      out_shape)) for tap in taps]
+    taps, pixels = math.prod(kernel), math.prod(out_shape)
+    win = windows(xp, kernel, strides, dilations, out_shape)
+    wt = w.reshape(c, mult, taps)
+    y = np.empty((n, c, mult, pixels), dtype=np.result_type(xp, w))
+    per_block = max(1, min(c, _DEPTHWISE_BUDGET // (taps * pixels)))
+    blocks = [(i, c0, min(c, c0 + per_block)) for i in range(n) for c0 in range(0, c, per_block)]
 
     def work(start, stop):
-        acc, xi = y[start:stop], xp[start:stop]
-        phases = {p: np.ascontiguousarray(xi[(slice(None), slice(None)) + tuple(
-            slice(a, None, s) for a, s in zip(p, strides))]) for p in set(phase)}
-        tmp = np.empty_like(acc)
-        for j, (p, where, coef) in enumerate(zip(phase, index, coefs)):
-            src = phases[p][where][:, :, None]
-            if j == 0:
-                np.multiply(src, coef, out=acc)
-            else:
-                np.multiply(src, coef, out=tmp)
-                acc += tmp
+        cols = np.empty((per_block, taps, pixels), dtype=xp.dtype)
+        view = cols.reshape((per_block,) + tuple(kernel) + tuple(out_shape))
+        for i, c0, c1 in blocks[start:stop]:
+            np.copyto(view[:c1 - c0], win[i, c0:c1])  # the one im2col copy
+            np.matmul(wt[c0:c1], cols[:c1 - c0], out=y[i, c0:c1])
 
-    chunk = max(1, (_COLS_BUDGET // 16) // max(1, y[0].size))
-    run_chunks(work, n, chunk)
+    run_chunks(work, len(blocks), -(-len(blocks) // _WORKERS), blas=True)
     return y.reshape((n, c * mult) + tuple(out_shape))
 
 
@@ -189,17 +184,49 @@ def _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape):
 _POOL = None
 
 
-def run_chunks(work, n: int, chunk: int) -> None:
-    """Call ``work(start, stop)`` over ``range(n)`` in chunks, on a thread pool when there are several."""
+def _blas_single_threaded_here():
+    """Make BLAS calls from the current thread run on this thread alone; False if we cannot.
+
+    OpenBLAS keeps one global worker pool: matmuls issued from several threads at once contend for
+    it and leave it slow for the main thread's large matmuls afterwards (10x here). OpenBLAS 0.3.27+
+    has a per-thread setting; NumPy's wheels bundle it as ``libscipy_openblas*``.
+    """
+    import ctypes
+    import glob
+
+    for path in glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*")):
+        try:
+            ctypes.CDLL(path).openblas_set_num_threads_local(1)
+            return True
+        except (OSError, AttributeError):
+            continue
+    return False
+
+
+def _init_worker():
+    _WORKER.blas_ok = _blas_single_threaded_here()
+
+
+_WORKER = threading.local()
+
+
+def run_chunks(work, n: int, chunk: int, blas: bool = False) -> None:
+    """Call ``work(start, stop)`` over ``range(n)`` in chunks, on a thread pool when there are several.
+
+    ``blas``: ``work`` calls BLAS (matmul); it then runs on the pool only where each worker's BLAS
+    can be made single-threaded, else sequentially on the calling thread.
+    """
     global _POOL
     bounds = [(i, min(n, i + chunk)) for i in range(0, n, chunk)]
-    if len(bounds) == 1 or (os.cpu_count() or 1) == 1:
+    if _POOL is None and len(bounds) > 1 and _WORKERS > 1:
+        _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="xverify-kernel",
+                                   initializer=_init_worker)
+        _POOL.blas_ok = all(_POOL.submit(lambda: _WORKER.blas_ok).result()
+                            for _ in range(_WORKERS))
+    if len(bounds) == 1 or _WORKERS == 1 or (blas and not _POOL.blas_ok):
         for start, stop in bounds:
             work(start, stop)
         return
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                   thread_name_prefix="xverify-kernel")
     for future in [_POOL.submit(work, start, stop) for start, stop in bounds]:
         future.result()
 

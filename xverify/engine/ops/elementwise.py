@@ -32,6 +32,19 @@ def _binary(name: str, fn, keep_dtype: bool = True):
     op(name, notes="numpy broadcasting")(kernel)
 
 
+def _arithmetic(name: str, fn, ufunc):
+    """An arithmetic op that, on floats, can write into its first input (see ``registry``)."""
+
+    def kernel(a, b, out=None):
+        if (out is not None and a.dtype.kind == "f" and b.dtype == a.dtype
+                and b.ndim <= a.ndim and np.broadcast_shapes(a.shape, b.shape) == a.shape):
+            return ufunc(a, b, out=out)
+        return fn(a, b).astype(a.dtype, copy=False)
+
+    kernel.__name__ = name.lower()
+    op(name, notes="numpy broadcasting", inplace=True)(kernel)
+
+
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function, vectorized, to ~1e-15 relative error (computed in float64).
 
@@ -85,9 +98,10 @@ def _pow(a, b):
     return np.power(a, b.astype(a.dtype, copy=False) if a.dtype.kind == "f" else b)
 
 
-for _name, _fn in {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div,
-                   "Pow": _pow}.items():
-    _binary(_name, _fn)
+for _name, _fn, _ufunc in [("Add", np.add, np.add), ("Sub", np.subtract, np.subtract),
+                           ("Mul", np.multiply, np.multiply), ("Div", _int_div, np.true_divide)]:
+    _arithmetic(_name, _fn, _ufunc)
+_binary("Pow", _pow)
 
 for _name, _fn in {"Equal": np.equal, "Less": np.less, "Greater": np.greater,
                    "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,

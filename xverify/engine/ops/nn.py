@@ -30,9 +30,9 @@ def gemm(a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0):
     return y
 
 
-@op("Relu")
-def relu(x):
-    return np.maximum(x, 0)
+@op("Relu", inplace=True)
+def relu(x, out=None):
+    return np.maximum(x, 0, out=out)
 
 
 @op("Sigmoid")
@@ -45,9 +45,9 @@ def sigmoid(x):
     return np.reciprocal(t, out=t)
 
 
-@op("Tanh")
-def tanh(x):
-    return np.tanh(x)
+@op("Tanh", inplace=True)
+def tanh(x, out=None):
+    return np.tanh(x, out=out)
 
 
 @op("Softmax", attributes=("axis",), notes="opset 13 semantics: normalizes along `axis` only")
@@ -63,12 +63,18 @@ def log_softmax(x, axis=-1):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-@op("Clip", attributes=("min", "max"), notes="min/max as inputs (opset 11+) or attributes (opset 6)")
-def clip(x, lo=None, hi=None, min=None, max=None):  # noqa: A002 (ONNX attribute names)
+@op("Clip", attributes=("min", "max"), notes="min/max as inputs (opset 11+) or attributes (opset 6)",
+    inplace=True)
+def clip(x, lo=None, hi=None, min=None, max=None, out=None):  # noqa: A002 (ONNX attribute names)
     lo = min if lo is None else lo
     hi = max if hi is None else hi
     if lo is None and hi is None:
         return x
+    if x.dtype.kind == "f":
+        # Bounds in x's dtype: a float64 bound must not promote (or, with out=, fail the cast).
+        lo = None if lo is None else np.asarray(lo).astype(x.dtype)
+        hi = None if hi is None else np.asarray(hi).astype(x.dtype)
+        return np.clip(x, lo, hi, out=out)
     return np.clip(x, lo, hi).astype(x.dtype, copy=False)
 
 
