@@ -31,7 +31,8 @@ def test_every_example_passes_with_three_runtimes(reports, name):
     assert report.weights and all(w.passed for w in report.weights)
     assert report.layers and all(layer.passed for layer in report.layers)
     assert report.first_divergence is None
-    assert {row["runtime"] for row in report.oracle} == {"numpy", "onnxruntime", "tensorflow"}
+    assert {row["runtime"] for row in report.oracle} == {"numpy", "onnxruntime", "onnxruntime-opt",
+                                                         "tensorflow"}
 
 
 def test_json_report_has_the_contract_fields(reports):
@@ -129,3 +130,41 @@ def test_savedmodel_directory(tmp_path):
     report = xverify.check(tmp_path / "exported")
     assert report.passed and report.model["format"] == "savedmodel"
     assert {d.b for d in report.comparisons} >= {"tensorflow"}
+
+
+def test_oracle_names_the_runtime_that_drifted(example_models, monkeypatch):
+    """An ONNX Runtime whose relu1 output drifts by 1e-2: the runtimes of the same graph disagree
+    there, and the float64 oracle says onnxruntime is the one farther from exact arithmetic."""
+    from xverify.runtimes import OnnxRuntime
+
+    onnx_model = example_models.onnx("small_cnn")
+    relu = next(n.output[0] for n in onnx_model.graph.node if n.op_type == "Relu" and "xvl2" in n.name)
+    original = OnnxRuntime.run
+
+    def drifting(self, feeds, taps=()):
+        out = original(self, feeds, taps)
+        if relu in out and self.optimization == "disabled":
+            out[relu] = out[relu] + np.float32(1e-2)
+        return out
+
+    monkeypatch.setattr(OnnxRuntime, "run", drifting)
+    report = xverify.check(example_models.keras("small_cnn"), onnx=onnx_model)
+    first = report.first_divergence
+    assert first["layer"] == "relu1"
+    assert "onnxruntime is farther from the float64 oracle" in first["diverged"]
+    assert first["oracle_distances"]["onnxruntime"] > 1e-3 > first["oracle_distances"]["numpy"]
+
+
+def test_output_disagreement_names_the_runtime_farther_from_oracle():
+    from xverify.check import _farther_from_oracle
+    from xverify.compare import compare
+
+    a, b = np.array([1.0, 2.0]), np.array([1.0, 2.5])
+    comparisons = [compare(a, b, atol=0, rtol=0, a_name="numpy", b_name="onnxruntime", output="y"),
+                   compare(a, b, atol=0, rtol=0, a_name="numpy", b_name="tensorflow", output="y")]
+    rows = [{"runtime": "numpy", "output": "y", "max_abs_diff": 1e-7},
+            {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 0.5},
+            {"runtime": "tensorflow", "output": "y", "max_abs_diff": 0.5}]
+    notes = _farther_from_oracle(comparisons, rows)
+    assert notes == ["numpy and onnxruntime disagree on 'y': onnxruntime is farther from the float64 "
+                     "oracle (0.5 against 1e-07 for numpy)"]

@@ -99,10 +99,17 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         with timer.stage(f"run_{name}"):
             outputs[name] = _named_outputs(runner.run(_feeds_for(name, feeds, runner)), onnx_model,
                                            name)
-    extra, oracle_rows = _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized,
+    referee = None
+    if oracle and "numpy" in names:
+        with timer.stage("init_oracle"):
+            from xverify.runtimes import NumpyRuntime
+
+            referee = NumpyRuntime(onnx_model, "float64")
+    extra, oracle_rows = _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized,
                                      atol, rtol, timer)
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
+        notes.extend(_farther_from_oracle(comparisons, oracle_rows))
 
     weights, unattributed = (), ()
     if _is_saved_model(keras_model):
@@ -121,7 +128,7 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
             from xverify.layers import compare_layers
 
             layer_rows, first, suspects = compare_layers(keras_model, onnx_model, feeds, runners,
-                                                         atol=atol, rtol=rtol)
+                                                         atol=atol, rtol=rtol, oracle=referee)
     return CheckReport(
         model={"path": source.path if source else None, "format": source.format if source else
                "keras-object", "onnx_path": onnx_path, "opset": _opset(onnx_model),
@@ -236,29 +243,45 @@ def _compare_outputs(outputs, atol, rtol):
     return diffs
 
 
-def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, rtol, timer):
-    """ONNX Runtime optimized vs not (a comparison) and the float64 oracle (distances)."""
-    from xverify.runtimes import NumpyRuntime, OnnxRuntime
+def _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized, atol, rtol, timer):
+    """ONNX Runtime optimized vs not (a comparison) and every runtime's distance from the oracle."""
+    from xverify.runtimes import OnnxRuntime
 
-    extra, rows = [], []
+    extra, rows, runs = [], [], dict(outputs)
     if ort_optimized and "onnxruntime" in names:
         with timer.stage("run_onnxruntime-opt"):
-            optimized = _named_outputs(OnnxRuntime(onnx_model, "all").run(feeds), onnx_model, "ort")
-        outputs_opt = optimized
-        for name, value in outputs_opt.items():
+            runs["onnxruntime-opt"] = _named_outputs(OnnxRuntime(onnx_model, "all").run(feeds),
+                                                     onnx_model, "onnxruntime-opt")
+        for name, value in runs["onnxruntime-opt"].items():
             extra.append(compare(value, outputs["onnxruntime"][name], atol=atol, rtol=rtol,
-                                     a_name="onnxruntime-opt", b_name="onnxruntime", output=name))
-    if oracle and "numpy" in names:
+                                 a_name="onnxruntime-opt", b_name="onnxruntime", output=name))
+    if referee is not None:
         with timer.stage("run_oracle"):
-            exact = _named_outputs(NumpyRuntime(onnx_model, "float64").run(feeds), onnx_model,
-                                   "oracle")
-        for runtime, outs in outputs.items():
+            exact = _named_outputs(referee.run(feeds), onnx_model, "oracle")
+        for runtime, outs in runs.items():
             for name, value in outs.items():
                 d = compare(value, exact[name], atol=atol, rtol=rtol, a_name=runtime,
-                                b_name="oracle", output=name)
+                            b_name="oracle", output=name)
                 rows.append({"runtime": runtime, "output": name, "max_abs_diff": d.max_abs_diff,
                              "mean_abs_diff": d.mean_abs_diff})
     return extra, rows
+
+
+def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
+    """For ONNX runtimes that disagree on an output, which is farther from exact arithmetic.
+
+    TensorFlow runs the Keras model, not the ONNX graph, so its distance from the oracle mixes
+    rounding with conversion faults: it is not refereed here."""
+    distance = {(r["runtime"], r["output"]): r["max_abs_diff"] for r in oracle_rows}
+    notes = []
+    for d in comparisons:
+        a, b = distance.get((d.a, d.output)), distance.get((d.b, d.output))
+        if d or "tensorflow" in (d.a, d.b) or a is None or b is None:
+            continue
+        far, near = (d.a, d.b) if a > b else (d.b, d.a)
+        notes.append(f"{d.a} and {d.b} disagree on {d.output!r}: {far} is farther from the float64 "
+                     f"oracle ({max(a, b):.3g} against {min(a, b):.3g} for {near})")
+    return notes
 
 
 def _opset(onnx_model) -> int | None:

@@ -151,8 +151,12 @@ def _chunks(rows: list[LayerTensor], keras_model, batch: int) -> list[list[Layer
     return chunks + ([current] if current else [])
 
 
-def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol):
+def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracle=None):
     """Compare every mapped layer across every pair of runtimes, chunk by chunk.
+
+    Args:
+        oracle: a float64 NumPy runtime; where the ONNX runtimes disagree at the first divergence,
+            the one farthest from it is named.
 
     Returns:
         ``(layer_diffs, first_divergence, suspects)``.
@@ -190,6 +194,8 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol):
     growth = _growth(rows, results)
     ordered = [_with_growth(d, growth.get(d.name, 0.0)) for d in ordered]
     first = first_divergence(rows, {d.name: d for d in ordered})
+    if first is not None and oracle is not None:
+        _referee(first, next(r for r in rows if r.name == first["layer"]), feeds, runners, oracle)
     suspects = sorted(({"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
                        for d in ordered if not d.passed and d.growth > 0), key=lambda s: -s["growth"])
     return tuple(ordered), first, tuple(suspects[:5])
@@ -301,8 +307,32 @@ def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
             if not diff and inputs_ok:
                 return {"layer": row.name, "class": row.layer_class, "a": diff.a, "b": diff.b,
                         "max_abs_diff": diff.max_abs_diff, "onnx_tensor": row.tensor,
-                        "onnx_nodes": list(row.nodes), "diverged": _who(d)}
+                        "onnx_nodes": list(row.nodes), "diverged": _who(d),
+                        "pairs": {p: bool(x) for p, x in d.diffs.items()}}
     return None
+
+
+def _referee(first: dict, row: LayerTensor, feeds, runners, oracle) -> None:
+    """Where the ONNX runtimes disagree on a layer, say which is farther from the float64 oracle.
+
+    The oracle computes the ONNX graph exactly, so it arbitrates rounding between runtimes of the
+    same graph; it cannot judge a conversion fault (there, the graph itself is what differs).
+    """
+    onnx_sides = [n for n in ("numpy", "onnxruntime") if n in runners]
+    pair = "numpy|onnxruntime"  # the key _layer_diff gives this pair (reference side last)
+    if len(onnx_sides) < 2 or first["pairs"].get(pair, True):
+        return
+    exact = oracle.run(feeds, taps=[row.tensor])[row.tensor]
+    distances = {}
+    for name in onnx_sides:
+        got = runners[name].run(feeds, taps=[row.tensor]).get(row.tensor)
+        if got is not None and np.shape(got) == np.shape(exact):
+            distances[name] = float(np.max(np.abs(np.asarray(got, np.float64) - exact)))
+    if len(distances) == 2:
+        far = max(distances, key=distances.get)
+        first["oracle_distances"] = distances
+        first["diverged"] = (f"{far} is farther from the float64 oracle at this layer "
+                             f"({', '.join(f'{k} {v:.3g}' for k, v in distances.items())})")
 
 
 def _who(diff: LayerDiff) -> str:
