@@ -169,13 +169,40 @@ def convert(model, opset: int | None = None):
     function = tf.function(forward, input_signature=signature)
     with _layer_scopes(layers), _quiet_tf2onnx() as log:
         try:
-            onnx_model, _ = tf2onnx.convert.from_function(function, input_signature=signature,
-                                                          opset=opset)
+            onnx_model = _from_function(function, opset)
         except Exception as exc:
             raise ConversionError(f"tf2onnx could not convert the model ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}).") from exc
     _fail_on_unconverted(onnx_model, layers, log.getvalue())
+    _fail_on_dangling_inputs(onnx_model, layers, [name for name, _, _ in in_specs])
     _set_metadata(onnx_model, layers)
+    return onnx_model
+
+
+def _from_function(function, opset: int):
+    """``tf2onnx.convert.from_function``, except that only the signature's tensors become inputs.
+
+    tf2onnx makes an ONNX input of every non-resource placeholder of the concrete function, and that
+    includes the placeholders of captured constant tensors: Keras 3's ``Normalization`` (the first
+    layers of EfficientNet) turns its mean and variance into eager tensors when built, so they were
+    exported as two extra required inputs. Captured tensors are frozen into constants by the same
+    ``convert_variables_to_constants_v2`` that freezes the variables.
+    """
+    import tensorflow as tf
+    from tf2onnx import convert as tfconvert
+    from tf2onnx import tf_loader
+
+    concrete = function.get_concrete_function()
+    captured = {t.ref() for t in concrete.graph.internal_captures}
+    input_names = [t.name for t in concrete.inputs
+                   if t.ref() not in captured and t.dtype != tf.dtypes.resource]
+    output_names = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
+    renames = tfconvert.tensor_names_from_structed(concrete, input_names, output_names)
+    with tf.device("/cpu:0"):
+        graph_def = tf_loader.from_function(concrete, input_names, output_names)
+        onnx_model, _ = tfconvert._convert_common(  # what from_function runs after freezing
+            graph_def, name=concrete.name, continue_on_error=True, opset=opset,
+            input_names=input_names, output_names=output_names, tensors_to_rename=renames)
     return onnx_model
 
 
@@ -232,6 +259,30 @@ def _fail_on_unconverted(onnx_model, layers, log_text: str):
     raise ConversionError("tf2onnx left TensorFlow ops unconverted, so no runtime can run the ONNX "
                           f"model: {'; '.join(details)}. {reason.strip()} Replace the layer with a "
                           "supported equivalent, or convert with a newer tf2onnx.".strip())
+
+
+def _fail_on_dangling_inputs(onnx_model, layers, expected):
+    """An ONNX input the Keras model does not have (a weight or constant exported as an input
+    instead of being frozen) makes the model unrunnable on its own: name it and its layer."""
+    graph = onnx_model.graph
+    initialized = {t.name for t in graph.initializer}
+    dangling = [i.name for i in graph.input if i.name not in expected and i.name not in initialized]
+    if not dangling:
+        return
+    details = []
+    for name in dangling[:5]:
+        consumer = next((n.name for n in graph.node if name in n.input), "")
+        index = layer_index_of(name)
+        index = layer_index_of(consumer) if index is None else index
+        where = (f"a value of Keras layer {layers[index].name!r} ({type(layers[index]).__name__})"
+                 if index is not None and index < len(layers) else
+                 f"consumed by node {consumer!r}" if consumer else "consumed by no node")
+        details.append(f"{name!r} ({where})")
+    raise ConversionError(
+        f"the ONNX model has input(s) the Keras model does not have: {'; '.join(details)}. "
+        f"Expected only {list(expected)}. tf2onnx exported a captured value as an input instead "
+        "of freezing it into a constant, so the ONNX model is not self-contained; report it as an "
+        "xverify bug with the layer named.")
 
 
 def _set_metadata(onnx_model, layers):
