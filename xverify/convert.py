@@ -175,6 +175,7 @@ def convert(model, opset: int | None = None):
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}).") from exc
     _fail_on_unconverted(onnx_model, layers, log.getvalue())
     _fail_on_dangling_inputs(onnx_model, layers, [name for name, _, _ in in_specs])
+    _restore_layer_scopes(onnx_model)
     _set_metadata(onnx_model, layers)
     return onnx_model
 
@@ -234,6 +235,32 @@ def layer_index_of(node_name: str) -> int | None:
     """The index of the flat Keras layer whose scope token is outermost in ``node_name``."""
     match = re.search(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/", node_name)
     return int(match.group(1)) if match else None
+
+
+def _restore_layer_scopes(onnx_model) -> None:
+    """Put the layer scope back on nodes that tf2onnx named afresh when it fused them.
+
+    A Conv fused with its BiasAdd comes out as ``Conv__28``, with no ``xvl<i>`` token, so its layer
+    had no ONNX tensor. Such a node is renamed into the scope of the weights it consumes, when every
+    scoped weight it consumes belongs to one layer (a BatchNormalization folded into a Conv leaves
+    weights of two layers, and the node is left alone).
+    """
+    graph = onnx_model.graph
+    inits = {i.name for i in graph.initializer}
+    names = {node.name for node in graph.node}
+    for node in graph.node:
+        if not node.name or layer_index_of(node.name) is not None:
+            continue
+        scopes = {}
+        for name in node.input:
+            match = re.search(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/", name) if name in inits else None
+            if match:
+                scopes.setdefault(int(match.group(1)), name[:match.end()])
+        if len(scopes) == 1:
+            renamed = next(iter(scopes.values())) + node.name
+            if renamed not in names:
+                names.add(renamed)
+                node.name = renamed
 
 
 def _fail_on_unconverted(onnx_model, layers, log_text: str):
