@@ -1,0 +1,65 @@
+"""The NumPy activation table: each Keras activation as a small float64 function of ``z``.
+
+Keyword arguments mirror Keras' own (``negative_slope``, ``alpha``, ...), so the arguments read from
+a layer can be passed straight through; ``inspect.signature`` of an entry says which it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _sigmoid(z):
+    return np.exp(-np.logaddexp(0.0, -z))  # never overflows, unlike 1 / (1 + exp(-z))
+
+
+def _relu(z, negative_slope=0.0, max_value=None, threshold=0.0):
+    y = np.where(z > threshold, z, negative_slope * (z - threshold)) + 0.0  # + 0.0: no "-0.0"
+    return y if max_value is None else np.minimum(y, max_value)
+
+
+def _softmax(z, axis=-1):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))  # subtract the max first: stable
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _gelu(z, approximate=False):
+    if approximate:  # Keras' tanh form, used when Dense/Activation asks for approximate=True
+        return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3)))
+    return 0.5 * z * (1 + _erf(z / math.sqrt(2)))
+
+
+def _elu(z, alpha=1.0):
+    return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
+
+
+ACTIVATIONS = {
+    "linear": lambda z: z, "relu": _relu, "relu6": lambda z: np.clip(z, 0, 6),
+    "leaky_relu": lambda z, negative_slope=0.2: np.where(z >= 0, z, negative_slope * z),
+    "elu": _elu, "selu": lambda z: _SELU_SCALE * _elu(z, _SELU_ALPHA), "gelu": _gelu,
+    "silu": lambda z: z * _sigmoid(z), "swish": lambda z: z * _sigmoid(z), "sigmoid": _sigmoid,
+    "hard_sigmoid": lambda z: np.clip(z + 3, 0, 6) / 6, "tanh": np.tanh, "softmax": _softmax,
+    "softplus": lambda z: np.logaddexp(0.0, z), "softsign": lambda z: z / (1 + np.abs(z)),
+    "exponential": np.exp, "hard_silu": lambda z: z * np.clip(z + 3, 0, 6) / 6,
+    "mish": lambda z: z * np.tanh(np.logaddexp(0.0, z)),
+}
+
+
+def clamp_bounds(name: str, params: dict) -> tuple:
+    """The values an activation clamps to (0 for a ReLU, 6 for relu6), or ``()`` when it has none.
+
+    Args:
+        name: a key of ``ACTIVATIONS``.
+        params: the keyword arguments the activation is called with.
+
+    Returns:
+        A tuple of bound values; an output equal to one of them, and unlike ``z``, was clamped.
+    """
+    bounds = {"relu": (0.0, params.get("max_value") or np.inf), "relu6": (0.0, 6.0),
+              "hard_sigmoid": (0.0, 1.0)}
+    return bounds.get(name, ())

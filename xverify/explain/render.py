@@ -1,0 +1,169 @@
+"""An Explanation as plain text, as a table of units, and as CSV or Excel files."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from xverify.errors import MissingDependencyError
+
+if TYPE_CHECKING:  # results imports this module to render itself
+    from xverify.explain.results import Explanation, LayerSummary, Step
+
+COLUMNS = ["layer", "unit", "inputs", "weights", "bias", "z", "activation", "a", "changed"]
+
+
+def text(ex: Explanation) -> str:
+    """The plain-text walk-through of ``ex`` (no markup): layer by layer, then the verdict."""
+    lines = [f"Explaining model '{ex.model_name}' for input x = {_brief(ex.input.ravel())}",
+             "Every number is recomputed with NumPy in float64 from the layers' get_weights().", ""]
+    for summary in ex.layers:
+        lines += _layer_lines(summary, [s for s in ex.steps if s.layer == summary.name]) + [""]
+    agree = "they agree" if ex.max_abs_diff <= 1e-5 else "they DIFFER by more than 1e-5"
+    source = "NumPy, float64" if any(s.by_hand for s in ex.layers) else "Keras, nothing by hand"
+    lines += [f"Final output ({source}):      {_vector(ex.output)}",
+              f"TensorFlow's prediction (float32):  {_vector(ex.tensorflow_output)}",
+              f"Difference max |NumPy − TensorFlow|: {ex.max_abs_diff:.2e} ({agree})", ""]
+    return "\n".join(lines + _closing(ex))
+
+
+def rows(ex: Explanation) -> list[dict]:
+    """The step table of ``ex``: one dict per spelled-out unit, keyed by ``COLUMNS``."""
+    return [{"layer": s.layer, "unit": s.unit, "inputs": _brief(s.inputs),
+             "weights": _brief(s.weights), "bias": "" if s.bias is None else s.bias,
+             "z": s.z, "activation": s.activation, "a": s.a, "changed": s.changed}
+            for s in ex.steps]
+
+
+def write_csv(ex: Explanation, path: str | os.PathLike) -> None:
+    """Write the step table of ``ex`` to a CSV file with a header row."""
+    table = _table(ex)  # before opening: a failure leaves no half-written file
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(table)
+
+
+def write_xlsx(ex: Explanation, path: str | os.PathLike) -> None:
+    """Write the step table of ``ex`` to an Excel sheet named "steps" (needs openpyxl)."""
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise MissingDependencyError("Writing .xlsx needs openpyxl, which is not installed; "
+                                     "run `pip install openpyxl` or use --csv.") from exc
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "steps"
+    for row in _table(ex):
+        sheet.append(row)
+    book.save(path)
+
+
+def _table(ex: Explanation) -> list[list]:
+    """The header row, then the values of each row of ``rows(ex)`` in column order."""
+    return [COLUMNS] + [[row[c] for c in COLUMNS] for row in rows(ex)]
+
+
+def _fmt(v) -> str:
+    v = float(v) + 0.0
+    if v != 0 and (abs(v) < 1e-4 or abs(v) >= 1e6):
+        return f"{v:.3e}"
+    return f"{v:.4f}"
+
+
+def _num(v) -> str:
+    """An input value as a learner typed it: 10 rather than 10.0000."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e9 else _fmt(v)
+
+
+def _brief(values) -> str:
+    return ", ".join(_num(v) for v in values) if len(values) <= 4 else f"{len(values)} values"
+
+
+def _vector(values, limit=8) -> str:
+    flat = np.ravel(values)
+    if flat.size == 1:
+        return _fmt(flat[0])
+    more = f", … ({flat.size} values)" if flat.size > limit else ""
+    return "[" + ", ".join(_fmt(v) for v in flat[:limit]) + more + "]"
+
+
+def _count(n, noun) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _unit_line(s: Step) -> str:
+    head = f"  {s.layer}[{s.unit}]: "
+    if not s.weights:
+        return f"{head}{s.activation}({_fmt(s.z)}) = {_fmt(s.a)}{_mark(s)}"
+    if len(s.weights) <= 4:
+        terms = " + ".join(f"{_num(x)} × {_fmt(w)}" for x, w in zip(s.inputs, s.weights))
+        calc = f"{terms} + {_fmt(s.bias)} = {_fmt(s.z)}"
+    else:
+        calc = (f"x·w + b = Σ({len(s.weights)} terms) + b = {_fmt(s.z - s.bias)} + {_fmt(s.bias)}"
+                f" = {_fmt(s.z)}")
+    if s.activation.startswith("linear"):
+        return f"{head}{calc} ({s.activation}: a = z)"
+    return f"{head}{calc} → {s.activation} → {_fmt(s.a)}{_mark(s)}"
+
+
+def _mark(s: Step) -> str:
+    return " (clamped)" if s.clamped else " (changed)" if s.changed else ""
+
+
+def _layer_lines(summary: LayerSummary, steps) -> list[str]:
+    if not summary.by_hand:
+        return [f"Layer '{summary.name}' — {summary.formula}",
+                f"  computed by Keras: {summary.input_shape} → {summary.output_shape}; output min "
+                f"{_fmt(summary.min)}, max {_fmt(summary.max)}, mean {_fmt(summary.mean)}"]
+    if not summary.activation:  # by hand without an activation: only Dropout, the identity
+        return [f"Layer '{summary.name}' — {summary.formula}"]
+    shapes = (f"{_count(summary.input_shape[-1], 'input')} → "
+              f"{_count(summary.output_shape[-1], 'unit')}" if summary.kind == "Dense"
+              else f"{summary.input_shape} → {summary.output_shape}")
+    lines = [f"Layer '{summary.name}' — {summary.kind}, {shapes}: {summary.formula}"]
+    if summary.activation.startswith("softmax"):
+        lines.append("  (softmax divides exp(z) of each unit by the sum of exp(z) over all "
+                     f"{summary.output.size} units)")
+    lines += [_unit_line(s) for s in steps]
+    if summary.output.size > summary.shown:
+        lines.append(f"  ... {summary.output.size - summary.shown} more units not shown")
+    lines.append(f"  output of '{summary.name}' = {_vector(summary.output)}")
+    if summary.changed:
+        lines.append(f"  {summary.activation} changed {summary.changed} of {summary.output.size}"
+                     " values")
+    if summary.tf_max_abs_diff is not None:
+        lines.append(f"  Keras' own output for this layer differs by at most "
+                     f"{summary.tf_max_abs_diff:.2e}")
+    return lines
+
+
+def _closing(ex: Explanation) -> list[str]:
+    """What the classic mistake, forgetting the activations, would have produced."""
+    if np.isnan(ex.output_without_activations).any():
+        return ["The output without activations could not be computed for this model."]
+    if np.allclose(ex.output_without_activations, ex.tensorflow_output, rtol=0, atol=1e-6):
+        return [f"Skipping the hidden activations would not change the output for this input "
+                f"({_vector(ex.tensorflow_output)}): none of them changed a value."]
+    lines = ["If the activations were skipped the output would be "
+             f"{_vector(ex.output_without_activations)} instead of "
+             f"{_vector(ex.tensorflow_output)}."]
+    hidden = [s for s in ex.layers[:-1] if s.by_hand and s.changed]
+    if hidden:
+        lines.append(f"Why: {'; '.join(_cause(s) for s in hidden)}; skipping it lets those values "
+                     "reach the next layer unchanged.")
+    else:
+        lines.append("Why: no hidden activation changed any value for this input.")
+    if any(not s.by_hand for s in ex.layers):
+        lines.append("(Activations inside layers computed by Keras, such as Conv2D, are kept.)")
+    return lines
+
+
+def _cause(s: LayerSummary) -> str:
+    """How one hidden activation changed its layer's values, for the closing "Why:" line."""
+    cause = f"the {s.activation} of layer '{s.name}' changed {s.changed} of {s.output.size} values"
+    if s.clamped:
+        bound = "negative z to 0" if s.activation == "relu" else "to a bound"
+        cause += f" (it clamped {s.clamped} {bound})"
+    return cause

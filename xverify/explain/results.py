@@ -1,0 +1,94 @@
+"""The values an explanation is made of: a Step per spelled-out unit, a LayerSummary per layer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from xverify.explain import render
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of a spelled-out layer: ``a = activation(x·w + b)``, or ``a = activation(z)``."""
+
+    layer: str
+    unit: int
+    inputs: tuple
+    weights: tuple  # empty for an elementwise activation layer
+    bias: float | None
+    z: float
+    activation: str
+    a: float
+    changed: bool  # the activation gave a value other than z (a ReLU clamped it, ...)
+    clamped: bool = False  # ...and the value it gave is a bound (0 for a ReLU, 6 for relu6)
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One layer: its formula in words, shapes and output (one sample, float64)."""
+
+    name: str
+    kind: str
+    formula: str
+    input_shape: tuple
+    output_shape: tuple
+    output: np.ndarray
+    by_hand: bool  # True: recomputed by NumPy here; False: the output Keras computed
+    shown: int = 0  # units spelled out in steps
+    changed: int = 0  # units whose value the activation changed
+    clamped: int = 0  # ...to a bound (0 for a ReLU)
+    activation: str = ""
+    tf_max_abs_diff: float | None = None  # hand result vs the layer's own Keras output
+
+    @property
+    def min(self) -> float:
+        return float(np.min(self.output))
+
+    @property
+    def max(self) -> float:
+        return float(np.max(self.output))
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.output))
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The hand calculation of one input, checked against TensorFlow.
+
+    Example::
+
+        ex = xverify.explain("models/seed_regression.keras", 10)
+        print(ex.text())            # hidden[3]: 10 × -0.1160 + 0.0000 = -1.1604 → relu → 0.0000 ...
+        ex.output, ex.tensorflow_output, ex.max_abs_diff
+        ex.to_csv("steps.csv")      # one row per unit: layer, unit, inputs, weights, bias, z, a
+    """
+
+    model_name: str
+    input: np.ndarray
+    steps: tuple
+    layers: tuple
+    output: np.ndarray
+    tensorflow_output: np.ndarray
+    output_without_activations: np.ndarray
+    max_abs_diff: float
+
+    def text(self) -> str:
+        """Return the plain-text walk-through (no markup)."""
+        return render.text(self)
+
+    def rows(self) -> list[dict]:
+        """Return the step table: one dict per spelled-out unit."""
+        return render.rows(self)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write ``rows()`` to a CSV file with a header row."""
+        render.write_csv(self, path)
+
+    def to_xlsx(self, path: str | os.PathLike) -> None:
+        """Write ``rows()`` to an Excel sheet (needs openpyxl)."""
+        render.write_xlsx(self, path)
