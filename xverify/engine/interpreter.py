@@ -238,6 +238,7 @@ class _Program:
                     values[name] = value
                     if on_tensor is not None:
                         on_tensor(name, value)
+            result = value = None  # drop references that would hide a tensor's last use
             for name in self.free_after[index]:
                 if name not in keep and name not in feeds and name not in self.constants:
                     values.pop(name, None)
