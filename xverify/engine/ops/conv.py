@@ -68,13 +68,18 @@ def resolve_pads(op_type, auto_pad, in_shape, kernel, strides, dilations, pads):
 def pad_spatial(x: np.ndarray, begin, end, value=0) -> np.ndarray:
     """``x`` with its spatial axes (2:) padded by ``value``; no copy when there is no padding.
 
-    Allocating and filling the interior is several times faster than ``np.pad``.
+    Allocating, copying the interior and filling only the border slabs is one memory pass, several
+    times faster than ``np.pad``.
     """
     if not any(begin) and not any(end):
         return x
     shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], begin, end))
-    out = np.full(shape, value, dtype=x.dtype)
+    out = np.empty(shape, dtype=x.dtype)
     out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(begin, x.shape[2:]))] = x
+    for axis, (b, size) in enumerate(zip(begin, x.shape[2:]), start=2):
+        lead = (slice(None),) * axis
+        out[lead + (slice(0, b),)] = value
+        out[lead + (slice(b + size, None),)] = value
     return out
 
 
