@@ -60,6 +60,26 @@ def _fold(xp, kernel_shape, strides, dilations, out, ufunc):
     return acc
 
 
+def _fold_separable(xp, kernel_shape, strides, dilations, out, ufunc):
+    """``_fold`` one spatial axis at a time, for an associative, exact ``ufunc`` (maximum).
+
+    A k x k window then costs about 2(k - 1) passes instead of k^2, and the first axis' slices
+    read whole contiguous rows instead of gathering with the stride.
+    """
+    acc = xp
+    for axis, (k, s, d, o) in enumerate(zip(kernel_shape, strides, dilations, out), start=2):
+        lead = (slice(None),) * axis
+        parts = [acc[lead + (slice(t * d, t * d + (o - 1) * s + 1, s),)] for t in range(k)]
+        if k == 1:
+            acc = parts[0]
+            continue
+        folded = ufunc(parts[0], parts[1])
+        for part in parts[2:]:
+            ufunc(folded, part, out=folded)
+        acc = folded
+    return acc if acc is not xp else acc.copy()
+
+
 def _lowest(dtype):
     return -np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
 
@@ -74,7 +94,8 @@ def max_pool(x, *, kernel_shape=None, strides=None, dilations=None, pads=None, a
     xp = pad_spatial(x, begin, [e + x0 for e, x0 in zip(end, extra)], _lowest(x.dtype))
     want_indices = len(ctx.node.output) > 1 and ctx.node.output[1]
     if not want_indices:
-        return _fold(xp, kernel_shape, strides, dilations, out, np.maximum)
+        return np.ascontiguousarray(
+            _fold_separable(xp, kernel_shape, strides, dilations, out, np.maximum))
     return _max_pool_indices(x, xp, kernel_shape, strides, dilations, begin, out, storage_order)
 
 
