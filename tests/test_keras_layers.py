@@ -61,13 +61,10 @@ def build(inputs, outputs, name="m"):
     return randomize(keras.Model(inputs, outputs, name=name))
 
 
-def assert_passes(model, known_unmapped=(), fused=()):
+def assert_passes(model, fused=()):
     """Check ``model`` with all runtimes and assert outputs, weights and every layer agree.
 
     Args:
-        known_unmapped: layers that ``xverify.layers`` maps to the wrong ONNX tensor or layout (the
-            xfail tests at the end hold each case): left out of the per-layer assertions, while
-            everything else (outputs, weights, every other layer) must still pass.
         fused: layers with weights whose output tf2onnx may fuse away, so that no ONNX tensor
             holds it and the layer is rightly looked through rather than compared.
     """
@@ -76,13 +73,8 @@ def assert_passes(model, known_unmapped=(), fused=()):
                   + ", ".join(f"{k} {v.max_abs_diff:.3g}" for k, v in d.diffs.items() if not v)
                   for d in report.layers if not d.passed]
     failures = report.failures() + bad_layers
-    checked = [d for d in report.layers if d.name not in known_unmapped]
-    if known_unmapped:
-        assert all(report.comparisons), failures
-        assert all(d.passed for d in checked), failures
-    else:
-        assert report.passed, failures
-        assert report.first_divergence is None, report.first_divergence
+    assert report.passed, failures
+    assert report.first_divergence is None, report.first_divergence
     pairs = {(d.a, d.b) for d in report.comparisons}
     assert PAIRS <= pairs, pairs
     unmatched = [(w.layer, w.name, w.transform, w.max_abs_diff) for w in report.weights
@@ -93,7 +85,7 @@ def assert_passes(model, known_unmapped=(), fused=()):
     # folded into its Conv).
     weighted = {layer.name for layer in model.layers if layer.weights
                 and not isinstance(layer, layers.BatchNormalization)}
-    assert checked and {d.name for d in checked} >= weighted - set(known_unmapped) - set(fused)
+    assert report.layers and {d.name for d in report.layers} >= weighted - set(fused)
     return report
 
 
@@ -132,7 +124,7 @@ def test_activation_layers_and_prelu():
 # ---- convolutions and pooling -----------------------------------------------------------------
 
 def test_conv1d_and_1d_pooling():
-    assert_passes(_conv1d_model(), known_unmapped=("maxpool1d", "avgpool1d"))
+    assert_passes(_conv1d_model())
 
 
 def _conv1d_model():
@@ -210,7 +202,7 @@ def test_upsampling_padding_cropping_rescaling():
 # ---- shapes and merges -----------------------------------------------------------------------
 
 def test_reshape_permute_flatten_dropout():
-    assert_passes(_shape_model(), known_unmapped=("permute",))
+    assert_passes(_shape_model())
 
 
 def _shape_model():
@@ -269,7 +261,7 @@ def test_gru_reset_after_both_ways_and_go_backwards():
 
 
 def test_bidirectional_last_state():
-    assert_passes(_bidirectional_model(), known_unmapped=("bi_gru",))
+    assert_passes(_bidirectional_model(), fused=("bi_gru",))
 
 
 def _bidirectional_model():
@@ -284,7 +276,7 @@ def _bidirectional_model():
 
 
 def test_bidirectional_stacked_sequences():
-    assert_passes(_stacked_bidirectional_model(), known_unmapped=("bi_lstm_seq",))
+    assert_passes(_stacked_bidirectional_model())
 
 
 def _stacked_bidirectional_model():
@@ -303,28 +295,3 @@ def test_multi_head_attention():
     h = layers.MultiHeadAttention(num_heads=3, key_dim=2, value_dim=5, name="cross_attention")(h, c)
     y = layers.GlobalAveragePooling1D(name="gap")(h)
     assert_passes(build([x, c], y))
-
-
-# ---- layers that xverify.layers maps to the wrong ONNX tensor or layout ----------------------
-
-LAYOUT_XFAIL = ("xverify.layers.to_keras_layout: the layer's ONNX tensor has a layout it does not try "
-                "({}), so the per-layer comparison sees a shape mismatch (max abs diff inf)")
-FUSED_XFAIL = ("xverify.layers.map_layers: tf2onnx merged Bidirectional's Concat of its two "
-               "directions into the following Concatenate, so the layer's output is no ONNX tensor; "
-               "map_layers takes the last escaping tensor (the backward half, shape (N, 3) against "
-               "Keras (N, 6)) instead of looking the layer through")
-
-
-@pytest.mark.parametrize("build_model, fused", [
-    pytest.param(_conv1d_model, (), id="pooling1d", marks=pytest.mark.xfail(strict=True, reason=(
-        LAYOUT_XFAIL.format("MaxPooling1D/AveragePooling1D run as 2-D pools: (N, C, 1, W)")))),
-    pytest.param(_shape_model, (), id="permute", marks=pytest.mark.xfail(strict=True, reason=(
-        LAYOUT_XFAIL.format("Permute((2, 1))'s own Transpose [0, 2, 1] is taken for NHWC->NCHW")))),
-    pytest.param(_stacked_bidirectional_model, (), id="bidirectional-sequences",
-                 marks=pytest.mark.xfail(strict=True, reason=(LAYOUT_XFAIL.format(
-                     "Bidirectional(return_sequences=True) output left time-major (T, N, F)")))),
-    pytest.param(_bidirectional_model, ("bi_gru",), id="bidirectional-concat-fused",
-                 marks=pytest.mark.xfail(strict=True, reason=FUSED_XFAIL)),
-])
-def test_every_layer_compared(build_model, fused):
-    assert_passes(build_model(), fused=fused)

@@ -38,6 +38,15 @@ def test_layout_reconciliation():
     np.testing.assert_array_equal(to_keras_layout(x, False), x)
     # not flagged, but only the channels-last reading fits the Keras shape
     np.testing.assert_array_equal(to_keras_layout(x, False, (2, 4, 5, 3)), x.transpose(0, 2, 3, 1))
+    # flagged channels-first, but the Keras shape says it is not (a Permute's own Transpose)
+    np.testing.assert_array_equal(to_keras_layout(x, True, (2, 3, 4, 5)), x)
+    # time-major (T, N, F) from a recurrent layer whose final transpose moved downstream
+    seq = np.arange(4 * 2 * 3).reshape(4, 2, 3)
+    np.testing.assert_array_equal(to_keras_layout(seq, False, (2, 4, 3)), seq.swapaxes(0, 1))
+    # a 1-D pool run as a 2-D pool: (N, C, 1, W) against Keras (N, W, C)
+    pooled = np.arange(2 * 3 * 1 * 5).reshape(2, 3, 1, 5)
+    np.testing.assert_array_equal(to_keras_layout(pooled, True, (2, 5, 3)),
+                                  pooled[:, :, 0, :].transpose(0, 2, 1))
 
 
 def _inject(model, fault):

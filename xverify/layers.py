@@ -105,6 +105,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
             consumers.setdefault(name, set()).add(position)
     outputs = {o.name for o in graph.output}
     nchw = _nchw_tensors(onnx_model)
+    sizes = _per_sample_sizes(onnx_model)
     rows = []
     for index, layer in enumerate(layers):
         positions = [p for p, owner in enumerate(owners) if owner == index]
@@ -114,26 +115,68 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
             for name in graph.node[p].output:
                 if name and (name in outputs or consumers.get(name, set()) - mine):
                     tensor = name
+        if tensor is not None and not _holds_whole_output(layer, sizes.get(tensor)):
+            tensor = None  # the layer's output was fused into the next layer: look through it
         rows.append(LayerTensor(index, layer.name, type(layer).__name__, tensor,
                                 tuple(graph.node[p].name for p in positions), tensor in nchw,
                                 _inbound(layer)))
     return rows
 
 
+def _holds_whole_output(layer, onnx_size: int | None) -> bool:
+    """False when an ONNX tensor certainly holds only part of the layer's output (tf2onnx merged a
+    Bidirectional layer's Concat into the next Concatenate, say)."""
+    shape = getattr(getattr(layer, "output", None), "shape", None)
+    if onnx_size is None or shape is None or any(d is None for d in tuple(shape)[1:]):
+        return True
+    return int(np.prod(tuple(shape)[1:])) == onnx_size
+
+
 def to_keras_layout(value: np.ndarray, nchw: bool, keras_shape: tuple | None = None) -> np.ndarray:
     """An ONNX tensor in the layout of the Keras layer's output.
 
-    The propagated layout decides; where it leaves a shape that does not fit the Keras output but
-    the channels-first reading does (a Transpose the propagation did not recognise), that is used.
+    The propagated layout is the preferred reading. Where it does not give the Keras shape, the
+    other readings tf2onnx produces are tried in turn: as is, channels-first moved last, time-major
+    (batch and time swapped), then each reshaped where it differs only by size-1 axes (1-D pooling
+    runs as a 2-D pool with a unit height). A tensor no reading fits is returned as is, and the
+    comparison reports the shape mismatch.
     """
     if value.ndim < 3:
-        return value
-    moved = np.moveaxis(value, 1, -1)
-    if nchw:
-        return moved
-    if keras_shape is not None and value.shape != keras_shape and moved.shape == keras_shape:
-        return moved
-    return value
+        readings = [value]
+    else:
+        moved = np.moveaxis(value, 1, -1)
+        readings = [moved, value] if nchw else [value, moved]
+        readings.append(np.swapaxes(value, 0, 1))
+    if keras_shape is None:
+        return readings[0]
+    keras_shape = tuple(keras_shape)
+    for reading in readings:
+        if reading.shape == keras_shape:
+            return reading
+    squeezed = tuple(d for d in keras_shape if d != 1)
+    for reading in readings:
+        if (reading.size == int(np.prod(keras_shape)) and reading.shape[:1] == keras_shape[:1]
+                and tuple(d for d in reading.shape if d != 1) == squeezed):
+            return reading.reshape(keras_shape)
+    return readings[0]
+
+
+def _per_sample_sizes(onnx_model) -> dict[str, int]:
+    """Elements per sample of each intermediate tensor whose shape is known but for one dimension
+    (the batch)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(onnx_model)
+    except Exception:  # shape inference is a help here, not a requirement
+        return {}
+    sizes = {}
+    for info in (*inferred.graph.value_info, *inferred.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        known = [d.dim_value for d in dims if d.HasField("dim_value")]
+        if dims and len(known) == len(dims) - 1:
+            sizes[info.name] = int(np.prod(known))
+    return sizes
 
 
 def _chunks(rows: list[LayerTensor], keras_model, batch: int) -> list[list[LayerTensor]]:
