@@ -28,13 +28,14 @@ from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
 
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
-# Bound on the im2col buffer (elements): large enough for one big matmul, small enough to stay in
-# cache-friendly territory and not to double a model's peak memory.
+# Bound on an im2col buffer (elements): large enough for one big matmul, small enough not to
+# double a model's peak memory (a conv on a large image is split into bands of output rows).
 _COLS_BUDGET = 1 << 22
 _SMALL_PLANE = 10 * 10  # output pixels up to which depthwise conv runs channels-last
 # Depthwise im2col block (elements): with the matmul's output it stays within a core's L2 cache.
 _DEPTHWISE_BUDGET = 1 << 17
 _WORKERS = min(4, os.cpu_count() or 1)
+_PARALLEL_MACS = 1 << 22  # convs smaller than this run on the calling thread
 
 
 def check_auto_pad(op_type: str, auto_pad: str) -> None:
@@ -110,21 +111,44 @@ def _spatial_attrs(op_type, x, kernel, strides, dilations, kernel_shape):
 
 
 def _conv_gemm(xp, w, strides, dilations, out_shape):
-    """Dense conv of an already padded input: im2col per batch chunk, then one matmul."""
+    """Dense conv of an already padded input: im2col per image, then one matmul per image.
+
+    Images (or, for a single image, bands of output rows) are split over the thread pool, each
+    worker running single-threaded BLAS on its share: two OpenBLAS threads synchronize by
+    spinning, which collapses (10x slower here) as soon as another process takes one of the cores,
+    while independent shares just finish later.
+    """
     n, c = xp.shape[:2]
     m, kernel = w.shape[0], w.shape[2:]
     k = c * math.prod(kernel)
     p = math.prod(out_shape)
     w2 = w.reshape(m, k)
-    if all(v == 1 for v in kernel) and all(s == 1 for s in strides):
-        # 1x1 stride 1: the input already is the column matrix.
-        return np.matmul(w2, xp.reshape(n, c, p)).reshape((n, m) + tuple(out_shape))
-    win = windows(xp, kernel, strides, dilations, out_shape)
     y = np.empty((n, m, p), dtype=np.result_type(xp, w))
-    chunk = max(1, _COLS_BUDGET // max(1, k * p))
-    for start in range(0, n, chunk):
-        cols = win[start:start + chunk].reshape(-1, k, p)  # the one im2col copy
-        np.matmul(w2, cols, out=y[start:start + chunk])
+    rows, inner = out_shape[0], p // out_shape[0]
+    pointwise = all(v == 1 for v in kernel) and all(s == 1 for s in strides)
+    bands = 1 if n >= _WORKERS or n * m * k * p < _PARALLEL_MACS else _WORKERS
+    if not pointwise:  # bound each im2col copy, however large the image
+        bands = max(bands, -(-k * p // _COLS_BUDGET))
+    bands = min(bands, rows)
+    units = [(i, rows * b // bands, rows * (b + 1) // bands) for i in range(n) for b in range(bands)]
+    if pointwise:
+        src = xp.reshape(n, c, p)  # 1x1 stride 1: the input already is the column matrix
+
+        def work(start, stop):
+            for i, r0, r1 in units[start:stop]:
+                np.matmul(w2, src[i, :, r0 * inner:r1 * inner], out=y[i, :, r0 * inner:r1 * inner])
+    else:
+        win = windows(xp, kernel, strides, dilations, out_shape)
+        first_out = 2 + len(kernel)
+
+        def work(start, stop):
+            for i, r0, r1 in units[start:stop]:
+                band = win[(i,) + (slice(None),) * (first_out - 1) + (slice(r0, r1),)]
+                cols = band.reshape(k, (r1 - r0) * inner)  # the one im2col copy
+                np.matmul(w2, cols, out=y[i, :, r0 * inner:r1 * inner])
+
+    workers = _WORKERS if n * m * k * p >= _PARALLEL_MACS else 1
+    run_chunks(work, len(units), -(-len(units) // workers), blas=True)
     return y.reshape((n, m) + tuple(out_shape))
 
 
