@@ -2,7 +2,10 @@
 
 The interpreter walks the nodes in the graph's (topological) order, calls each node's kernel from the
 registry and frees every tensor after its last use, so memory stays near the largest live set rather
-than the sum of all intermediates. Two dtype policies:
+than the sum of all intermediates. A kernel registered ``inplace=True`` may write its result into its first
+input when that tensor dies at the node and nothing else (another tensor's view, a feed, an
+initializer, a tap, a caller's callback) can see it, which saves an allocation and a memory pass.
+Two dtype policies:
 
 * ``float32`` (the mirror): every tensor keeps the dtype the ONNX graph gives it, as a runtime would.
 * ``float64`` (the oracle): every floating tensor (initializers, feeds, casts, constants) is computed in
@@ -58,22 +61,43 @@ _MALLOC_TUNED = False
 _MALLOC_KEEP = 1 << 30
 
 
+def _refcount(array) -> int:
+    return sys.getrefcount(array)
+
+
 def _exclusive(array, holders: int) -> bool:
-    """Whether only ``holders`` references (plus this call's own) reach ``array`` and its memory.
+    """Whether ``holders`` containers (and the caller's argument) are all that reach ``array``'s memory.
 
     A view (Reshape, Squeeze, Identity output, a caller's copy) holds a reference to the array or
-    to its base, so any other user of the memory shows up in a reference count.
+    to its base, so any other user of the memory shows up in a reference count. The counts are
+    compared with ones measured the same way at import (Python versions differ in how many
+    references a call borrows), and only on CPython, where reference counts are exact.
     """
-    # +2: this function's parameter and getrefcount's own argument.
-    if sys.getrefcount(array) != holders + 2 or not array.flags.writeable:
+    if _REFS is None or not array.flags.writeable or _refcount(array) != holders + _REFS[0]:
         return False
     base = array.base
     while base is not None:  # a view of an array only this view holds (e.g. a reshaped result)
-        # 3: the child's .base, the local ``base`` and getrefcount's argument.
-        if not isinstance(base, np.ndarray) or sys.getrefcount(base) != 3:
+        if not isinstance(base, np.ndarray) or _refcount(base) != _REFS[1]:
             return False
         base = base.base
     return True
+
+
+def _calibrate_refs():
+    """Reference counts ``_exclusive`` sees for an array held by no container, and for the base of
+    a view held only by that view; ``None`` where reference counts cannot be trusted."""
+    if sys.implementation.name != "cpython":
+        return None
+    box = [np.zeros(2)]
+    alone = (lambda array: _refcount(array))(box[0]) - 1  # as _exclusive counts; the list holds it
+    view = box.pop().reshape(1, 2)
+    base = view.base
+    only_view = _refcount(base)
+    del base
+    return alone, only_view
+
+
+_REFS = _calibrate_refs()
 
 
 def _decode_attribute(attr: onnx.AttributeProto):
@@ -196,9 +220,9 @@ class _Program:
         for name, index in last_use.items():
             self.free_after[index].append(name)
         # Steps whose kernel may overwrite its first input: that input dies here and is read once.
-        self.inplace = [spec.inplace and bool(inputs) and inputs[0]
-                        and last_use.get(inputs[0]) == index and inputs.count(inputs[0]) == 1
-                        and inputs[0] not in self.constants and inputs[0] not in self.keep
+        self.inplace = [bool(spec.inplace and inputs and inputs[0]
+                             and last_use.get(inputs[0]) == index and inputs.count(inputs[0]) == 1
+                             and inputs[0] not in self.constants and inputs[0] not in self.keep)
                         for index, (_, spec, inputs, _, _) in enumerate(self.steps)]
 
     def _cast(self, array: np.ndarray) -> np.ndarray:
