@@ -110,19 +110,21 @@ def _spatial_attrs(op_type, x, kernel, strides, dilations, kernel_shape):
     return list(strides or [1] * n), list(dilations or [1] * n)
 
 
-def _conv_gemm(xp, w, strides, dilations, out_shape):
+def _conv_gemm(xp, w, strides, dilations, out_shape, b=None):
     """Dense conv of an already padded input: im2col per image, then one matmul per image.
 
     Images (or, for a single image, bands of output rows) are split over the thread pool, each
     worker running single-threaded BLAS on its share: two OpenBLAS threads synchronize by
     spinning, which collapses (10x slower here) as soon as another process takes one of the cores,
-    while independent shares just finish later.
+    while independent shares just finish later. The bias ``b`` is added to each share while it is
+    still in cache.
     """
     n, c = xp.shape[:2]
     m, kernel = w.shape[0], w.shape[2:]
     k = c * math.prod(kernel)
     p = math.prod(out_shape)
     w2 = w.reshape(m, k)
+    bias = None if b is None else b.reshape(m, 1)
     y = np.empty((n, m, p), dtype=np.result_type(xp, w))
     rows, inner = out_shape[0], p // out_shape[0]
     pointwise = all(v == 1 for v in kernel) and all(s == 1 for s in strides)
@@ -136,7 +138,10 @@ def _conv_gemm(xp, w, strides, dilations, out_shape):
 
         def work(start, stop):
             for i, r0, r1 in units[start:stop]:
-                np.matmul(w2, src[i, :, r0 * inner:r1 * inner], out=y[i, :, r0 * inner:r1 * inner])
+                out = y[i, :, r0 * inner:r1 * inner]
+                np.matmul(w2, src[i, :, r0 * inner:r1 * inner], out=out)
+                if bias is not None:
+                    out += bias
     else:
         win = windows(xp, kernel, strides, dilations, out_shape)
         first_out = 2 + len(kernel)
@@ -145,14 +150,17 @@ def _conv_gemm(xp, w, strides, dilations, out_shape):
             for i, r0, r1 in units[start:stop]:
                 band = win[(i,) + (slice(None),) * (first_out - 1) + (slice(r0, r1),)]
                 cols = band.reshape(k, (r1 - r0) * inner)  # the one im2col copy
-                np.matmul(w2, cols, out=y[i, :, r0 * inner:r1 * inner])
+                out = y[i, :, r0 * inner:r1 * inner]
+                np.matmul(w2, cols, out=out)
+                if bias is not None:
+                    out += bias
 
     workers = _WORKERS if n * m * k * p >= _PARALLEL_MACS else 1
     run_chunks(work, len(units), -(-len(units) // workers), blas=True)
     return y.reshape((n, m) + tuple(out_shape))
 
 
-def _conv_depthwise(xp, w, strides, dilations, out_shape):
+def _conv_depthwise(xp, w, strides, dilations, out_shape, b=None):
     """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
@@ -166,10 +174,14 @@ def _conv_depthwise(xp, w, strides, dilations, out_shape):
     mult = w.shape[0] // c
     kernel = w.shape[2:]
     if mult == 1 and math.prod(out_shape) <= _SMALL_PLANE:
-        return _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape)
+        y = _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape)
+        if b is not None:
+            y += b.reshape((-1,) + (1,) * len(out_shape))
+        return y
     taps, pixels = math.prod(kernel), math.prod(out_shape)
     win = windows(xp, kernel, strides, dilations, out_shape)
     wt = w.reshape(c, mult, taps)
+    bias = None if b is None else b.reshape(c, mult, 1)
     y = np.empty((n, c, mult, pixels), dtype=np.result_type(xp, w))
     per_block = max(1, min(c, _DEPTHWISE_BUDGET // (taps * pixels)))
     blocks = [(i, c0, min(c, c0 + per_block)) for i in range(n) for c0 in range(0, c, per_block)]
@@ -180,6 +192,8 @@ def _conv_depthwise(xp, w, strides, dilations, out_shape):
         for i, c0, c1 in blocks[start:stop]:
             np.copyto(view[:c1 - c0], win[i, c0:c1])  # the one im2col copy
             np.matmul(wt[c0:c1], cols[:c1 - c0], out=y[i, c0:c1])
+            if bias is not None:
+                y[i, c0:c1] += bias[c0:c1]
 
     run_chunks(work, len(blocks), -(-len(blocks) // _WORKERS), blas=True)
     return y.reshape((n, c * mult) + tuple(out_shape))
@@ -278,13 +292,12 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
                          f"input {list(x.shape[2:])} padded by {begin}/{end}")
     xp = pad_spatial(x, begin, end)
     if group == 1:
-        y = _conv_gemm(xp, w, strides, dilations, out_shape)
-    elif w.shape[1] == 1:
-        y = _conv_depthwise(xp, w, strides, dilations, out_shape)
-    else:
-        cg, mg = c // group, w.shape[0] // group
-        y = np.concatenate([_conv_gemm(xp[:, g * cg:(g + 1) * cg], w[g * mg:(g + 1) * mg],
-                                       strides, dilations, out_shape) for g in range(group)], axis=1)
+        return _conv_gemm(xp, w, strides, dilations, out_shape, b)
+    if w.shape[1] == 1:
+        return _conv_depthwise(xp, w, strides, dilations, out_shape, b)
+    cg, mg = c // group, w.shape[0] // group
+    y = np.concatenate([_conv_gemm(xp[:, g * cg:(g + 1) * cg], w[g * mg:(g + 1) * mg],
+                                   strides, dilations, out_shape) for g in range(group)], axis=1)
     if b is not None:
         y += b.reshape((-1,) + (1,) * len(out_shape))
     return y
