@@ -91,6 +91,44 @@ def recurrent():
     return model, convert(model)
 
 
+def _random_bn(layer, rng):
+    c = layer.get_weights()[0].shape[0]
+    layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
+                       rng.uniform(0.5, 2, c)])
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["sep_no_bias", "sep_bias"])
+def separable_bn(request):
+    """SeparableConv2D then BatchNormalization with random statistics, with and without a bias."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inputs = keras.Input((16, 16, 8))
+    x = L.SeparableConv2D(16, 3, use_bias=request.param, name="sep")(inputs)
+    x = L.BatchNormalization(name="sep_bn")(x)
+    model = keras.Model(inputs, L.Activation("relu", name="relu")(x))
+    rng = np.random.default_rng(0)
+    _random_bn(model.get_layer("sep_bn"), rng)
+    if request.param:  # a fresh bias is zeros: tf2onnx would drop it
+        sep = model.get_layer("sep")
+        sep.set_weights(sep.get_weights()[:2] + [rng.normal(0, 0.3, 16).astype("float32")])
+    return model, convert(model)
+
+
+@pytest.fixture(scope="module")
+def normalization():
+    """An adapted Normalization (variance != 1) before a Dense, and the same statistics inverted."""
+    keras.utils.set_random_seed(0)
+    data = np.random.default_rng(0).normal(3, 2, (100, 4)).astype("float32")
+    models = []
+    for invert in (False, True):
+        norm = keras.layers.Normalization(invert=invert, name="norm")
+        norm.adapt(data)
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(norm(inputs)))
+        models.append((model, convert(model)))
+    return models
+
+
 def _weights(report, layer):
     return {w.name: w for w in next(lw for lw in report.layers if lw.layer == layer).weights}
 
@@ -275,3 +313,59 @@ def test_extract_weights_accepts_keras_onnx_and_paths(seed, tmp_path):
     np.testing.assert_array_equal(from_file[0].weights[0].onnx_value,
                                   model.get_layer("hidden").get_weights()[0])
     assert [lw.layer for lw in extract_weights(MODELS / "seed_regression.keras")] == ["hidden", "output"]
+
+
+def test_separable_conv_with_batchnorm(separable_bn):
+    model, onnx_model = separable_bn
+    report = match_weights(model, onnx_model)
+    assert report.passed and report.unattributed == ()
+    _assert_all_equal_keras(report, model)
+    sep, bn = _weights(report, "sep"), _weights(report, "sep_bn")
+    assert sep["depthwise_kernel"].transform.startswith("depthwise reshape")
+    assert all(w.max_abs_diff <= 1e-5 for w in bn.values())
+    if "bias" in sep:
+        # With a bias of its own, tf2onnx 1.17 keeps the BatchNormalization as Mul and Add.
+        assert sep["pointwise_kernel"].transform == "transpose HWIO->OIHW"
+        assert bn["gamma"].transform.startswith("BN scale") and bn["beta"].transform.startswith("BN offset")
+        return
+    # Without: the pointwise Conv and the BatchNormalization become one Conv.
+    kernel = sep["pointwise_kernel"]
+    assert kernel.transform.startswith("transpose HWIO->OIHW, sep_bn folded in")
+    for w in bn.values():
+        assert w.transform == f"folded into {w.onnx_initializer}"
+    assert bn["gamma"].onnx_initializer == bn["moving_variance"].onnx_initializer == kernel.onnx_initializer
+    assert bn["beta"].onnx_initializer == bn["moving_mean"].onnx_initializer != kernel.onnx_initializer
+
+
+def test_altered_folded_separable_kernel_fails(separable_bn):
+    model, onnx_model = separable_bn
+    report = match_weights(model, onnx_model)
+    name = _weights(report, "sep")["pointwise_kernel"].onnx_initializer
+    altered = _weights(match_weights(model, _altered(onnx_model, name, (3, 5, 0, 0))), "sep")
+    assert not altered["pointwise_kernel"].passed
+    assert altered["pointwise_kernel"].onnx_initializer == name
+    assert altered["depthwise_kernel"].passed
+
+
+def test_adapted_normalization_variance_as_folded_reciprocal(normalization):
+    for (model, onnx_model), label in zip(normalization, ("1/max(sqrt(variance), eps)",
+                                                          "max(sqrt(variance), eps)")):
+        report = match_weights(model, onnx_model)
+        assert report.passed and report.unattributed == ()
+        norm = _weights(report, "norm")
+        mean, variance = model.get_layer("norm").get_weights()[:2]
+        assert not np.allclose(variance, 1)
+        assert norm["mean"].transform.startswith("identity") and norm["mean"].max_abs_diff == 0.0
+        assert norm["variance"].transform.startswith(label) and norm["variance"].max_abs_diff <= 1e-5
+        np.testing.assert_allclose(norm["variance"].onnx_value, variance, rtol=1e-5)
+        # Keras keeps count only to load old saved models; Normalization.call never reads it.
+        count = norm["count"]
+        assert count.passed and count.transform == "not used at inference"
+        assert count.onnx_initializer is None and count.shape == ()
+
+
+def test_altered_normalization_variance_is_named(normalization):
+    model, onnx_model = normalization[0]
+    name = _weights(match_weights(model, onnx_model), "norm")["variance"].onnx_initializer
+    variance = _weights(match_weights(model, _altered(onnx_model, name, (0, 2))), "norm")["variance"]
+    assert not variance.passed and variance.onnx_initializer == name

@@ -14,8 +14,9 @@ nodes consume (the ``xvl<i>`` scope token, see ``convert.py``), then among all.
 
 Modules: ``results`` (the values returned), ``forms`` (the layouts of one weight), ``graph`` (which
 layer owns a node), ``joints`` (the search), ``batchnorm`` and ``recurrent`` (weights tf2onnx merges),
-``match`` (``match_weights``) and ``onnx_side`` (``onnx_weights``, an ONNX file alone). Keras, ONNX
-and TensorFlow are imported only when weights are read, never on import.
+``normalization`` (the variance TensorFlow folds), ``match`` (``match_weights``) and ``onnx_side``
+(``onnx_weights``, an ONNX file alone). Keras, ONNX and TensorFlow are imported only when weights are
+read, never on import.
 """
 
 from __future__ import annotations

@@ -14,23 +14,34 @@ import numpy as np
 from xverify.extract.batchnorm import bn_groups
 from xverify.extract.forms import close, forms, max_diff
 from xverify.extract.joints import Context, Joint, weight_names
+from xverify.extract.normalization import UNUSED_AT_INFERENCE, normalization_groups
 from xverify.extract.recurrent import rnn_groups
 from xverify.extract.results import LayerWeights, WeightMatch, WeightReport
+
+
+# Layers whose weights tf2onnx merges or recomputes, beyond the layouts of ``forms``.
+_SPECIAL = {"BatchNormalization": bn_groups, "Normalization": normalization_groups,
+            "LSTM": rnn_groups, "GRU": rnn_groups, "SimpleRNN": rnn_groups, "Bidirectional": rnn_groups}
+
+
+def _unused(layer) -> tuple:
+    return UNUSED_AT_INFERENCE.get(type(layer).__name__, ())
 
 
 def _generic_groups(ctx: Context, li: int) -> list:
     layer, cls = ctx.layers[li], type(ctx.layers[li]).__name__
     groups = []
     for wi, (name, value) in enumerate(zip(weight_names(layer), ctx.values[li])):
+        if name in _unused(layer):
+            continue
         groups.append([[Joint(((li, wi),), form.to_onnx(value), lambda a, f=form: [f.to_keras(a)],
                               (form.label,))] for form in forms(cls, name, value.shape)])
     return groups
 
 
 def _groups(ctx: Context, li: int) -> list:
-    cls = type(ctx.layers[li]).__name__
-    special = bn_groups(ctx, li) if cls == "BatchNormalization" else rnn_groups(ctx, li)
-    return _generic_groups(ctx, li) + special
+    special = _SPECIAL.get(type(ctx.layers[li]).__name__)
+    return _generic_groups(ctx, li) + (special(ctx, li) if special else [])
 
 
 def _score(evaluated) -> tuple:
@@ -76,6 +87,10 @@ def _put(ctx, entries, li, wi, init, transform, diff, passed, onnx_value) -> Non
 
 
 def _search_layer(ctx: Context, li: int, entries: dict) -> None:
+    layer = ctx.layers[li]
+    for wi, name in enumerate(weight_names(layer)):
+        if name in _unused(layer):  # nothing to find: passed, since the model never reads it
+            _put(ctx, entries, li, wi, None, "not used at inference", 0.0, True, None)
     for alternatives in _groups(ctx, li):
         evaluated = [[(j, ctx.find(j, li)) for j in alt] for alt in alternatives]
         for joint, found in max(evaluated, key=_score):
