@@ -111,6 +111,7 @@ def bench_model(name: str, batch: int, repeat: int, ref_repeat: int, cache: Path
         "ratio_ort": med["f32"] / med["ort"], "ratio_oracle": med["f64"] / med["f32"],
         "diff_ort": float(np.max(np.abs(y32.astype(np.float64) - y_ort))),
         "diff_oracle": float(np.max(np.abs(y64 - y_ort))),
+        "out_max": float(np.max(np.abs(y_ort))),
         "ort_runs": times["ort"], "f32_runs": times["f32"],
     }
     if ref_times:
@@ -122,14 +123,15 @@ def bench_model(name: str, batch: int, repeat: int, ref_repeat: int, cache: Path
 def table(results: list[dict]) -> str:
     ms = lambda s: f"{s * 1e3:8.1f}"  # noqa: E731
     lines = [f"{'model':12s} {'ORT ms':>8s} {'f32 ms':>8s} {'f64 ms':>8s} {'ref ms':>9s} "
-             f"{'f32/ORT':>8s} {'ref/f32':>8s} {'f64/f32':>8s} {'|f32-ORT|':>10s} {'|f64-ORT|':>10s}"]
+             f"{'f32/ORT':>8s} {'ref/f32':>8s} {'f64/f32':>8s} {'|f32-ORT|':>10s} {'|f64-ORT|':>10s} "
+             f"{'max|ORT|':>9s}"]
     for r in results:
         m = r["median"]
         ref = f"{m['reference'] * 1e3:9.0f}" if "reference" in m else f"{'-':>9s}"
         rref = f"{r['ratio_reference']:7.1f}x" if "ratio_reference" in r else f"{'-':>8s}"
         lines.append(f"{r['model']:12s} {ms(m['ort'])} {ms(m['f32'])} {ms(m['f64'])} {ref} "
                      f"{r['ratio_ort']:7.2f}x {rref} {r['ratio_oracle']:7.2f}x "
-                     f"{r['diff_ort']:10.2e} {r['diff_oracle']:10.2e}")
+                     f"{r['diff_ort']:10.2e} {r['diff_oracle']:10.2e} {r['out_max']:9.2e}")
     lines.append(f"targets: f32/ORT <= {TARGETS['ort']}x, ref/f32 >= {TARGETS['reference']}x, "
                  f"f64/f32 <= {TARGETS['oracle']}x")
     verdicts = []
