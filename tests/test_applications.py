@@ -23,15 +23,6 @@ import xverify
 
 pytestmark = pytest.mark.slow
 
-SEPARABLE_CONV_REASON = (
-    "tf2onnx folds a SeparableConv2D's pointwise Conv and the following BatchNormalization into one "
-    "Conv named in the BatchNormalization's scope. extract.py has no 'pointwise kernel x BN scale' "
-    "transform for SeparableConv2D (102 weight failures: pointwise_kernel mismatched, BN gamma and "
-    "moving_variance unmatched), and layers.py map_layers keeps the depthwise Conv's output as the "
-    "SeparableConv2D's tensor whenever it has the layer's output shape (in == out channels), so an "
-    "intermediate is compared with the layer output (20 layer failures, numpy|onnxruntime agree)")
-
-
 def _free():
     import keras
 
@@ -124,8 +115,8 @@ def test_inception_v3():
     _run("InceptionV3")
 
 
-@pytest.mark.xfail(strict=True, reason=SEPARABLE_CONV_REASON)
 def test_xception():
+    # tf2onnx folds each SeparableConv2D's pointwise Conv with the next BatchNormalization.
     _run("Xception")
 
 

@@ -103,3 +103,26 @@ def test_terminal_shows_divergent_layer_and_neighbours(example_models, models_di
     verbose = CliRunner().invoke(app, ["check", str(models_dir / "small_cnn.keras"), "--onnx",
                                        faulty, "--verbose"])
     assert any(line.startswith("│ conv1 ") for line in verbose.output.splitlines())
+
+
+def test_separable_conv_fused_with_batchnorm_is_looked_through():
+    """tf2onnx folds the pointwise Conv into the next BatchNorm (a token-less ``Conv__N``); with as
+    many output as input channels the depthwise result has the layer's shape, and must not be taken
+    for the layer's output."""
+    import keras
+
+    import xverify
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 8), name="x")
+    h = keras.layers.SeparableConv2D(8, 3, padding="same", use_bias=False, name="sep")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    model = keras.Model(inputs, keras.layers.Activation("relu", name="act")(h))
+    rng = np.random.default_rng(0)
+    model.get_layer("bn").set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.2, 8),
+                                       rng.normal(0, 0.2, 8), rng.uniform(0.5, 2, 8)])
+    onnx_model = xverify.convert(model)
+    rows = {r.name: r.tensor for r in map_layers(model, onnx_model)}
+    assert rows["sep"] is None and rows["bn"] is not None
+    report = xverify.check(model, onnx=onnx_model)
+    assert report.passed, report.failures()

@@ -44,7 +44,7 @@ class LayerTensor:
 def _node_layer_indices(onnx_model, layers) -> list[int | None]:
     tokens = [layer_index_of(n.name) for n in onnx_model.graph.node]
     if any(t is not None for t in tokens) and _same_layers(onnx_model, layers):
-        return tokens
+        return _credit_fusions(onnx_model.graph, tokens)
     names = sorted((layer.name for layer in layers), key=len, reverse=True)
     index = {layer.name: i for i, layer in enumerate(layers)}
     out = []
@@ -53,6 +53,31 @@ def _node_layer_indices(onnx_model, layers) -> list[int | None]:
         hit = next((index[n] for part in parts for n in names
                     if part == n or re.fullmatch(re.escape(n) + r"_\d+", part)), None)
         out.append(hit)
+    return out
+
+
+def _weight_owners(graph) -> dict[str, int]:
+    """Float initializers with more than one element (weights, not shared scalars or shapes) and the
+    layer whose scope token they carry."""
+    owners = {}
+    for init in graph.initializer:
+        index = layer_index_of(init.name + "/")
+        if index is not None and init.data_type in (1, 10, 11) and int(np.prod(init.dims)) > 1:
+            owners[init.name] = index
+    return owners
+
+
+def _credit_fusions(graph, tokens: list[int | None]) -> list[int | None]:
+    """A node tf2onnx built by fusing two layers (a SeparableConv2D's pointwise Conv with the next
+    BatchNorm, named afresh ``Conv__17``) carries no token: credit it to the latest layer whose
+    weights it consumes, since the fused result is that layer's output."""
+    weights = _weight_owners(graph)
+    out = list(tokens)
+    for position, node in enumerate(graph.node):
+        if out[position] is None:
+            sources = [weights[name] for name in node.input if name in weights]
+            if sources:
+                out[position] = max(sources)
     return out
 
 
@@ -128,10 +153,8 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
 def _fused_forward(graph, owners) -> set[int]:
     """Layers whose weights feed a node of another layer: tf2onnx fused their last step into it
     (a SeparableConv2D's pointwise Conv folded with the next BatchNorm), so no tensor holds their
-    output. Only float initializers with more than one element count: tf2onnx shares small
-    constants (a scalar zero, a shape) across layers."""
-    weights = {i.name: layer_index_of(i.name + "/") for i in graph.initializer
-               if i.data_type in (1, 10, 11) and int(np.prod(i.dims)) > 1}
+    output."""
+    weights = _weight_owners(graph)
     fused = set()
     for node, owner in zip(graph.node, owners):
         for name in node.input:
