@@ -132,12 +132,15 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     nchw = _nchw_tensors(onnx_model)
     sizes = _per_sample_sizes(onnx_model)
     fused_forward = _fused_forward(graph, owners)
+    producer = {name: p for p, node in enumerate(graph.node) for name in node.output}
     rows = []
     for index, layer in enumerate(layers):
         positions = [p for p, owner in enumerate(owners) if owner == index]
         mine = set(positions)
         tensor = None
         for p in positions:
+            if _reads_later_layer(graph.node[p], producer, owners, index):
+                continue
             for name in graph.node[p].output:
                 if name and (name in outputs or consumers.get(name, set()) - mine):
                     tensor = name
@@ -148,6 +151,14 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
                                 tuple(graph.node[p].name for p in positions), tensor in nchw,
                                 _inbound(layer)))
     return rows
+
+
+def _reads_later_layer(node, producer, owners, index) -> bool:
+    """A node named after this layer that reads a later layer's output only carries the name: the
+    transpose optimizer pushes a layer's output Transpose past the next layer's Relu and keeps it."""
+    data = next((name for name in node.input if name), None)
+    source = owners[producer[data]] if data in producer else None
+    return source is not None and source > index
 
 
 def _fused_forward(graph, owners) -> set[int]:
