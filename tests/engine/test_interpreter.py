@@ -95,3 +95,31 @@ def test_exclusive_counts_references():
     del a, holders
     assert _exclusive(view, 1)  # its base is held by the view alone
     assert not _exclusive(np.broadcast_to(view, (3, 2, 2)), 1)  # read-only
+
+
+def test_large_in_place_ops_split_over_the_pool_give_the_plain_result():
+    # Above ~1M elements an in-place op runs in batch slices on the kernel pool; each argument
+    # must line up with its slice or broadcast whole.
+    r = np.random.default_rng(0)
+    shape = (4, 8, 180, 180)
+    per_channel = r.standard_normal((1, 8, 1, 1)).astype(np.float32)
+    full = r.standard_normal(shape).astype(np.float32)
+    lo, hi = np.array(-0.5, np.float32), np.array(0.5, np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["n"]),
+         helper.make_node("Mul", ["n", "pc"], ["m"]),
+         helper.make_node("Add", ["m", "full"], ["a"]),
+         helper.make_node("Relu", ["a"], ["r"]),
+         helper.make_node("Sub", ["r", "x"], ["s"]),
+         helper.make_node("Clip", ["s", "lo", "hi"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(a, n) for n, a in
+                     [("pc", per_channel), ("full", full), ("lo", lo), ("hi", hi)]])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = r.standard_normal(shape).astype(np.float32)
+    want = np.clip(np.maximum(-x * per_channel + full, 0) - x, lo, hi)
+    np.testing.assert_array_equal(Interpreter(model).run({"x": x})["y"], want)
+    seen = _addresses(Interpreter(model), {"x": x})
+    assert seen["y"] == seen["s"] == seen["r"] == seen["a"] == seen["m"] == seen["n"]

@@ -253,6 +253,11 @@ def _init_worker():
 _WORKER = threading.local()
 
 
+def workers() -> int:
+    """How many threads the kernel pool runs."""
+    return _WORKERS
+
+
 def run_chunks(work, n: int, chunk: int, blas: bool = False) -> None:
     """Call ``work(start, stop)`` over ``range(n)`` in chunks, on a thread pool when there are several.
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from xverify.engine.ops.elementwise import erf
+from xverify.engine.ops.elementwise import erf, in_place
 from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
 
@@ -32,7 +32,7 @@ def gemm(a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0):
 
 @op("Relu", inplace=True)
 def relu(x, out=None):
-    return np.maximum(x, 0, out=out)
+    return np.maximum(x, 0) if out is None else in_place(np.maximum, out, x, 0)
 
 
 @op("Sigmoid")
@@ -47,7 +47,7 @@ def sigmoid(x):
 
 @op("Tanh", inplace=True)
 def tanh(x, out=None):
-    return np.tanh(x, out=out)
+    return np.tanh(x) if out is None else in_place(np.tanh, out, x)
 
 
 @op("Softmax", attributes=("axis",), notes="opset 13 semantics: normalizes along `axis` only")
@@ -74,7 +74,7 @@ def clip(x, lo=None, hi=None, min=None, max=None, out=None):  # noqa: A002 (ONNX
         # Bounds in x's dtype: a float64 bound must not promote (or, with out=, fail the cast).
         lo = None if lo is None else np.asarray(lo).astype(x.dtype)
         hi = None if hi is None else np.asarray(hi).astype(x.dtype)
-        return np.clip(x, lo, hi, out=out)
+        return np.clip(x, lo, hi) if out is None else in_place(np.clip, out, x, lo, hi)
     return np.clip(x, lo, hi).astype(x.dtype, copy=False)
 
 
