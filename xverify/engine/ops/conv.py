@@ -76,11 +76,18 @@ def pad_spatial(x: np.ndarray, begin, end, value=0) -> np.ndarray:
         return x
     shape = x.shape[:2] + tuple(s + b + e for s, b, e in zip(x.shape[2:], begin, end))
     out = np.empty(shape, dtype=x.dtype)
-    out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(begin, x.shape[2:]))] = x
-    for axis, (b, size) in enumerate(zip(begin, x.shape[2:]), start=2):
-        lead = (slice(None),) * axis
-        out[lead + (slice(0, b),)] = value
-        out[lead + (slice(b + size, None),)] = value
+    interior = tuple(slice(b, b + s) for b, s in zip(begin, x.shape[2:]))
+
+    def work(start, stop):  # large batches are copied in slices on the kernel pool
+        dst = out[start:stop]
+        dst[(slice(None), slice(None)) + interior] = x[start:stop]
+        for axis, (b, size) in enumerate(zip(begin, x.shape[2:]), start=2):
+            lead = (slice(None),) * axis
+            dst[lead + (slice(0, b),)] = value
+            dst[lead + (slice(b + size, None),)] = value
+
+    n = x.shape[0]
+    run_chunks(work, n, max(1, n if out.size < _COLS_BUDGET // 4 else -(-n // _WORKERS)))
     return out
 
 
@@ -220,7 +227,7 @@ def _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape):
                 np.multiply(xi[where], coef, out=tmp)
                 acc += tmp
 
-    run_chunks(work, n, max(1, (_COLS_BUDGET // 16) // max(1, y[0].size)))
+    run_chunks(work, n, max(1, (_COLS_BUDGET // 16) // max(1, math.prod(y.shape[1:]))))
     return np.ascontiguousarray(np.moveaxis(y, -1, 1))
 
 
@@ -265,7 +272,10 @@ def run_chunks(work, n: int, chunk: int, blas: bool = False) -> None:
     can be made single-threaded, else sequentially on the calling thread.
     """
     global _POOL
+    chunk = max(1, chunk)
     bounds = [(i, min(n, i + chunk)) for i in range(0, n, chunk)]
+    if not bounds:
+        return
     if _POOL is None and len(bounds) > 1 and _WORKERS > 1:
         _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="xverify-kernel",
                                    initializer=_init_worker)
