@@ -125,7 +125,7 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     layer_rows, first, suspects = (), None, ()
     if layers and keras_model is not None and not _is_saved_model(keras_model):
         with timer.stage("layers"):
-            from xverify.layers import compare_layers
+            from xverify.divergence import compare_layers
 
             layer_rows, first, suspects = compare_layers(keras_model, onnx_model, feeds, runners,
                                                          atol=atol, rtol=rtol, oracle=referee)

@@ -6,7 +6,6 @@ Exit codes: 0 everything within tolerance; 1 a mismatch was found; 2 xverify cou
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 

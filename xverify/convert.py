@@ -148,7 +148,6 @@ def convert(model, opset: int | None = None):
             layer are named).
     """
     import tensorflow as tf
-    import tf2onnx
 
     opset = check_opset(opset)
     _register_erfc()

@@ -1,29 +1,21 @@
-"""Keras layer <-> ONNX tensor map, layout reconciliation, and the per-layer comparison.
+"""Keras layer <-> ONNX tensor map and layout reconciliation (the comparison is in divergence.py).
 
 Each Keras layer's ONNX nodes are found by the ``xvl<index>`` scope token that ``convert`` puts in node
 names (or, for an ONNX file converted elsewhere, by the TensorFlow name scope ``<layer>`` / ``<layer>_N``).
 A layer's output tensor is the last tensor its nodes produce that is used outside them. Conv layers run
 NCHW inside the graph, so each tensor's layout is propagated through the Transposes, and an NCHW
 tensor is transposed back before it is compared with the Keras (channels-last) output.
-
-Memory stays bounded: layers are compared in chunks whose tensors fit a byte budget; the NumPy engine
-streams its tensors through a callback and each chunk's values are released once compared.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from xverify.compare import compare
 from xverify.convert import LAYERS_METADATA_KEY, flat_layers, layer_index_of
-from xverify.report.model import LayerDiff
-
-CHUNK_BYTES = 256 << 20  # per runtime: tapped tensors held at once
 _RESHAPING = {"Reshape", "Flatten", "MatMul", "Gemm", "Shape", "Gather", "Squeeze", "Unsqueeze",
               "Einsum", "ReduceMean", "ReduceSum", "ReduceMax", "GlobalAveragePool", "GlobalMaxPool"}
 
@@ -231,130 +223,7 @@ def _per_sample_sizes(onnx_model) -> dict[str, int]:
     return sizes
 
 
-def _chunks(rows: list[LayerTensor], keras_model, batch: int) -> list[list[LayerTensor]]:
-    by_name = {layer.name: layer for layer in flat_layers(keras_model)}
-    chunks, current, size = [], [], 0
-    for row in rows:
-        shape = getattr(by_name[row.name], "output", None)
-        shape = getattr(shape, "shape", None) or ()
-        nbytes = 4 * batch * math.prod(d or 1 for d in tuple(shape)[1:])
-        if current and size + nbytes > CHUNK_BYTES:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(row)
-        size += nbytes
-    return chunks + ([current] if current else [])
-
-
-def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracle=None):
-    """Compare every mapped layer across every pair of runtimes, chunk by chunk.
-
-    Args:
-        oracle: a float64 NumPy runtime; where the ONNX runtimes disagree at the first divergence,
-            the one farthest from it is named.
-
-    Returns:
-        ``(layer_diffs, first_divergence, suspects)``.
-    """
-    every = map_layers(keras_model, onnx_model)
-    rows = _with_effective_inputs(every)
-    if not rows or len(runners) < 2:
-        return (), None, ()
-    batch = int(next(iter(feeds.values())).shape[0])
-    chunks = _chunks(rows, keras_model, batch)
-    results: dict[str, LayerDiff] = {}
-    def finish(chunk, numpy_values):
-        # TensorFlow first: its (Keras-layout) shapes settle an ONNX tensor's layout.
-        values = {}
-        if "tensorflow" in runners:
-            values["tensorflow"] = _tap(runners["tensorflow"], feeds, [r.name for r in chunk])
-        shapes = {k: np.shape(v) for k, v in values.get("tensorflow", {}).items()}
-        onnx_side = {"numpy": lambda: numpy_values,
-                     "onnxruntime": lambda: _tap(runners["onnxruntime"], feeds,
-                                                 [r.tensor for r in chunk])}
-        for name in runners:
-            if name in onnx_side:
-                got = onnx_side[name]()
-                values[name] = {r.name: to_keras_layout(got[r.tensor], r.nchw, shapes.get(r.name))
-                                for r in chunk if got.get(r.tensor) is not None}
-        for row in chunk:
-            results[row.name] = _layer_diff(row, values, atol, rtol)
-
-    if "numpy" in runners:
-        _stream_numpy(runners["numpy"], feeds, chunks, finish)
-    else:
-        for chunk in chunks:
-            finish(chunk, {})
-    ordered = [results[r.name] for r in rows if r.name in results]
-    growth = _growth(rows, results)
-    ordered = [_with_growth(d, growth.get(d.name, 0.0)) for d in ordered]
-    first = first_divergence(rows, {d.name: d for d in ordered})
-    if first is not None and oracle is not None:
-        _referee(first, next(r for r in rows if r.name == first["layer"]), feeds, runners, oracle)
-    suspects = sorted(({"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
-                       for d in ordered if not d.passed and d.growth > 0), key=lambda s: -s["growth"])
-    return tuple(ordered), first, tuple(suspects[:5])
-
-
-def _tap(runner, feeds, names):
-    try:
-        return runner.run(feeds, taps=names)
-    except Exception:  # a layer that cannot be tapped (nested model, untyped tensor) is skipped
-        return {}
-
-
-def _stream_numpy(runner, feeds, chunks, finish):
-    wanted = {r.tensor: i for i, chunk in enumerate(chunks) for r in chunk}
-    pending = [{r.tensor for r in chunk} for chunk in chunks]
-    held: dict[str, np.ndarray] = {}
-
-    def on_tensor(name, value):
-        index = wanted.get(name)
-        if index is None:
-            return
-        held[name] = value
-        pending[index].discard(name)
-        if not pending[index]:
-            finish(chunks[index], held)
-            for r in chunks[index]:
-                held.pop(r.tensor, None)
-
-    runner.run(feeds, on_tensor=on_tensor)
-    for index, chunk in enumerate(chunks):  # tensors the engine never produced: compare the rest
-        if pending[index]:
-            finish([r for r in chunk if r.tensor in held], held)
-
-
-def layer_atol(reference: np.ndarray, atol: float, rtol: float) -> float:
-    """The absolute tolerance of a hidden layer: at least ``rtol`` times the layer's largest value.
-
-    Float32 rounding of a sum is relative to the size of its terms, not of its result: where terms
-    cancel to near zero, the elementwise ``rtol * |b|`` vanishes while the rounding does not (seen on
-    deep CNNs with realistic activations: runtimes of the same graph differ by 2e-4 on layers whose
-    values reach 9). So a layer is judged norm-wise at its own scale. A real fault moves values by a
-    sizeable fraction of that scale and still fails; the outputs keep the elementwise rule.
-    """
-    finite = np.abs(np.asarray(reference, np.float64))
-    finite = finite[np.isfinite(finite)]
-    scale = float(finite.max()) if finite.size else 0.0
-    return max(float(atol), float(rtol) * scale)
-
-
-def _layer_diff(row, values, atol, rtol) -> LayerDiff:
-    diffs = {}
-    names = [n for n in ("tensorflow", "onnxruntime", "numpy") if n in values]
-    for i, b in enumerate(names):
-        for a in names[i + 1:]:
-            va, vb = values[a].get(row.name), values[b].get(row.name)
-            if va is None or vb is None:
-                continue
-            diffs[f"{a}|{b}"] = compare(va, vb, atol=layer_atol(vb, atol, rtol), rtol=rtol,
-                                        a_name=a, b_name=b, output=row.name)
-    return LayerDiff(row.name, row.layer_class, row.tensor, row.nodes, diffs,
-                     all(diffs.values()) if diffs else True)
-
-
-def _with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
+def with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
     """The compared layers, each with its nearest compared ancestors as inputs: a layer with no
     ONNX tensor (Dropout removed, a Conv fused into its BatchNorm) is looked through."""
     by_name = {r.name: r for r in every}
@@ -374,86 +243,3 @@ def _with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
             out.append(LayerTensor(row.index, row.name, row.layer_class, row.tensor, row.nodes,
                                    row.nchw, inputs))
     return out
-
-
-def _error(diff: LayerDiff | None) -> float:
-    """A layer's worst normalised error: max abs diff over the allowed difference."""
-    if diff is None or not diff.diffs:
-        return 0.0
-    return max(d.max_abs_diff / (d.atol + d.rtol) for d in diff.diffs.values())
-
-
-def _growth(rows, results) -> dict[str, float]:
-    """How sharply the error grows across each layer: log10 of output error over input error
-    (errors in units of the tolerance, floored at 1e-3 so exact agreement is not a zero)."""
-    growth = {}
-    for row in rows:
-        err_in = max((_error(results.get(n)) for n in row.inbound), default=0.0)
-        err_out = _error(results.get(row.name))
-        if not math.isfinite(err_out):
-            growth[row.name] = 0.0 if not math.isfinite(err_in) else float("inf")
-        elif not math.isfinite(err_in):
-            growth[row.name] = float("-inf")
-        else:
-            growth[row.name] = math.log10((err_out + 1e-3) / (err_in + 1e-3))
-    return growth
-
-
-def _with_growth(diff: LayerDiff, growth: float) -> LayerDiff:
-    return LayerDiff(diff.name, diff.layer_class, diff.onnx_tensor, diff.onnx_nodes, diff.diffs,
-                     diff.passed, growth)
-
-
-def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
-    """The earliest failing layer all of whose inputs (nearest compared ancestors) are within
-    tolerance for the same runtime pair."""
-    for row in rows:
-        d = diffs.get(row.name)
-        if d is None or d.passed:
-            continue
-        for pair, diff in sorted(d.diffs.items(), key=lambda kv: -kv[1].max_abs_diff):
-            inputs_ok = all(pair not in diffs[p].diffs or diffs[p].diffs[pair]
-                            for p in row.inbound if p in diffs)
-            if not diff and inputs_ok:
-                return {"layer": row.name, "class": row.layer_class, "a": diff.a, "b": diff.b,
-                        "max_abs_diff": diff.max_abs_diff, "onnx_tensor": row.tensor,
-                        "onnx_nodes": list(row.nodes), "diverged": _who(d),
-                        "pairs": {p: bool(x) for p, x in d.diffs.items()}}
-    return None
-
-
-def _referee(first: dict, row: LayerTensor, feeds, runners, oracle) -> None:
-    """Where the ONNX runtimes disagree on a layer, say which is farther from the float64 oracle.
-
-    The oracle computes the ONNX graph exactly, so it arbitrates rounding between runtimes of the
-    same graph; it cannot judge a conversion fault (there, the graph itself is what differs).
-    """
-    onnx_sides = [n for n in ("numpy", "onnxruntime") if n in runners]
-    pair = "numpy|onnxruntime"  # the key _layer_diff gives this pair (reference side last)
-    if len(onnx_sides) < 2 or first["pairs"].get(pair, True):
-        return
-    exact = oracle.run(feeds, taps=[row.tensor])[row.tensor]
-    distances = {}
-    for name in onnx_sides:
-        got = runners[name].run(feeds, taps=[row.tensor]).get(row.tensor)
-        if got is not None and np.shape(got) == np.shape(exact):
-            distances[name] = float(np.max(np.abs(np.asarray(got, np.float64) - exact)))
-    if len(distances) == 2:
-        far = max(distances, key=distances.get)
-        first["oracle_distances"] = distances
-        first["diverged"] = (f"{far} is farther from the float64 oracle at this layer "
-                             f"({', '.join(f'{k} {v:.3g}' for k, v in distances.items())})")
-
-
-def _who(diff: LayerDiff) -> str:
-    """Which side diverged, from which pairs agree."""
-    ok = {pair for pair, d in diff.diffs.items() if d}
-    if "onnxruntime|numpy" in ok or "numpy|onnxruntime" in ok:
-        return ("numpy and onnxruntime agree on the ONNX graph and both differ from TensorFlow: "
-                "the conversion is at fault")
-    for pair in ok:
-        sides = pair.split("|")
-        if "tensorflow" in sides:
-            agree = next(side for side in sides if side != "tensorflow")
-            return f"{agree} agrees with TensorFlow: the other ONNX runtime is at fault"
-    return ""

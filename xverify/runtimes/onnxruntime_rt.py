@@ -36,7 +36,7 @@ class OnnxRuntime:
             raise UsageError(f"optimization {optimization!r}: expected one of {LEVELS}.")
         self.model = onnx_model
         self.optimization = optimization
-        self.name = "onnxruntime" if optimization == "disabled" else f"onnxruntime-opt"
+        self.name = "onnxruntime" if optimization == "disabled" else "onnxruntime-opt"
         self._sessions: dict[tuple, object] = {}
         self._typed: dict[str, onnx.ValueInfoProto] | None = None
 
