@@ -7,6 +7,7 @@ from xverify.engine.ops import (  # noqa: F401
     nn,
     pool,
     reduce,
+    resize,
     rnn,
     shape,
 )
