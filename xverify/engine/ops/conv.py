@@ -2,9 +2,10 @@
 
 Speed matters here (a ResNet50 is ~50 convs), so no kernel loops over pixels:
 
-* Conv is im2col + one BLAS matmul per group: an ``as_strided`` window view of the padded input is
-  copied once into a ``(C*k, out_pixels)`` matrix per batch chunk and multiplied by the weights.
-  A 1x1 stride-1 conv needs no copy at all.
+* Conv is im2col + one BLAS matmul per image (or band of output rows): an ``as_strided`` window
+  view of the padded input is copied once into a ``(C*k, out_pixels)`` matrix and multiplied by
+  the weights. A 1x1 stride-1 conv needs no copy at all. Images run on a small thread pool whose
+  workers use single-threaded BLAS (``run_chunks``), which stays fast when cores are shared.
 * Depthwise conv (one input channel per group) is im2col per cache-sized block of channels and a
   batched matmul (one small matrix product per channel); on small planes (7x7) a channels-last
   multiply-accumulate over the taps, whose inner loops then span all channels.
