@@ -40,7 +40,8 @@ import keras, xverify
 name, path = sys.argv[1], sys.argv[2]
 factory = {"resnet50": keras.applications.ResNet50, "mobilenetv2": keras.applications.MobileNetV2}[name]
 factory(weights=None).save(path)
-xverify.check(path, samples=1, layers=False)  # fills the conversion cache
+report = xverify.check(path, samples=1, layers=False)  # fills the conversion cache
+print("built", report.timings.get("convert"))
 """
 
 

@@ -7,7 +7,7 @@ import xverify
 
 PUBLIC = ["CheckReport", "ConversionError", "InputDataError", "LayerDiff", "MismatchError",
           "MissingDependencyError", "ModelFileError", "TensorDiff", "UnsupportedOpError",
-          "UsageError", "XverifyError", "__version__", "check", "compare", "convert", "explain",
+          "UsageError", "XverifyError", "__version__", "check", "convert", "explain",
           "extract_weights", "runtimes"]
 
 
@@ -22,6 +22,9 @@ def test_functions_are_not_shadowed_by_submodules():
     import xverify.explain  # noqa: F401
 
     assert callable(xverify.convert) and callable(xverify.explain) and callable(xverify.check)
+    import xverify.compare as module  # a module users can import, not shadowed by a function
+
+    assert module.compare and module.TensorDiff is xverify.TensorDiff
     assert xverify.runtimes.NumpyRuntime and xverify.runtimes.OnnxRuntime
 
 

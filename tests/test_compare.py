@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xverify.compare import compare, within_tolerance
 
@@ -44,3 +46,52 @@ def test_computed_in_float64():
     a = np.array([16777216.0], np.float32)  # 2**24: float32 cannot hold 2**24 + 1
     b = np.array([16777217.0], np.float64)
     assert compare(a, b, atol=0, rtol=0).max_abs_diff == 1.0
+
+
+def _reference(a, b, atol, rtol):
+    """The direct, whole-array formulation (the first implementation, with its nan_to_num fixed to
+    keep +inf: it reported 'no rtol passes' as 1.8e308): what the blockwise one must reproduce."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = within_tolerance(a64, b64, atol, rtol)
+    nan = np.isnan(a64) | np.isnan(b64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        diff = np.abs(a64 - b64)
+        diff[np.isinf(a64) & (a64 == b64)] = 0.0
+        diff[nan | (np.isinf(a64) | np.isinf(b64)) & (a64 != b64)] = np.inf
+        rel = np.nan_to_num(diff / (np.abs(b64) + 1e-12), nan=np.inf)
+        min_atol = float(np.max(diff - rtol * np.abs(b64)))
+        need = np.where(diff > atol, (diff - atol) / np.abs(b64), 0.0)
+    return dict(max_abs_diff=float(diff.max()), max_rel_diff=float(rel.max()),
+                mean_abs_diff=float(diff.mean()), mismatch_fraction=float(1 - ok.mean()),
+                min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),
+                min_rtol=float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max()),
+                passed=bool(ok.all()))
+
+
+special = st.sampled_from([0.0, -0.0, 1.0, -2.5, 1e-8, np.inf, -np.inf, np.nan])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(n=st.integers(1, 9), seed=st.integers(0, 2**16), n_special=st.integers(0, 4),
+       specials=st.lists(special, min_size=4, max_size=4), atol=st.sampled_from([0.0, 1e-4, 0.1]),
+       rtol=st.sampled_from([0.0, 1e-3, 0.5]), block=st.sampled_from([1, 3, 1 << 18]),
+       strided=st.booleans())
+def test_blockwise_equals_whole_array_reference(n, seed, n_special, specials, atol, rtol, block,
+                                                strided):
+    import xverify.compare as module
+
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, 3)).astype(np.float32)
+    b = (a + rng.normal(0, 0.05, a.shape)).astype(np.float32)
+    for k in range(n_special):  # place special values on either side
+        (a if k % 2 else b).flat[rng.integers(a.size)] = specials[k]
+    if strided:  # a transposed view, as a channels-first tensor moved to channels-last is
+        a, b = a.T, b.T
+    old, module._BLOCK = module._BLOCK, block  # several blocks, or one
+    try:
+        got = compare(a, b, atol=atol, rtol=rtol)
+    finally:
+        module._BLOCK = old
+    want = _reference(a, b, atol, rtol)
+    for key, value in want.items():
+        assert getattr(got, key) == pytest.approx(value, rel=1e-12, abs=0, nan_ok=True), key

@@ -14,7 +14,7 @@ import xverify.explain as _explain_module
 import xverify.extract as _extract_module
 from xverify import runtimes
 from xverify.check import check
-from xverify.compare import TensorDiff, compare
+from xverify.compare import TensorDiff
 from xverify.errors import (
     ConversionError,
     InputDataError,
@@ -63,7 +63,6 @@ __all__ = [
     "XverifyError",
     "__version__",
     "check",
-    "compare",
     "convert",
     "explain",
     "extract_weights",

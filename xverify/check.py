@@ -127,8 +127,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         with timer.stage("layers"):
             from xverify.divergence import compare_layers
 
-            layer_rows, first, suspects = compare_layers(keras_model, onnx_model, feeds, runners,
-                                                         atol=atol, rtol=rtol, oracle=referee)
+            layer_rows, first, suspects, layer_notes = compare_layers(
+                keras_model, onnx_model, feeds, runners, atol=atol, rtol=rtol, oracle=referee)
+            notes.extend(layer_notes)
     return CheckReport(
         model={"path": source.path if source else None, "format": source.format if source else
                "keras-object", "onnx_path": onnx_path, "opset": _opset(onnx_model),

@@ -67,6 +67,9 @@ def within_tolerance(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> 
     return ok | (np.isinf(a64) & (a64 == b64))
 
 
+_BLOCK = 1 << 18  # elements compared at a time: the float64 temporaries stay in cache
+
+
 def compare(a: np.ndarray, b: np.ndarray, *, atol: float, rtol: float, a_name: str = "a",
             b_name: str = "b", output: str = "") -> TensorDiff:
     """Compare ``a`` against the reference ``b``.
@@ -88,19 +91,74 @@ def compare(a: np.ndarray, b: np.ndarray, *, atol: float, rtol: float, a_name: s
     if a.size == 0:
         return TensorDiff(shape=a.shape, max_abs_diff=0.0, max_rel_diff=0.0, mean_abs_diff=0.0,
                           mismatch_fraction=0.0, min_atol=0.0, min_rtol=0.0, passed=True, **name)
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    ok = within_tolerance(a64, b64, atol, rtol)
-    nan = np.isnan(a64) | np.isnan(b64)
+    stats = _Stats()
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        diff = np.abs(a64 - b64)
-        diff[np.isinf(a64) & (a64 == b64)] = 0.0
-        diff[nan | (np.isinf(a64) | np.isinf(b64)) & (a64 != b64)] = np.inf
-        rel = diff / (np.abs(b64) + _EPS)
-        min_atol = float(np.max(diff - rtol * np.abs(b64)))
-        need = np.where(diff > atol, (diff - atol) / np.abs(b64), 0.0)
-    note = f"{int(nan.sum())} NaN element(s)" if nan.any() else ""
-    return TensorDiff(shape=a.shape, max_abs_diff=float(diff.max()), max_rel_diff=float(rel.max()),
-                      mean_abs_diff=float(diff.mean()), mismatch_fraction=float(1 - ok.mean()),
+        for block_a, block_b in _blocks(a, b):
+            _compare_block(block_a.astype(np.float64).reshape(-1),
+                           block_b.astype(np.float64).reshape(-1), atol, rtol, stats)
+    min_atol = stats.min_atol
+    return TensorDiff(shape=a.shape, max_abs_diff=stats.max_abs, max_rel_diff=stats.max_rel,
+                      mean_abs_diff=stats.sum_abs / a.size, mismatch_fraction=stats.fails / a.size,
                       min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),
-                      min_rtol=float(np.nan_to_num(need, nan=np.inf).max()),
-                      passed=bool(ok.all()), note=note, **name)
+                      min_rtol=stats.min_rtol, passed=stats.fails == 0,
+                      note=f"{stats.nans} NaN element(s)" if stats.nans else "", **name)
+
+
+def _blocks(a: np.ndarray, b: np.ndarray):
+    """Matching slices of about ``_BLOCK`` elements, cut along the leading axes: a strided view (an
+    NCHW tensor moved to channels-last) is then copied once, straight into float64, never whole."""
+    if a.ndim == 0 or a.size <= _BLOCK:
+        yield a, b
+        return
+    rows = max(1, _BLOCK * a.shape[0] // a.size)
+    for start in range(0, a.shape[0], rows):
+        part_a, part_b = a[start:start + rows], b[start:start + rows]
+        if rows == 1 and part_a.size > _BLOCK and a.ndim > 1:
+            yield from _blocks(part_a[0], part_b[0])
+        else:
+            yield part_a, part_b
+
+
+class _Stats:
+    """Running reductions over the blocks of one comparison."""
+
+    def __init__(self):
+        self.max_abs = self.max_rel = self.sum_abs = self.min_rtol = 0.0
+        self.min_atol = -np.inf
+        self.fails = self.nans = 0
+
+    def add(self, diff, rel_max, min_atol, min_rtol, fails, nans):
+        self.max_abs = max(self.max_abs, float(diff.max()))
+        self.sum_abs += float(diff.sum())
+        self.max_rel = max(self.max_rel, rel_max)
+        self.min_atol = max(self.min_atol, min_atol) if not np.isnan(min_atol) else np.nan
+        self.min_rtol = max(self.min_rtol, min_rtol)
+        self.fails += int(fails)
+        self.nans += int(nans)
+
+
+def _compare_block(x: np.ndarray, y: np.ndarray, atol: float, rtol: float, stats: _Stats) -> None:
+    diff = np.abs(x - y)
+    absy = np.abs(y)
+    # Sums of float32-sized values cannot overflow float64: a finite sum means no NaN and no inf.
+    if np.isfinite(diff.sum()) and np.isfinite(absy.sum()):
+        allowed = absy * rtol
+        min_atol = float((diff - allowed).max())
+        allowed += atol
+        fails = np.count_nonzero(diff > allowed)
+        min_rtol = 0.0
+        if diff.max() > atol:
+            over = diff > atol
+            min_rtol = float(((diff[over] - atol) / absy[over]).max())
+        stats.add(diff, float((diff / (absy + _EPS)).max()), min_atol, min_rtol, fails, 0)
+        return
+    nan = np.isnan(x) | np.isnan(y)
+    same_inf = np.isinf(x) & (x == y)
+    diff[same_inf] = 0.0
+    diff[nan | (np.isinf(x) | np.isinf(y)) & (x != y)] = np.inf
+    ok = within_tolerance(x, y, atol, rtol)
+    need = np.where(diff > atol, (diff - atol) / absy, 0.0)
+    rel = np.nan_to_num(diff / (absy + _EPS), nan=np.inf)  # inf/inf: an infinite difference
+    stats.add(diff, float(rel.max()), float(np.max(diff - rtol * absy)),
+              float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max()), np.count_nonzero(~ok),
+              nan.sum())

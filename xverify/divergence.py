@@ -16,7 +16,7 @@ from xverify.convert import flat_layers
 from xverify.layers import LayerTensor, map_layers, to_keras_layout, with_effective_inputs
 from xverify.report.model import LayerDiff
 
-CHUNK_BYTES = 256 << 20  # per runtime: tapped tensors held at once
+CHUNK_BYTES = 512 << 20  # per runtime: tapped tensors held at once (3 runtimes: ~1.5 GiB)
 
 
 def _chunks(rows: list[LayerTensor], keras_model, batch: int) -> list[list[LayerTensor]]:
@@ -42,24 +42,28 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracl
             the one farthest from it is named.
 
     Returns:
-        ``(layer_diffs, first_divergence, suspects)``.
+        ``(layer_diffs, first_divergence, suspects, notes)``.
     """
     every = map_layers(keras_model, onnx_model)
     rows = with_effective_inputs(every)
     if not rows or len(runners) < 2:
-        return (), None, ()
+        return (), None, (), []
     batch = int(next(iter(feeds.values())).shape[0])
     chunks = _chunks(rows, keras_model, batch)
     results: dict[str, LayerDiff] = {}
+    notes: list[str] = []
+    every_tensor = [r.tensor for r in rows]  # one ONNX Runtime session taps them all
+
     def finish(chunk, numpy_values):
         # TensorFlow first: its (Keras-layout) shapes settle an ONNX tensor's layout.
         values = {}
         if "tensorflow" in runners:
-            values["tensorflow"] = _tap(runners["tensorflow"], feeds, [r.name for r in chunk])
+            names = [r.name for r in chunk]
+            values["tensorflow"] = _tap(runners["tensorflow"], feeds, names, notes, fetch=names)
         shapes = {k: np.shape(v) for k, v in values.get("tensorflow", {}).items()}
         onnx_side = {"numpy": lambda: numpy_values,
-                     "onnxruntime": lambda: _tap(runners["onnxruntime"], feeds,
-                                                 [r.tensor for r in chunk])}
+                     "onnxruntime": lambda: _tap(runners["onnxruntime"], feeds, every_tensor, notes,
+                                                 fetch=[r.tensor for r in chunk])}
         for name in runners:
             if name in onnx_side:
                 got = onnx_side[name]()
@@ -81,13 +85,20 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracl
         _referee(first, next(r for r in rows if r.name == first["layer"]), feeds, runners, oracle)
     suspects = sorted(({"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
                        for d in ordered if not d.passed and d.growth > 0), key=lambda s: -s["growth"])
-    return tuple(ordered), first, tuple(suspects[:5])
+    return tuple(ordered), first, tuple(suspects[:5]), notes
 
 
-def _tap(runner, feeds, names):
+def _tap(runner, feeds, names, notes: list, **kwargs):
+    """A runtime's layer tensors; a runtime that cannot tap them (a nested Keras model whose layers
+    are not reachable from the outer inputs, say) is left out of the layer comparison, and the
+    report says so rather than hiding it."""
     try:
-        return runner.run(feeds, taps=names)
-    except Exception:  # a layer that cannot be tapped (nested model, untyped tensor) is skipped
+        return runner.run(feeds, taps=names, **kwargs)
+    except Exception as exc:
+        note = (f"{runner.name}: layer outputs could not be tapped ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); layers compared without it")
+        if note not in notes:
+            notes.append(note)
         return {}
 
 
@@ -122,9 +133,11 @@ def layer_atol(reference: np.ndarray, atol: float, rtol: float) -> float:
     values reach 9). So a layer is judged norm-wise at its own scale. A real fault moves values by a
     sizeable fraction of that scale and still fails; the outputs keep the elementwise rule.
     """
-    finite = np.abs(np.asarray(reference, np.float64))
-    finite = finite[np.isfinite(finite)]
-    scale = float(finite.max()) if finite.size else 0.0
+    reference = np.asarray(reference)
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    if not np.isfinite(scale):  # rare: only then pay for a copy of the finite values
+        finite = np.abs(reference[np.isfinite(reference)])
+        scale = float(finite.max()) if finite.size else 0.0
     return max(float(atol), float(rtol) * scale)
 
 

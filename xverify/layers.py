@@ -206,20 +206,15 @@ def to_keras_layout(value: np.ndarray, nchw: bool, keras_shape: tuple | None = N
 
 
 def _per_sample_sizes(onnx_model) -> dict[str, int]:
-    """Elements per sample of each intermediate tensor whose shape is known but for one dimension
-    (the batch)."""
-    import onnx
+    """Elements per sample of each tensor whose shape is known but for one dimension (the batch)."""
+    from xverify.shapes import value_infos
 
-    try:
-        inferred = onnx.shape_inference.infer_shapes(onnx_model)
-    except Exception:  # shape inference is a help here, not a requirement
-        return {}
     sizes = {}
-    for info in (*inferred.graph.value_info, *inferred.graph.output):
+    for name, info in value_infos(onnx_model).items():
         dims = info.type.tensor_type.shape.dim
         known = [d.dim_value for d in dims if d.HasField("dim_value")]
         if dims and len(known) == len(dims) - 1:
-            sizes[info.name] = int(np.prod(known))
+            sizes[name] = int(np.prod(known))
     return sizes
 
 

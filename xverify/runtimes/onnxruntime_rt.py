@@ -38,7 +38,6 @@ class OnnxRuntime:
         self.optimization = optimization
         self.name = "onnxruntime" if optimization == "disabled" else "onnxruntime-opt"
         self._sessions: dict[tuple, object] = {}
-        self._typed: dict[str, onnx.ValueInfoProto] | None = None
 
     def _session(self, taps: tuple[str, ...]):
         if taps not in self._sessions:
@@ -60,11 +59,10 @@ class OnnxRuntime:
         return self._sessions[taps]
 
     def _value_infos(self) -> dict[str, onnx.ValueInfoProto]:
-        if self._typed is None:
-            inferred = onnx.shape_inference.infer_shapes(self.model)
-            self._typed = {v.name: v for v in inferred.graph.value_info
-                           if v.type.tensor_type.elem_type}
-        return self._typed
+        from xverify.shapes import value_infos
+
+        inits = {i.name for i in self.model.graph.initializer}
+        return {k: v for k, v in value_infos(self.model).items() if k not in inits}
 
     def tappable(self, names) -> list[str]:
         """The subset of ``names`` whose type is known, so they can be added as graph outputs."""
@@ -72,10 +70,19 @@ class OnnxRuntime:
         typed = self._value_infos()
         return [n for n in names if n in typed and n not in outputs]
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
-        """Outputs (and the tappable ``taps``) for ``feeds``."""
+    def run(self, feeds: dict, taps=(), fetch=None) -> dict[str, np.ndarray]:
+        """Outputs (and the tappable ``taps``) for ``feeds``.
+
+        Args:
+            taps: intermediate tensors to expose as outputs (one session per distinct set).
+            fetch: return only these names (of the outputs and taps): a caller comparing layer by
+                layer builds one session with every tap and fetches a chunk at a time.
+        """
         taps = tuple(self.tappable(taps))
         session = self._session(taps)
         names = [o.name for o in session.get_outputs()]
+        if fetch is not None:
+            wanted = set(fetch)
+            names = [n for n in names if n in wanted]
         values = session.run(names, feeds)
         return dict(zip(names, values))

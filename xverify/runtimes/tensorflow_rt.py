@@ -42,13 +42,22 @@ class TensorflowRuntime:
             result = [result]
         return [np.asarray(r) for r in result]
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
-        """Outputs for ``feeds``; ``taps`` are Keras layer names whose outputs to return too."""
-        outputs = dict(zip(self.output_names, self._call(self.model, feeds)))
+    def run(self, feeds: dict, taps=(), fetch=None) -> dict[str, np.ndarray]:
+        """Outputs for ``feeds``; ``taps`` are Keras layer names whose outputs to return too.
+
+        Args:
+            fetch: return only these names; fetching taps alone runs the model only as far as they
+                need (one partial pass), which is what a layer-by-layer comparison wants.
+        """
         taps = tuple(taps)
-        if taps:
-            outputs.update(zip(taps, self._call(self._tap_model(taps), feeds)))
-        return outputs
+        wanted = set(self.output_names) | set(taps) if fetch is None else set(fetch)
+        outputs = {}
+        if wanted & set(self.output_names):
+            outputs.update(zip(self.output_names, self._call(self.model, feeds)))
+        fetched_taps = tuple(t for t in taps if t in wanted)
+        if fetched_taps:
+            outputs.update(zip(fetched_taps, self._call(self._tap_model(fetched_taps), feeds)))
+        return {k: v for k, v in outputs.items() if k in wanted}
 
     def _tap_model(self, taps: tuple):
         if taps not in self._tap_models:
