@@ -78,6 +78,10 @@ def test_convert_weights_and_ops(models_dir, tmp_path):
     assert saved["hidden/kernel"][0, 1] == np.float32(0.48899287)
     result = run("ops")
     assert result.exit_code == 0 and "Conv" in result.output and "LSTM" in result.output
+    import xverify
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"xverify {xverify.__version__}"
 
 
 @pytest.fixture(scope="module")

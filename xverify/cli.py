@@ -26,8 +26,19 @@ ModelArg = Annotated[Path, typer.Argument(help="A .keras/.h5 model, a SavedModel
                                           show_default=False)]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from xverify import __version__
+
+        out.print(f"xverify {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print xverify's version and exit.")] = False,
+) -> None:
     """Prove an exported ONNX model computes what the Keras model computes."""
 
 
