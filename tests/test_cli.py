@@ -139,3 +139,17 @@ def test_inputs_file_used(models_dir, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["inputs"]["samples"] == 10 and data["inputs"]["source"].endswith("x.npz")
+
+
+def test_internal_error_exits_2_not_1(models_dir, monkeypatch):
+    """A bug must never look like a verdict: exit 1 means "mismatch" to a CI gate."""
+    import sys
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sys.modules["xverify.check"], "_compare_outputs", boom)
+    result = run("check", models_dir / "seed_regression.keras", "--no-layers")
+    assert result.exit_code == 2
+    assert "internal error" in result.output and "not a verdict" in result.output
+    assert "Traceback" not in result.output

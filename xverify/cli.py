@@ -62,7 +62,7 @@ def _run(debug: bool, fn, tensorflow: bool = True):
     except XverifyError as exc:
         _fail(exc, debug)
     except KeyboardInterrupt:
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug in xverify or a library: never exit 1, which means "mismatch"
@@ -70,10 +70,11 @@ def _run(debug: bool, fn, tensorflow: bool = True):
             raise
         from rich.markup import escape
 
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\nThis is a bug in xverify "
-                  "or a library it uses, not a verdict on the model; rerun with --debug for the "
-                  "traceback and report it.", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+                  "This is a bug in xverify or a library it uses, not a verdict on the model; "
+                  "rerun with --debug for the traceback and report it.", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _import_tensorflow_quietly() -> None:
