@@ -1,7 +1,8 @@
 """Orchestration of ``xverify.check``: load, convert, run every runtime on the same inputs, compare.
 
-No numerics live here: conversion is convert.py, weights extract.py, kernels engine/, metrics
-compare.py, per-layer taps layers.py. This module only sequences them and times each stage.
+No numerics live here: conversion is convert.py, weights extract/, kernels engine/, metrics
+compare.py, the layer map layers.py, the per-layer comparison divergence.py. This module only
+sequences them and times each stage.
 """
 
 from __future__ import annotations
@@ -74,21 +75,11 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     timer = _Timer()
     atol = DEFAULT_ATOL if atol is None else float(atol)
     rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-    if atol < 0 or rtol < 0:
-        raise UsageError(f"tolerances must be >= 0 (got atol={atol}, rtol={rtol}).")
-    names = parse_runtimes(runtimes)
-    if inputs is None and int(samples) < 1:
-        raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
-
+    names = _validate(atol, rtol, runtimes, inputs, samples)
     with timer.stage("load"):
         keras_model, source = _load_model(model, unsafe)
     onnx_model, onnx_path, notes = _onnx_model(keras_model, source, onnx, opset, cache, timer)
-    if keras_model is None and "tensorflow" in names:
-        names = tuple(n for n in names if n != "tensorflow")
-        notes.append("tensorflow skipped: the model is an ONNX file, not a Keras model")
-    if len(names) < 2 and not (oracle and "numpy" in names):
-        raise UsageError(f"runtimes {list(names)}: a check needs at least two runtimes to compare.")
-
+    names = _usable_runtimes(names, keras_model, oracle, notes)
     specs = input_specs(onnx_model)
     with timer.stage("inputs"):
         feeds, input_source = _feeds(inputs, specs, samples, seed)
@@ -110,20 +101,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
         notes.extend(_farther_from_oracle(comparisons, oracle_rows))
-
-    weights, unattributed = (), ()
-    if _is_saved_model(keras_model):
-        notes.append("weights and layers not compared: a SavedModel has no Keras layers")
-    elif keras_model is not None:
-        with timer.stage("weights"):
-            from xverify.extract import match_weights
-
-            weight_report = match_weights(keras_model, onnx_model)
-            weights = tuple(w for layer in weight_report.layers for w in layer.weights)
-            unattributed = tuple(weight_report.unattributed)
-
+    weights, unattributed = _weights(keras_model, onnx_model, notes, timer)
     layer_rows, first, suspects = (), None, ()
-    if layers and keras_model is not None and not _is_saved_model(keras_model):
+    if layers and _is_keras(keras_model):
         with timer.stage("layers"):
             from xverify.divergence import compare_layers
 
@@ -131,9 +111,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
                 keras_model, onnx_model, feeds, runners, atol=atol, rtol=rtol, oracle=referee)
             notes.extend(layer_notes)
     return CheckReport(
-        model={"path": source.path if source else None, "format": source.format if source else
-               "keras-object", "onnx_path": onnx_path, "opset": _opset(onnx_model),
-               "sha256": source.sha256 if source else None},
+        model={"path": source.path if source else None,
+               "format": source.format if source else "keras-object", "onnx_path": onnx_path,
+               "opset": _opset(onnx_model), "sha256": source.sha256 if source else None},
         inputs={"source": input_source, "seed": seed if input_source == "synthetic" else None,
                 "samples": int(next(iter(feeds.values())).shape[0]) if feeds else 0,
                 "tensors": [s.to_dict() for s in specs]},
@@ -141,6 +121,43 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         comparisons=tuple(comparisons), weights=weights, unattributed=unattributed,
         layers=tuple(layer_rows), first_divergence=first, suspects=tuple(suspects),
         oracle=tuple(oracle_rows), versions=versions(), timings=timer.timings, notes=tuple(notes))
+
+
+def _validate(atol, rtol, runtimes, inputs, samples) -> tuple[str, ...]:
+    """Argument checks that need no file: tolerances, runtime names, sample count."""
+    if atol < 0 or rtol < 0:
+        raise UsageError(f"tolerances must be >= 0 (got atol={atol}, rtol={rtol}).")
+    names = parse_runtimes(runtimes)
+    if inputs is None and int(samples) < 1:
+        raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
+    return names
+
+
+def _usable_runtimes(names, keras_model, oracle, notes) -> tuple[str, ...]:
+    """TensorFlow needs a TensorFlow model; a check needs two witnesses (or numpy and its oracle)."""
+    if keras_model is None and "tensorflow" in names:
+        names = tuple(n for n in names if n != "tensorflow")
+        notes.append("tensorflow skipped: the model is an ONNX file, not a Keras model")
+    if len(names) < 2 and not (oracle and "numpy" in names):
+        raise UsageError(f"runtimes {list(names)}: a check needs at least two runtimes to compare.")
+    return names
+
+
+def _is_keras(model) -> bool:
+    return model is not None and not _is_saved_model(model)
+
+
+def _weights(keras_model, onnx_model, notes, timer):
+    """Every Keras weight matched to the ONNX initializers (a SavedModel has none to match)."""
+    if _is_saved_model(keras_model):
+        notes.append("weights and layers not compared: a SavedModel has no Keras layers")
+    if not _is_keras(keras_model):
+        return (), ()
+    with timer.stage("weights"):
+        from xverify.extract import match_weights
+
+        report = match_weights(keras_model, onnx_model)
+    return tuple(w for layer in report.layers for w in layer.weights), tuple(report.unattributed)
 
 
 def _load_model(model, unsafe):
