@@ -91,6 +91,20 @@ def test_conv_depthwise_multiplier_and_batch_chunks():
     check_op("Conv", [randn(5, 8, 130, 130), randn(8, 1, 3, 3)], {"group": 8}, **TOL)
 
 
+@pytest.mark.parametrize("attrs", [
+    {"pads": [1, 1, 1, 1]},
+    {"pads": [0, 2, 1, 0], "strides": [2, 2]},
+    {"pads": [2, 1, 2, 1], "dilations": [2, 1], "strides": [1, 2]},
+    {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+])
+def test_conv_depthwise_padded_in_blocks(attrs):
+    # Planes above the channels-last size: the padding is applied per block of channels, in a
+    # scratch plane whose border stays zero across blocks of several images.
+    x = randn(3, 5, 23, 21)
+    check_op("Conv", [x, randn(10, 1, 3, 3), randn(10)], {"group": 5, **attrs}, **TOL)
+    check_op("Conv", [x, randn(5, 1, 3, 3)], {"group": 5, **attrs}, **TOL)
+
+
 def test_conv_keeps_float64():
     # ONNX Runtime has no double Conv; the float64 oracle path is covered by check_op.
     from xverify.engine.ops.conv import conv

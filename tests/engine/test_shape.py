@@ -188,6 +188,15 @@ def test_pad_constant_value_negative_pads_axes():
     check_op("Pad", [X3], {"pads": [0, 1, 1, 0, 1, 1], "value": 2.0}, opset=10)
 
 
+def test_pad_spatial_fast_path():
+    # N and C unpadded (a CNN's Pad before a conv): the one-pass padding helper, any value and dtype.
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 4)).astype(np.float32)
+    check_op("Pad", [x, ints(0, 0, 0, 1, 0, 0, 1, 0)], reference=True)
+    check_op("Pad", [x, ints(0, 0, 2, 0, 0, 0, 0, 3), np.float32(-1.5)])
+    check_op("Pad", [x, ints(0, 0, 0, 0, 0, 0, 0, 0)])
+    check_op("Pad", [(x * 10).astype(np.int64), ints(0, 0, 1, 1, 0, 0, 1, 1), np.int64(7)])
+
+
 @SETTINGS
 @given(data=st.data())
 def test_pad_property(data):

@@ -7,7 +7,8 @@ Speed matters here (a ResNet50 is ~50 convs), so no kernel loops over pixels:
   the weights. A 1x1 stride-1 conv needs no copy at all. Images run on a small thread pool whose
   workers use single-threaded BLAS (``run_chunks``), which stays fast when cores are shared.
 * Depthwise conv (one input channel per group) is im2col per cache-sized block of channels and a
-  batched matmul (one small matrix product per channel); on small planes (7x7) a channels-last
+  batched matmul (one small matrix product per channel), padded per block in cache rather than
+  in a padded copy of the whole input; on small planes (7x7) a channels-last
   multiply-accumulate over the taps, whose inner loops then span all channels.
 * ConvTranspose is the adjoint: one matmul to the columns, then a scatter-add over the taps (col2im).
 
@@ -168,7 +169,7 @@ def _conv_gemm(xp, w, strides, dilations, out_shape, b=None):
     return y.reshape((n, m) + tuple(out_shape))
 
 
-def _conv_depthwise(xp, w, strides, dilations, out_shape, b=None):
+def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None):
     """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
@@ -176,29 +177,43 @@ def _conv_depthwise(xp, w, strides, dilations, out_shape, b=None):
     fused multiply-add); instead each block of channels copies its windows once into a
     ``(channels, taps, pixels)`` buffer small enough to stay in cache, and one matmul
     ``(channels, mult, taps) @ (channels, taps, pixels)`` writes the block's output in place.
+    The padding (``begin``/``end``) is applied per block too, in a cached scratch plane whose
+    border stays zero, instead of in a padded copy of the whole input (a full memory pass).
     Blocks run on a thread pool (each matmul is too small for BLAS to thread it).
     """
-    n, c = xp.shape[:2]
+    n, c = x.shape[:2]
     mult = w.shape[0] // c
     kernel = w.shape[2:]
     if mult == 1 and math.prod(out_shape) <= _SMALL_PLANE:
-        y = _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape)
+        y = _conv_depthwise_channels_last(pad_spatial(x, begin, end), w, strides, dilations,
+                                          out_shape)
         if b is not None:
             y += b.reshape((-1,) + (1,) * len(out_shape))
         return y
     taps, pixels = math.prod(kernel), math.prod(out_shape)
-    win = windows(xp, kernel, strides, dilations, out_shape)
+    padded = tuple(s + b0 + e0 for s, b0, e0 in zip(x.shape[2:], begin, end))
+    interior = tuple(slice(b0, b0 + s) for b0, s in zip(begin, x.shape[2:]))
     wt = w.reshape(c, mult, taps)
     bias = None if b is None else b.reshape(c, mult, 1)
-    y = np.empty((n, c, mult, pixels), dtype=np.result_type(xp, w))
+    y = np.empty((n, c, mult, pixels), dtype=np.result_type(x, w))
     per_block = max(1, min(c, _DEPTHWISE_BUDGET // (taps * pixels)))
     blocks = [(i, c0, min(c, c0 + per_block)) for i in range(n) for c0 in range(0, c, per_block)]
+    pad = any(begin) or any(end)
 
     def work(start, stop):
-        cols = np.empty((per_block, taps, pixels), dtype=xp.dtype)
+        cols = np.empty((per_block, taps, pixels), dtype=x.dtype)
         view = cols.reshape((per_block,) + tuple(kernel) + tuple(out_shape))
+        if pad:  # only the interior is ever written: the border keeps its zeros
+            scratch = np.zeros((1, per_block) + padded, dtype=x.dtype)
+            win = windows(scratch, kernel, strides, dilations, out_shape)[0]
+        else:
+            win = windows(x, kernel, strides, dilations, out_shape)
         for i, c0, c1 in blocks[start:stop]:
-            np.copyto(view[:c1 - c0], win[i, c0:c1])  # the one im2col copy
+            if pad:
+                scratch[(0, slice(0, c1 - c0)) + interior] = x[i, c0:c1]
+                np.copyto(view[:c1 - c0], win[:c1 - c0])  # the one im2col copy
+            else:
+                np.copyto(view[:c1 - c0], win[i, c0:c1])
             np.matmul(wt[c0:c1], cols[:c1 - c0], out=y[i, c0:c1])
             if bias is not None:
                 y[i, c0:c1] += bias[c0:c1]
@@ -306,11 +321,11 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     if min(out_shape) < 1:
         raise ValueError(f"Conv: kernel {list(kernel)} (dilations {dilations}) does not fit the "
                          f"input {list(x.shape[2:])} padded by {begin}/{end}")
+    if w.shape[1] == 1 and group > 1:
+        return _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b)
     xp = pad_spatial(x, begin, end)
     if group == 1:
         return _conv_gemm(xp, w, strides, dilations, out_shape, b)
-    if w.shape[1] == 1:
-        return _conv_depthwise(xp, w, strides, dilations, out_shape, b)
     cg, mg = c // group, w.shape[0] // group
     y = np.concatenate([_conv_gemm(xp[:, g * cg:(g + 1) * cg], w[g * mg:(g + 1) * mg],
                                    strides, dilations, out_shape) for g in range(group)], axis=1)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from onnx import helper
 
+from xverify.engine.ops.conv import pad_spatial
 from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
 
@@ -176,6 +177,8 @@ def pad(x, pads, constant_value=None, axes=None, mode="constant", value=0.0):
     if mode != "constant":
         return np.pad(x, width, mode=mode)
     value = value if constant_value is None else constant_value.item()
+    if x.ndim > 2 and not any(width[0] + width[1]):  # a CNN's spatial padding: one memory pass
+        return pad_spatial(x, [b for b, _ in width[2:]], [e for _, e in width[2:]], value)
     return np.pad(x, width, constant_values=value)
 
 
