@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from xverify.engine.fusion import fuse_conv_chains
 from xverify.engine.registry import OPS
 from xverify.errors import InputDataError, UnsupportedOpError
 
@@ -202,28 +203,36 @@ class _Program:
                 "or report the op.")
         self.constants = {init.name: self._cast(numpy_helper.to_array(init))
                           for init in graph.initializer}
-        self.steps = []
+        steps = [(node, OPS[node.op_type], list(node.input), list(node.output),
+                  {a.name: _decode_attribute(a) for a in node.attribute}) for node in graph.node]
+        self.keep = {o.name for o in graph.output}
+        self.subprograms: dict = {}
+        self.plain = self._schedule(steps)
+        # Conv chains run as one step when no caller needs to see their intermediate tensors.
+        pinned = self.keep | {name for node in graph.node for sub in _subgraphs(node)
+                              for name in _outer_names(sub)}
+        fused, self.hidden = fuse_conv_chains(steps, self.constants, pinned)
+        self.fused = self._schedule(fused) if self.hidden else self.plain
+
+    def _schedule(self, steps: list) -> tuple:
+        """``steps`` with, per step, the tensors last read there and whether its kernel may write
+        into its first input (that input dies there, is read once and is nobody else's)."""
         last_use: dict[str, int] = {}
-        for index, node in enumerate(graph.node):
-            spec = OPS[node.op_type]
-            attrs = {a.name: _decode_attribute(a) for a in node.attribute}
-            self.steps.append((node, spec, list(node.input), list(node.output), attrs))
-            reads = set(node.input)
+        for index, (node, _, inputs, _, _) in enumerate(steps):
+            reads = set(inputs)
             for sub in _subgraphs(node):
                 reads |= _outer_names(sub)
             for name in reads:
                 if name:
                     last_use[name] = index
-        self.keep = {o.name for o in graph.output}
-        self.subprograms: dict = {}
-        self.free_after: list[list[str]] = [[] for _ in graph.node]
+        free_after: list[list[str]] = [[] for _ in steps]
         for name, index in last_use.items():
-            self.free_after[index].append(name)
-        # Steps whose kernel may overwrite its first input: that input dies here and is read once.
-        self.inplace = [bool(spec.inplace and inputs and inputs[0]
-                             and last_use.get(inputs[0]) == index and inputs.count(inputs[0]) == 1
-                             and inputs[0] not in self.constants and inputs[0] not in self.keep)
-                        for index, (_, spec, inputs, _, _) in enumerate(self.steps)]
+            free_after[index].append(name)
+        inplace = [bool(spec.inplace and inputs and inputs[0]
+                        and last_use.get(inputs[0]) == index and inputs.count(inputs[0]) == 1
+                        and inputs[0] not in self.constants and inputs[0] not in self.keep)
+                   for index, (_, spec, inputs, _, _) in enumerate(steps)]
+        return steps, free_after, inplace
 
     def _cast(self, array: np.ndarray) -> np.ndarray:
         if self.oracle and array.dtype.kind == "f" and array.dtype != np.float64:
@@ -238,10 +247,12 @@ class _Program:
         values = {**scope, **self.constants} if scope else dict(self.constants)
         values.update({k: self._cast(np.asarray(v)) for k, v in feeds.items()})
         keep = self.keep | (keep or set())
-        for index, (node, spec, inputs, outputs, attrs) in enumerate(self.steps):
+        plain = on_tensor is not None or not self.hidden.isdisjoint(keep)
+        steps, free_after, inplace = self.plain if plain else self.fused
+        for index, (node, spec, inputs, outputs, attrs) in enumerate(steps):
             args = [values[name] if name else None for name in inputs]
             kwargs = dict(attrs)
-            if self.inplace[index] and inputs[0] not in keep and inputs[0] not in feeds:
+            if inplace[index] and inputs[0] not in keep and inputs[0] not in feeds:
                 # Held by ``values`` and ``args`` only: nobody else can see the overwrite.
                 kwargs["out"] = args[0] if _exclusive(args[0], 2) else None
             if spec.context:
@@ -263,7 +274,7 @@ class _Program:
                     if on_tensor is not None:
                         on_tensor(name, value)
             result = value = None  # drop references that would hide a tensor's last use
-            for name in self.free_after[index]:
+            for name in free_after[index]:
                 if name not in keep and name not in feeds and name not in self.constants:
                     values.pop(name, None)
         return values

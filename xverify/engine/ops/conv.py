@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from xverify.engine.ops._parallel import WORKERS as _WORKERS
+from xverify.engine.ops._parallel import run_chunks
 from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
 
@@ -35,8 +34,7 @@ AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 _COLS_BUDGET = 1 << 22
 _SMALL_PLANE = 10 * 10  # output pixels up to which depthwise conv runs channels-last
 # Depthwise im2col block (elements): with the matmul's output it stays within a core's L2 cache.
-_DEPTHWISE_BUDGET = 1 << 17
-_WORKERS = min(4, os.cpu_count() or 1)
+_DEPTHWISE_BUDGET = 1 << 19
 _PARALLEL_MACS = 1 << 22  # convs smaller than this run on the calling thread
 
 
@@ -119,14 +117,14 @@ def _spatial_attrs(op_type, x, kernel, strides, dilations, kernel_shape):
     return list(strides or [1] * n), list(dilations or [1] * n)
 
 
-def _conv_gemm(xp, w, strides, dilations, out_shape, b=None):
+def _conv_gemm(xp, w, strides, dilations, out_shape, b=None, post=None):
     """Dense conv of an already padded input: im2col per image, then one matmul per image.
 
     Images (or, for a single image, bands of output rows) are split over the thread pool, each
     worker running single-threaded BLAS on its share: two OpenBLAS threads synchronize by
     spinning, which collapses (10x slower here) as soon as another process takes one of the cores,
     while independent shares just finish later. The bias ``b`` is added to each share while it is
-    still in cache.
+    still in cache, and so is ``post`` (see ``conv``).
     """
     n, c = xp.shape[:2]
     m, kernel = w.shape[0], w.shape[2:]
@@ -151,6 +149,8 @@ def _conv_gemm(xp, w, strides, dilations, out_shape, b=None):
                 np.matmul(w2, src[i, :, r0 * inner:r1 * inner], out=out)
                 if bias is not None:
                     out += bias
+                if post is not None:
+                    post(out, 0, m)
     else:
         win = windows(xp, kernel, strides, dilations, out_shape)
         first_out = 2 + len(kernel)
@@ -163,13 +163,15 @@ def _conv_gemm(xp, w, strides, dilations, out_shape, b=None):
                 np.matmul(w2, cols, out=out)
                 if bias is not None:
                     out += bias
+                if post is not None:
+                    post(out, 0, m)
 
     workers = _WORKERS if n * m * k * p >= _PARALLEL_MACS else 1
     run_chunks(work, len(units), -(-len(units) // workers), blas=True)
     return y.reshape((n, m) + tuple(out_shape))
 
 
-def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None):
+def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None):
     """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
@@ -189,7 +191,7 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None):
                                           out_shape)
         if b is not None:
             y += b.reshape((-1,) + (1,) * len(out_shape))
-        return y
+        return _apply(post, y)
     taps, pixels = math.prod(kernel), math.prod(out_shape)
     padded = tuple(s + b0 + e0 for s, b0, e0 in zip(x.shape[2:], begin, end))
     interior = tuple(slice(b0, b0 + s) for b0, s in zip(begin, x.shape[2:]))
@@ -217,9 +219,19 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None):
             np.matmul(wt[c0:c1], cols[:c1 - c0], out=y[i, c0:c1])
             if bias is not None:
                 y[i, c0:c1] += bias[c0:c1]
+            if post is not None:
+                post(y[i, c0:c1].reshape((c1 - c0) * mult, pixels), c0 * mult, c1 * mult)
 
     run_chunks(work, len(blocks), -(-len(blocks) // _WORKERS), blas=True)
     return y.reshape((n, c * mult) + tuple(out_shape))
+
+
+def _apply(post, y):
+    """``y`` (N, C, ...) after ``post`` ran on each image (a path without a per-block hook)."""
+    if post is not None:
+        for image in y:
+            post(image.reshape(image.shape[0], -1), 0, image.shape[0])
+    return y
 
 
 def _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape):
@@ -247,69 +259,16 @@ def _conv_depthwise_channels_last(xp, w, strides, dilations, out_shape):
     return np.ascontiguousarray(np.moveaxis(y, -1, 1))
 
 
-_POOL = None
-
-
-def _blas_single_threaded_here():
-    """Make BLAS calls from the current thread run on this thread alone; False if we cannot.
-
-    OpenBLAS keeps one global worker pool: matmuls issued from several threads at once contend for
-    it and leave it slow for the main thread's large matmuls afterwards (10x here). OpenBLAS 0.3.27+
-    has a per-thread setting; NumPy's wheels bundle it as ``libscipy_openblas*``.
-    """
-    import ctypes
-    import glob
-
-    for path in glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*")):
-        try:
-            ctypes.CDLL(path).openblas_set_num_threads_local(1)
-            return True
-        except (OSError, AttributeError):
-            continue
-    return False
-
-
-def _init_worker():
-    _WORKER.blas_ok = _blas_single_threaded_here()
-
-
-_WORKER = threading.local()
-
-
-def workers() -> int:
-    """How many threads the kernel pool runs."""
-    return _WORKERS
-
-
-def run_chunks(work, n: int, chunk: int, blas: bool = False) -> None:
-    """Call ``work(start, stop)`` over ``range(n)`` in chunks, on a thread pool when there are several.
-
-    ``blas``: ``work`` calls BLAS (matmul); it then runs on the pool only where each worker's BLAS
-    can be made single-threaded, else sequentially on the calling thread.
-    """
-    global _POOL
-    chunk = max(1, chunk)
-    bounds = [(i, min(n, i + chunk)) for i in range(0, n, chunk)]
-    if not bounds:
-        return
-    if _POOL is None and len(bounds) > 1 and _WORKERS > 1:
-        _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="xverify-kernel",
-                                   initializer=_init_worker)
-        _POOL.blas_ok = all(_POOL.submit(lambda: _WORKER.blas_ok).result()
-                            for _ in range(_WORKERS))
-    if len(bounds) == 1 or _WORKERS == 1 or (blas and not _POOL.blas_ok):
-        for start, stop in bounds:
-            work(start, stop)
-        return
-    for future in [_POOL.submit(work, start, stop) for start, stop in bounds]:
-        future.result()
-
-
 @op("Conv", attributes=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
     notes="1D/2D/3D; grouped and depthwise; auto_pad NOTSET|VALID|SAME_UPPER|SAME_LOWER")
 def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-         pads=None, strides=None):
-    """Y = W * X (+ B), cross-correlation as in ONNX, NCHW layout."""
+         pads=None, strides=None, post=None):
+    """Y = W * X (+ B), cross-correlation as in ONNX, NCHW layout.
+
+    ``post``: for the interpreter's fused steps (a Conv followed by a per-channel Mul and a
+    clamp), ``post(block, c0, c1)`` finishes in place a ``(channels c0:c1, pixels)`` block of one
+    image's output while it is still in cache, instead of in extra passes over the whole tensor.
+    """
     kernel = w.shape[2:]
     strides, dilations = _spatial_attrs("Conv", x, kernel, strides, dilations, kernel_shape)
     c = x.shape[1]
@@ -322,16 +281,16 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
         raise ValueError(f"Conv: kernel {list(kernel)} (dilations {dilations}) does not fit the "
                          f"input {list(x.shape[2:])} padded by {begin}/{end}")
     if w.shape[1] == 1 and group > 1:
-        return _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b)
+        return _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b, post)
     xp = pad_spatial(x, begin, end)
     if group == 1:
-        return _conv_gemm(xp, w, strides, dilations, out_shape, b)
+        return _conv_gemm(xp, w, strides, dilations, out_shape, b, post)
     cg, mg = c // group, w.shape[0] // group
     y = np.concatenate([_conv_gemm(xp[:, g * cg:(g + 1) * cg], w[g * mg:(g + 1) * mg],
                                    strides, dilations, out_shape) for g in range(group)], axis=1)
     if b is not None:
         y += b.reshape((-1,) + (1,) * len(out_shape))
-    return y
+    return _apply(post, y)
 
 
 @op("ConvTranspose", attributes=("auto_pad", "dilations", "group", "kernel_shape", "output_padding",

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 from onnx import TensorProto
 
-from xverify.engine.ops.conv import run_chunks, workers
+from xverify.engine.ops._parallel import run_chunks, workers
 from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
 

@@ -1,0 +1,96 @@
+"""Fused Conv chains ([Pad ->] Conv [-> Mul] [-> Clip | Relu]): the same numbers as the nodes one by
+one (bit for bit) and as ONNX Runtime, and never when a caller wants an intermediate tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from xverify.engine import Interpreter
+
+rng = np.random.default_rng(3)
+
+
+def randn(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+C = 6
+CONSTANTS = {
+    "pads": np.array([0, 0, 0, 1, 0, 0, 1, 0], dtype=np.int64),
+    "zero": np.array(0.0, dtype=np.float32),
+    "w_dw": randn(C, 1, 3, 3),
+    "w_pw": randn(4, C, 1, 1),
+    "b_pw": randn(4),
+    "scale": randn(C, 1, 1),
+    "lo": np.array(0.0, dtype=np.float32),
+    "hi": np.array(6.0, dtype=np.float32),
+}
+
+
+def _model(nodes, out="y", constants=CONSTANTS):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 21, 19])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+MOBILENET_BLOCK = [  # Pad, depthwise conv, batch-norm scale, ReLU6, then a pointwise conv and Relu
+    helper.make_node("Pad", ["x", "pads", "zero"], ["p"]),
+    helper.make_node("Conv", ["p", "w_dw"], ["d"], group=C, strides=[2, 2], pads=[1, 0, 0, 1]),
+    helper.make_node("Mul", ["d", "scale"], ["m"]),
+    helper.make_node("Clip", ["m", "lo", "hi"], ["c"]),
+    helper.make_node("Conv", ["c", "w_pw", "b_pw"], ["q"]),
+    helper.make_node("Relu", ["q"], ["y"]),
+]
+X = randn(2, C, 21, 19)
+
+
+def _ort(model, x):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_block_matches_the_nodes_one_by_one_and_onnxruntime(dtype):
+    model = _model(MOBILENET_BLOCK)
+    interp = Interpreter(model, dtype)
+    assert interp.program.hidden == {"p", "d", "m", "q"}
+    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv", "Conv"]
+    fused = interp.run({"x": X})["y"]
+    plain = interp.run({"x": X}, on_tensor=lambda name, value: None)["y"]  # callers see all
+    np.testing.assert_array_equal(fused, plain)
+    np.testing.assert_allclose(fused, _ort(model, X), atol=1e-4, rtol=1e-4)
+
+
+def test_tapping_an_intermediate_runs_the_nodes_one_by_one():
+    interp = Interpreter(_model(MOBILENET_BLOCK))
+    out = interp.run({"x": X}, taps=["m"])
+    assert out["m"].shape == (2, C, 11, 10)
+    np.testing.assert_array_equal(out["y"], interp.run({"x": X})["y"])
+
+
+def test_chains_with_other_readers_or_nonzero_pad_are_not_fused():
+    constants = dict(CONSTANTS, one=np.array(1.0, dtype=np.float32))
+    nodes = [helper.make_node("Pad", ["x", "pads", "one"], ["p"]),  # pads with ones
+             helper.make_node("Conv", ["p", "w_dw"], ["d"], group=C),
+             helper.make_node("Mul", ["d", "scale"], ["m"]),
+             helper.make_node("Add", ["m", "d"], ["y"])]  # d has a second reader
+    model = _model(nodes, constants=constants)
+    interp = Interpreter(model)
+    assert not interp.program.hidden
+    np.testing.assert_allclose(interp.run({"x": X})["y"], _ort(model, X), atol=1e-4, rtol=1e-4)
+
+
+def test_graph_output_inside_a_chain_stays_visible():
+    nodes = MOBILENET_BLOCK[1:4]  # Conv -> Mul -> Clip, with the Mul's output the graph output
+    nodes = [helper.make_node("Conv", ["x", "w_dw"], ["d"], group=C, pads=[1, 1, 1, 1])] + nodes[1:]
+    model = _model(nodes, out="m")
+    interp = Interpreter(model)
+    assert interp.program.hidden == {"d"}  # Conv -> Mul fused; the Clip reads the visible m
+    np.testing.assert_allclose(interp.run({"x": X})["m"], _ort(model, X), atol=1e-4, rtol=1e-4)

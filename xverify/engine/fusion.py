@@ -1,0 +1,156 @@
+"""Conv chains the interpreter runs as one step: ``[Pad ->] Conv [-> Mul] [-> Clip | Relu]``.
+
+A MobileNet block is Pad, Conv, a batch-norm scale (Mul by a per-channel constant) and ReLU6 (Clip):
+unfused, each of them is a full memory pass over a large tensor. Fused, the zero Pad becomes the
+Conv's own padding and the Mul and clamp run on each block of the Conv's output while it is still
+in cache (``conv(post=...)``). The fused step computes exactly what the nodes compute, in the same
+order and dtype, so results are bit-identical; the interpreter uses the fused steps only when no
+caller wants to see the intermediate tensors (taps, ``on_tensor``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xverify.engine.registry import OPS, OpSpec
+
+
+def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, set]:
+    """``steps`` with each fusable Conv chain replaced by one step, and the tensors that hides.
+
+    Args:
+        steps: ``(node, spec, inputs, outputs, attrs)`` per node, in graph order.
+        constants: the initializers; the weights, the Pad's pads, the Mul's factor and the clamp's
+            bounds must be among them.
+        pinned: tensors that must stay visible (graph outputs, tensors read by subgraphs).
+
+    Returns:
+        The new steps (the same list when nothing fuses) and the names of the hidden tensors.
+    """
+    readers: dict[str, int] = {}
+    for _, _, inputs, _, _ in steps:
+        for name in set(inputs):
+            readers[name] = readers.get(name, 0) + 1
+    producer = {out: i for i, (_, _, _, outs, _) in enumerate(steps) for out in outs if out}
+    first_reader = {}
+    for i, (_, _, inputs, _, _) in enumerate(steps):
+        if inputs and inputs[0]:
+            first_reader.setdefault(inputs[0], i)
+
+    def sole(name):  # read by one node only, and by no caller
+        return readers.get(name) == 1 and name not in pinned
+
+    def next_op(name, op_types):
+        """The step that alone reads ``name``, as its first input, if it is one of ``op_types``."""
+        i = first_reader.get(name)
+        if i is None or not sole(name) or steps[i][0].domain or steps[i][0].op_type not in op_types:
+            return None
+        return i
+
+    replace, drop, hidden = {}, set(), set()
+    for c, (node, _, inputs, outs, attrs) in enumerate(steps):
+        if node.op_type != "Conv" or node.domain or len(outs) != 1 or len(inputs) < 2 \
+                or inputs[1] not in constants:
+            continue
+        weight = constants[inputs[1]]
+        attrs, first, chain = dict(attrs), inputs[0], [c]
+        p = producer.get(first)
+        if p is not None and steps[p][0].op_type == "Pad" and not steps[p][0].domain and sole(first):
+            pads = _zero_pad(steps[p], constants, attrs)
+            if pads is not None:
+                attrs["pads"], first = pads, steps[p][2][0]
+                chain.insert(0, p)
+        tail, factor, bounds, activation = outs[0], None, None, None
+        m = next_op(tail, ("Mul",))
+        if m is not None and _channel_factor(steps[m], constants, weight):
+            factor = constants[steps[m][2][1]]
+            chain.append(m)
+            tail = steps[m][3][0]
+        a = next_op(tail, ("Clip", "Relu"))
+        if a is not None:
+            bounds = _bounds(steps[a], constants)
+            if bounds is not None:
+                chain.append(a)
+                activation = steps[a][1].kernel
+        if len(chain) == 1:
+            continue
+        hidden.update(out for i in chain[:-1] for out in steps[i][3])
+        drop.update(chain[:-1])
+        spec = OpSpec("Conv", _fused_kernel(factor, bounds, activation), attributes=OPS["Conv"].attributes)
+        replace[chain[-1]] = (node, spec, [first] + inputs[1:], list(steps[chain[-1]][3]), attrs)
+    if not replace:
+        return steps, set()
+    return [replace.get(i, step) for i, step in enumerate(steps) if i not in drop], hidden
+
+
+def _zero_pad(step, constants, conv_attrs):
+    """The Conv's pads with a zero, spatial-only, non-negative constant Pad folded in, or None."""
+    _, _, inputs, _, attrs = step
+    if conv_attrs.get("auto_pad", "NOTSET") != "NOTSET" or attrs.get("mode", "constant") != "constant":
+        return None
+    if len(inputs) > 3 or any(name not in constants for name in inputs[1:] if name):
+        return None  # pads computed at run time, or an axes input
+    pads = constants[inputs[1]] if len(inputs) > 1 else attrs.get("pads", [])
+    pads = [int(v) for v in np.asarray(pads).reshape(-1)]
+    value = constants[inputs[2]] if len(inputs) > 2 and inputs[2] else attrs.get("value", 0.0)
+    n = len(pads) // 2
+    if n < 3 or np.any(np.asarray(value) != 0) or min(pads) < 0 or any(pads[:2] + pads[n:n + 2]):
+        return None
+    own = list(conv_attrs.get("pads") or [0] * (2 * (n - 2)))
+    if len(own) != 2 * (n - 2):
+        return None
+    return ([a + b for a, b in zip(own[:n - 2], pads[2:n])]
+            + [a + b for a, b in zip(own[n - 2:], pads[n + 2:])])
+
+
+def _channel_factor(step, constants, weight) -> bool:
+    """Whether the Mul multiplies by a float constant with one value per output channel (or one)."""
+    _, _, inputs, _, _ = step
+    if len(inputs) != 2 or inputs[1] not in constants:
+        return False
+    factor = constants[inputs[1]]
+    if factor.dtype.kind != "f" or factor.ndim > weight.ndim:
+        return False
+    full = (1,) * (weight.ndim - factor.ndim) + factor.shape  # aligned with (N, C, *spatial)
+    return full[0] == 1 and full[1] in (1, weight.shape[0]) and all(v == 1 for v in full[2:])
+
+
+def _bounds(step, constants):
+    """``(lo, hi)`` of a Relu (``(0, inf)``, as the Relu kernel clamps) or of a Clip with constant
+    bounds (``None``: unbounded), else None."""
+    node, _, inputs, _, attrs = step
+    if node.op_type == "Relu":
+        return (0, np.inf)
+    if any(name not in constants for name in inputs[1:] if name):
+        return None
+    lo = constants[inputs[1]] if len(inputs) > 1 and inputs[1] else attrs.get("min")
+    hi = constants[inputs[2]] if len(inputs) > 2 and inputs[2] else attrs.get("max")
+    return None if lo is None and hi is None else (lo, hi)
+
+
+def _fused_kernel(factor, bounds, activation):
+    """The chain's kernel: ``conv(post=...)``, or, for mixed or integer dtypes, the nodes' kernels
+    one after the other (``activation``: the Clip or Relu kernel)."""
+    conv, mul = OPS["Conv"].kernel, OPS["Mul"].kernel
+
+    def kernel(x, w, b=None, **attrs):
+        if x.dtype != w.dtype or x.dtype.kind != "f" or (factor is not None and factor.dtype != x.dtype):
+            y = conv(x, w, b, **attrs)
+            y = y if factor is None else mul(y, factor)
+            if bounds is None:
+                return y
+            return activation(y) if activation is OPS["Relu"].kernel else activation(y, *bounds)
+        scale = None if factor is None else \
+            np.ascontiguousarray(np.broadcast_to(factor.reshape(-1, 1), (w.shape[0], 1)))
+        # Bounds in x's dtype, as the Clip and Relu kernels cast them.
+        lo, hi = (None if v is None else np.asarray(v).astype(x.dtype) for v in bounds or (0, 0))
+
+        def post(block, c0, c1):
+            if scale is not None:
+                np.multiply(block, scale[c0:c1], out=block)
+            if bounds is not None:
+                np.clip(block, lo, hi, out=block)
+
+        return conv(x, w, b, post=post, **attrs)
+
+    return kernel
