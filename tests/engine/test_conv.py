@@ -96,10 +96,12 @@ def test_conv_depthwise_multiplier_and_batch_chunks():
     {"pads": [0, 2, 1, 0], "strides": [2, 2]},
     {"pads": [2, 1, 2, 1], "dilations": [2, 1], "strides": [1, 2]},
     {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+    {"dilations": [2, 3]},
+    {"pads": [0, 1, 2, 0], "dilations": [1, 2]},
 ])
 def test_conv_depthwise_padded_in_blocks(attrs):
-    # Planes above the channels-last size: the padding is applied per block of channels, in a
-    # scratch plane whose border stays zero across blocks of several images.
+    # The padding is applied per block of channels, in a scratch plane whose border stays zero
+    # across blocks of several images; stride 1 takes the flattened-plane path, dilated too.
     x = randn(3, 5, 23, 21)
     check_op("Conv", [x, randn(10, 1, 3, 3), randn(10)], {"group": 5, **attrs}, **TOL)
     check_op("Conv", [x, randn(5, 1, 3, 3)], {"group": 5, **attrs}, **TOL)
