@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -43,10 +44,12 @@ def _keep_freed_memory() -> None:
     fresh ``mmap`` and unmaps it on free, so every kernel output page-faults its memory back in:
     that doubles the cost of an elementwise op. Raising the mmap and trim thresholds lets the
     interpreter's tensors reuse the memory of tensors it has freed; the price is that the process
-    keeps up to that much free memory mapped after a run. A no-op outside glibc.
+    keeps up to that much free memory mapped after a run. A no-op outside glibc, and when the
+    environment sets ``XVERIFY_MALLOC_TUNING=0`` (for a host process that tunes malloc itself).
     """
     global _MALLOC_TUNED
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+    if (_MALLOC_TUNED or not sys.platform.startswith("linux")
+            or os.environ.get("XVERIFY_MALLOC_TUNING", "1") == "0"):
         return
     _MALLOC_TUNED = True
     try:
