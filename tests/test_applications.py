@@ -145,4 +145,4 @@ def _spec(model):
 def _upto(model, layer_name, x):
     import keras
 
-    return keras.Model(model.inputs, model.get_layer(layer_name).output)(x)
+    return keras.Model(model.inputs, model.get_layer(layer_name).output)([x])
