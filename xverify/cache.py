@@ -30,7 +30,10 @@ def cache_key(model_sha256: str, opset: int) -> str:
 
     import xverify
 
-    parts = [model_sha256, f"opset{opset}", f"xverify{xverify.__version__}"]
+    from xverify.convert import CONVERSION_REVISION
+
+    parts = [model_sha256, f"opset{opset}", f"xverify{xverify.__version__}",
+             f"revision{CONVERSION_REVISION}"]
     for dist in ("tf2onnx", "tensorflow-cpu", "tensorflow", "keras"):
         try:
             parts.append(f"{dist}{md.version(dist)}")

@@ -22,6 +22,9 @@ import numpy as np
 from xverify.errors import ConversionError, UsageError
 
 DEFAULT_OPSET = 17
+# Bumped whenever what convert() does to tf2onnx's output changes (scopes, metadata, freezing):
+# part of the cache key, so a conversion cached by an older revision is never reused.
+CONVERSION_REVISION = 2
 MIN_OPSET, MAX_OPSET = 13, 18
 LAYER_TOKEN = "xvl"
 LAYERS_METADATA_KEY = "xverify.layers"
@@ -240,26 +243,39 @@ def _restore_layer_scopes(onnx_model) -> None:
     """Put the layer scope back on nodes that tf2onnx named afresh when it fused them.
 
     A Conv fused with its BiasAdd comes out as ``Conv__28``, with no ``xvl<i>`` token, so its layer
-    had no ONNX tensor. Such a node is renamed into the scope of the weights it consumes, when every
-    scoped weight it consumes belongs to one layer (a BatchNormalization folded into a Conv leaves
-    weights of two layers, and the node is left alone).
+    had no ONNX tensor. Such a node is renamed into the scope of the weights it consumes. Where it
+    fused two layers (a SeparableConv2D's pointwise Conv with the next BatchNormalization: weights
+    of both), it computes the later layer's output, so it takes the scope of the latest layer whose
+    weights (float tensors of more than one element, not the scalars tf2onnx shares) it reads.
     """
     graph = onnx_model.graph
-    inits = {i.name for i in graph.initializer}
+    inits = {i.name: i for i in graph.initializer}
     names = {node.name for node in graph.node}
     for node in graph.node:
         if not node.name or layer_index_of(node.name) is not None:
             continue
-        scopes = {}
+        scopes, weights = {}, {}
         for name in node.input:
             match = re.search(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/", name) if name in inits else None
             if match:
                 scopes.setdefault(int(match.group(1)), name[:match.end()])
+                if is_weight(inits[name]):
+                    weights.setdefault(int(match.group(1)), name[:match.end()])
+        if len(scopes) > 1:
+            scopes = {max(weights): weights[max(weights)]} if weights else {}
         if len(scopes) == 1:
             renamed = next(iter(scopes.values())) + node.name
             if renamed not in names:
                 names.add(renamed)
                 node.name = renamed
+
+
+def is_weight(init) -> bool:
+    """A float initializer of more than one element: a layer's weight, not a shared scalar/shape."""
+    size = 1
+    for d in init.dims:
+        size *= d
+    return init.data_type in (1, 10, 11, 16) and size > 1
 
 
 def _fail_on_unconverted(onnx_model, layers, log_text: str):

@@ -36,7 +36,7 @@ class LayerTensor:
 def _node_layer_indices(onnx_model, layers) -> list[int | None]:
     tokens = [layer_index_of(n.name) for n in onnx_model.graph.node]
     if any(t is not None for t in tokens) and _same_layers(onnx_model, layers):
-        return _credit_fusions(onnx_model.graph, tokens)
+        return tokens
     names = sorted((layer.name for layer in layers), key=len, reverse=True)
     index = {layer.name: i for i, layer in enumerate(layers)}
     out = []
@@ -49,28 +49,11 @@ def _node_layer_indices(onnx_model, layers) -> list[int | None]:
 
 
 def _weight_owners(graph) -> dict[str, int]:
-    """Float initializers with more than one element (weights, not shared scalars or shapes) and the
-    layer whose scope token they carry."""
-    owners = {}
-    for init in graph.initializer:
-        index = layer_index_of(init.name + "/")
-        if index is not None and init.data_type in (1, 10, 11) and int(np.prod(init.dims)) > 1:
-            owners[init.name] = index
-    return owners
+    """Weights (not shared scalars or shapes) and the layer whose scope token they carry."""
+    from xverify.convert import is_weight
 
-
-def _credit_fusions(graph, tokens: list[int | None]) -> list[int | None]:
-    """A node tf2onnx built by fusing two layers (a SeparableConv2D's pointwise Conv with the next
-    BatchNorm, named afresh ``Conv__17``) carries no token: credit it to the latest layer whose
-    weights it consumes, since the fused result is that layer's output."""
-    weights = _weight_owners(graph)
-    out = list(tokens)
-    for position, node in enumerate(graph.node):
-        if out[position] is None:
-            sources = [weights[name] for name in node.input if name in weights]
-            if sources:
-                out[position] = max(sources)
-    return out
+    return {i.name: index for i in graph.initializer
+            if is_weight(i) and (index := layer_index_of(i.name + "/")) is not None}
 
 
 def _same_layers(onnx_model, layers) -> bool:
