@@ -1,7 +1,7 @@
 """Cache of converted models, so re-checking an unchanged model skips tf2onnx (25 s for ResNet50).
 
-An entry is keyed by the model file's SHA-256, the versions of xverify, tf2onnx and TensorFlow, and the
-opset. It is stored as ``<key>.onnx`` beside ``<key>.sha256`` (the digest of the ONNX bytes) and written
+An entry is keyed by the model file's SHA-256, the versions of xverify, tf2onnx, TensorFlow and Keras,
+the conversion revision (``convert.CONVERSION_REVISION``) and the opset. It is stored as ``<key>.onnx`` beside ``<key>.sha256`` (the digest of the ONNX bytes) and written
 atomically; an entry whose bytes do not match their digest, or that onnx cannot parse, is rebuilt,
 never trusted. The directory is ``$XVERIFY_CACHE_DIR`` or the user's cache directory.
 """
