@@ -94,13 +94,16 @@ def load_keras(path: str | os.PathLike, *, unsafe: bool = False):
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=not unsafe)
     except Exception as exc:  # Keras raises many types; all mean "this file is not loadable"
+        text = str(exc).lower()
+        if "safe_mode" in text or "unsafe" in text:
+            raise ModelFileError(
+                f"{path}: holds Python code (a Lambda layer), which Keras' safe mode will not run. "
+                "Pass --unsafe (unsafe=True in the library) only if you trust the file's author."
+            ) from exc
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ("It holds code (a Lambda layer); pass --unsafe only if you trust the file's author."
-                if "unsafe" in str(exc).lower() or "lambda" in str(exc).lower()
-                else "Was it truncated, or written by an incompatible Keras version? Re-save it with "
-                     "model.save('model.keras').")
         raise ModelFileError(f"{path}: Keras could not load this {fmt} file ({type(exc).__name__}: "
-                             f"{message}). {hint}") from exc
+                             f"{message}). Was it truncated, or written by an incompatible Keras "
+                             "version? Re-save it with model.save('model.keras').") from exc
 
 
 def load_onnx(path: str | os.PathLike):
