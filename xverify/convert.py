@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import re
 
 import numpy as np
@@ -28,6 +29,8 @@ CONVERSION_REVISION = 2
 MIN_OPSET, MAX_OPSET = 13, 18
 LAYER_TOKEN = "xvl"
 LAYERS_METADATA_KEY = "xverify.layers"
+# The outermost layer token in a node or tensor name (TensorFlow may suffix a reused scope "_N").
+_TOKEN = re.compile(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/")
 
 
 def keras_io(model):
@@ -235,7 +238,7 @@ def _quiet_tf2onnx():
 
 def layer_index_of(node_name: str) -> int | None:
     """The index of the flat Keras layer whose scope token is outermost in ``node_name``."""
-    match = re.search(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/", node_name)
+    match = _TOKEN.search(node_name)
     return int(match.group(1)) if match else None
 
 
@@ -256,7 +259,7 @@ def _restore_layer_scopes(onnx_model) -> None:
             continue
         scopes, weights = {}, {}
         for name in node.input:
-            match = re.search(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/", name) if name in inits else None
+            match = _TOKEN.search(name) if name in inits else None
             if match:
                 scopes.setdefault(int(match.group(1)), name[:match.end()])
                 if is_weight(inits[name]):
@@ -270,12 +273,17 @@ def _restore_layer_scopes(onnx_model) -> None:
                 node.name = renamed
 
 
+def is_float(tensor) -> bool:
+    """A floating-point ONNX tensor (initializer)."""
+    from onnx import TensorProto
+
+    return tensor.data_type in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16,
+                                TensorProto.BFLOAT16)
+
+
 def is_weight(init) -> bool:
     """A float initializer of more than one element: a layer's weight, not a shared scalar/shape."""
-    size = 1
-    for d in init.dims:
-        size *= d
-    return init.data_type in (1, 10, 11, 16) and size > 1
+    return is_float(init) and math.prod(init.dims) > 1
 
 
 def _fail_on_unconverted(onnx_model, layers, log_text: str):

@@ -5,13 +5,6 @@ from __future__ import annotations
 from xverify.convert import layer_index_of
 
 
-def is_float(tensor) -> bool:
-    from onnx import TensorProto
-
-    return tensor.data_type in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16,
-                                TensorProto.BFLOAT16)
-
-
 def node_layer(node, producers: dict, inits, depth: int = 3) -> int | None:
     """A node's layer: its scope token, else its initializers' tokens, else its inputs' producers'.
 

@@ -12,9 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from xverify.convert import flat_layers
+from xverify.convert import flat_layers, is_float
 from xverify.extract.forms import close, fit, max_diff
-from xverify.extract.graph import is_float, owned_initializers
+from xverify.extract.graph import owned_initializers
 
 
 @dataclass(frozen=True)

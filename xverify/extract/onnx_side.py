@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from xverify.convert import LAYERS_METADATA_KEY, layer_index_of
-from xverify.extract.graph import is_float, node_layer
+from xverify.convert import LAYERS_METADATA_KEY, is_float, layer_index_of
+from xverify.extract.graph import node_layer
 from xverify.extract.recurrent import unpack_rnn
 from xverify.extract.results import LayerWeights, WeightMatch
 
