@@ -94,3 +94,59 @@ def test_graph_output_inside_a_chain_stays_visible():
     interp = Interpreter(model)
     assert interp.program.hidden == {"d"}  # Conv -> Mul fused; the Clip reads the visible m
     np.testing.assert_allclose(interp.run({"x": X})["m"], _ort(model, X), atol=1e-4, rtol=1e-4)
+
+
+EXPAND = {  # MobileNetV2's expand conv (1x1, bias, ReLU6) feeding a strided depthwise conv
+    "w_ex": randn(C, 3, 1, 1), "b_ex": randn(C), "w_dw": CONSTANTS["w_dw"], "b_dw": randn(C),
+    "scale": CONSTANTS["scale"], "lo": CONSTANTS["lo"], "hi": CONSTANTS["hi"],
+    "pads": CONSTANTS["pads"], "zero": CONSTANTS["zero"],
+}
+EXPAND_BLOCK = [
+    helper.make_node("Conv", ["x", "w_ex", "b_ex"], ["e"]),
+    helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
+    helper.make_node("Pad", ["r", "pads", "zero"], ["p"]),
+    helper.make_node("Conv", ["p", "w_dw", "b_dw"], ["d"], group=C, strides=[2, 2]),
+    helper.make_node("Mul", ["d", "scale"], ["m"]),
+    helper.make_node("Clip", ["m", "lo", "hi"], ["y"]),
+]
+
+
+def _expand_model(batch):
+    graph = helper.make_graph(
+        EXPAND_BLOCK, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 21, 19])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(a, n) for n, a in EXPAND.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 5])  # 5 images: more than the kernel pool's workers, unevenly
+def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(dtype, batch):
+    model = _expand_model(batch)
+    x = randn(batch, 3, 21, 19)
+    interp = Interpreter(model, dtype)
+    assert interp.program.hidden == {"e", "r", "p", "d", "m"}
+    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
+    fused = interp.run({"x": x})["y"]
+    plain = interp.run({"x": x}, on_tensor=lambda name, value: None)["y"]
+    np.testing.assert_array_equal(fused, plain)
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
+def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one():
+    nodes = EXPAND_BLOCK[:5] + [helper.make_node("Add", ["m", "d"], ["y"])]  # d read twice
+    nodes[1] = helper.make_node("Clip", ["e", "lo", "hi"], ["r"])
+    nodes.append(helper.make_node("Identity", ["r"], ["r2"]))  # r read twice too
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3, 21, 19])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("r2", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(a, n) for n, a in EXPAND.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    interp = Interpreter(model)
+    assert interp.program.hidden == {"e", "p"}  # Conv -> Clip, and Pad -> Conv, each on its own
+    x = randn(3, 3, 21, 19)
+    np.testing.assert_allclose(interp.run({"x": x})["y"], _ort(model, x), atol=1e-4, rtol=1e-4)

@@ -3,8 +3,11 @@
 A MobileNet block is Pad, Conv, a batch-norm scale (Mul by a per-channel constant) and ReLU6 (Clip):
 unfused, each of them is a full memory pass over a large tensor. Fused, the zero Pad becomes the
 Conv's own padding and the Mul and clamp run on each block of the Conv's output while it is still
-in cache (``conv(post=...)``). The fused step computes exactly what the nodes compute, in the same
-order and dtype, so results are bit-identical; the interpreter uses the fused steps only when no
+in cache (``conv(post=...)``). A pointwise chain (MobileNet's expand conv) whose only reader is a
+depthwise chain runs with it as one step too (``conv_after_pointwise``): the expanded tensor, the
+model's largest, is made one image at a time by the worker that reads it back from its cache.
+The fused step computes exactly what the nodes compute, in the same order and dtype (the same
+matmul calls), so results are bit-identical; the interpreter uses the fused steps only when no
 caller wants to see the intermediate tensors (taps, ``on_tensor``).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xverify.engine.ops.conv import conv_after_pointwise, is_pointwise
 from xverify.engine.registry import OPS, OpSpec
 
 
@@ -47,7 +51,7 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
             return None
         return i
 
-    replace, drop, hidden = {}, set(), set()
+    chains = {}  # Conv step -> (chain steps, input, attrs, factor, bounds, activation, tail)
     for c, (node, _, inputs, outs, attrs) in enumerate(steps):
         if node.op_type != "Conv" or node.domain or len(outs) != 1 or len(inputs) < 2 \
                 or inputs[1] not in constants:
@@ -72,15 +76,56 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
             if bounds is not None:
                 chain.append(a)
                 activation = steps[a][1].kernel
+                tail = steps[a][3][0]
+        chains[c] = (chain, first, attrs, factor, bounds, activation, tail)
+
+    replace, drop, hidden = {}, set(), set()
+    by_tail = {chain[6]: c for c, chain in chains.items()}
+    for c, (chain, first, attrs, factor, bounds, activation, tail) in chains.items():
+        if c in drop:
+            continue
+        inputs = steps[c][2]
+        spec = OpSpec("Conv", _fused_kernel(factor, bounds, activation), attributes=OPS["Conv"].attributes)
+        step = (steps[c][0], spec, [first] + inputs[1:], [tail], attrs)
+        before = by_tail.get(first)  # a pointwise conv chain feeding this depthwise one
+        if before is not None and sole(first) and _pointwise_into_depthwise(
+                chains[before], steps[before][2], constants, constants[inputs[1]], attrs):
+            chain = chains[before][0] + chain
+            step = _after_pointwise(steps[before], chains[before], step, (factor, bounds, activation))
         if len(chain) == 1:
             continue
         hidden.update(out for i in chain[:-1] for out in steps[i][3])
         drop.update(chain[:-1])
-        spec = OpSpec("Conv", _fused_kernel(factor, bounds, activation), attributes=OPS["Conv"].attributes)
-        replace[chain[-1]] = (node, spec, [first] + inputs[1:], list(steps[chain[-1]][3]), attrs)
+        replace[chain[-1]] = step
     if not replace:
         return steps, set()
     return [replace.get(i, step) for i, step in enumerate(steps) if i not in drop], hidden
+
+
+def _pointwise_into_depthwise(before, before_inputs, constants, weight, attrs) -> bool:
+    """Whether chain ``before`` is a pointwise Conv whose every output channel is one group of the
+    depthwise Conv (``weight``, ``attrs``) it feeds."""
+    w1 = constants[before_inputs[1]]
+    return (is_pointwise(w1, before[2]) and weight.shape[1] == 1 and w1.dtype == weight.dtype
+            and attrs.get("group", 1) == w1.shape[0] > 1 and weight.ndim == w1.ndim)
+
+
+def _after_pointwise(pw_step, pw_chain, dw_step, dw_chain):
+    """One step for a pointwise chain feeding a depthwise one, run by ``conv_after_pointwise``."""
+    _, first, pw_attrs, *pw_post = pw_chain[:6]  # pw_post: factor, bounds, activation
+    node, _, dw_inputs, outs, attrs = dw_step
+    first_kernel, second_kernel = _fused_kernel(*pw_post), _fused_kernel(*dw_chain)
+
+    def kernel(x, w1, b1, w2, b2=None, **dw_attrs):
+        (usable1, post1), (usable2, post2) = _post(x, w1, *pw_post[:2]), _post(x, w2, *dw_chain[:2])
+        if not (usable1 and usable2):  # mixed or integer dtypes
+            return second_kernel(first_kernel(x, w1, b1, **pw_attrs), w2, b2, **dw_attrs)
+        return conv_after_pointwise(x, w1, b1, post1, w2, b2, post2, **dw_attrs)
+
+    pw_inputs = pw_step[2]
+    inputs = [first, pw_inputs[1], pw_inputs[2] if len(pw_inputs) > 2 else "", dw_inputs[1],
+              dw_inputs[2] if len(dw_inputs) > 2 else ""]
+    return node, OpSpec("Conv", kernel, attributes=OPS["Conv"].attributes), inputs, outs, attrs
 
 
 def _zero_pad(step, constants, conv_attrs):
@@ -128,29 +173,41 @@ def _bounds(step, constants):
     return None if lo is None and hi is None else (lo, hi)
 
 
+def _post(x, w, factor, bounds):
+    """``(usable, post)``: the hook finishing a block of a Conv's output with the chain's Mul and
+    clamp (None when there are neither), and whether it can run at all (not for mixed or integer
+    dtypes: the nodes' kernels then run one after the other)."""
+    if x.dtype != w.dtype or x.dtype.kind != "f" or (factor is not None and factor.dtype != x.dtype):
+        return False, None
+    if factor is None and bounds is None:
+        return True, None
+    scale = None if factor is None else \
+        np.ascontiguousarray(np.broadcast_to(factor.reshape(-1, 1), (w.shape[0], 1)))
+    # Bounds in x's dtype, as the Clip and Relu kernels cast them.
+    lo, hi = (None if v is None else np.asarray(v).astype(x.dtype) for v in bounds or (0, 0))
+
+    def post(block, c0, c1):
+        if scale is not None:
+            np.multiply(block, scale[c0:c1], out=block)
+        if bounds is not None:
+            np.clip(block, lo, hi, out=block)
+
+    return True, post
+
+
 def _fused_kernel(factor, bounds, activation):
     """The chain's kernel: ``conv(post=...)``, or, for mixed or integer dtypes, the nodes' kernels
     one after the other (``activation``: the Clip or Relu kernel)."""
     conv, mul = OPS["Conv"].kernel, OPS["Mul"].kernel
 
     def kernel(x, w, b=None, **attrs):
-        if x.dtype != w.dtype or x.dtype.kind != "f" or (factor is not None and factor.dtype != x.dtype):
-            y = conv(x, w, b, **attrs)
-            y = y if factor is None else mul(y, factor)
-            if bounds is None:
-                return y
-            return activation(y) if activation is OPS["Relu"].kernel else activation(y, *bounds)
-        scale = None if factor is None else \
-            np.ascontiguousarray(np.broadcast_to(factor.reshape(-1, 1), (w.shape[0], 1)))
-        # Bounds in x's dtype, as the Clip and Relu kernels cast them.
-        lo, hi = (None if v is None else np.asarray(v).astype(x.dtype) for v in bounds or (0, 0))
-
-        def post(block, c0, c1):
-            if scale is not None:
-                np.multiply(block, scale[c0:c1], out=block)
-            if bounds is not None:
-                np.clip(block, lo, hi, out=block)
-
-        return conv(x, w, b, post=post, **attrs)
+        usable, post = _post(x, w, factor, bounds)
+        if usable:
+            return conv(x, w, b, post=post, **attrs)
+        y = conv(x, w, b, **attrs)
+        y = y if factor is None else mul(y, factor)
+        if bounds is None:
+            return y
+        return activation(y) if activation is OPS["Relu"].kernel else activation(y, *bounds)
 
     return kernel

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -145,12 +146,8 @@ def _conv_gemm(xp, w, strides, dilations, out_shape, b=None, post=None):
 
         def work(start, stop):
             for i, r0, r1 in units[start:stop]:
-                out = y[i, :, r0 * inner:r1 * inner]
-                np.matmul(w2, src[i, :, r0 * inner:r1 * inner], out=out)
-                if bias is not None:
-                    out += bias
-                if post is not None:
-                    post(out, 0, m)
+                _matmul_post(w2, src[i, :, r0 * inner:r1 * inner], y[i, :, r0 * inner:r1 * inner],
+                             bias, post)
     else:
         win = windows(xp, kernel, strides, dilations, out_shape)
         first_out = 2 + len(kernel)
@@ -159,19 +156,23 @@ def _conv_gemm(xp, w, strides, dilations, out_shape, b=None, post=None):
             for i, r0, r1 in units[start:stop]:
                 band = win[(i,) + (slice(None),) * (first_out - 1) + (slice(r0, r1),)]
                 cols = band.reshape(k, (r1 - r0) * inner)  # the one im2col copy
-                out = y[i, :, r0 * inner:r1 * inner]
-                np.matmul(w2, cols, out=out)
-                if bias is not None:
-                    out += bias
-                if post is not None:
-                    post(out, 0, m)
+                _matmul_post(w2, cols, y[i, :, r0 * inner:r1 * inner], bias, post)
 
     workers = _WORKERS if n * m * k * p >= _PARALLEL_MACS else 1
     run_chunks(work, len(units), -(-len(units) // workers), blas=True)
     return y.reshape((n, m) + tuple(out_shape))
 
 
-def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None):
+def _matmul_post(w2, cols, out, bias, post):
+    """``out = w2 @ cols (+ bias)``, then ``post`` on it: one image's (or band's) share of a conv."""
+    np.matmul(w2, cols, out=out)
+    if bias is not None:
+        out += bias
+    if post is not None:
+        post(out, 0, out.shape[0])
+
+
+def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None, image=None):
     """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
@@ -185,6 +186,10 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
     is one contiguous run of the flattened plane (long copies, not one per output row; 1.5-2x
     faster on 28x28 and smaller planes), and drops the extra columns afterwards.
     Blocks run on a thread pool (each matmul is too small for BLAS to thread it).
+
+    ``image(i)``: image ``i`` of the input, ``(C, *spatial)``, made on demand by a producer fused in
+    front (``conv_after_pointwise``); ``x`` is then only the input's shape and dtype. Each worker
+    is given whole images, so that it makes each image once and reads it back from its cache.
     """
     n, c = x.shape[:2]
     mult = w.shape[0] // c
@@ -202,6 +207,9 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
     per_block = max(1, min(c, _DEPTHWISE_BUDGET // (taps * out_shape[0] * width)))
     blocks = [(i, c0, min(c, c0 + per_block)) for i in range(n) for c0 in range(0, c, per_block)]
     scratched = flat or any(begin) or any(end)
+    # Whole images per worker when a producer makes them; else even shares of blocks.
+    chunk = -(-c // per_block) * -(-n // _WORKERS) if image else -(-len(blocks) // _WORKERS)
+    image = image or x.__getitem__
 
     def work(start, stop):
         cols = np.empty((per_block, taps, run), dtype=x.dtype)
@@ -216,13 +224,13 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
                 wide = np.empty((per_block, mult, out_shape[0] * width), dtype=y.dtype)
             else:
                 win = windows(scratch[None], kernel, strides, dilations, out_shape)[0]
-        else:
-            win = windows(x, kernel, strides, dilations, out_shape)
         for i, c0, c1 in blocks[start:stop]:
             k = c1 - c0
             if scratched:
-                scratch[(slice(0, k),) + interior] = x[i, c0:c1]
-            np.copyto(view[:k], win[:k] if scratched else win[i, c0:c1])  # the one im2col copy
+                scratch[(slice(0, k),) + interior] = image(i)[c0:c1]
+            else:
+                win = windows(image(i)[None, c0:c1], kernel, strides, dilations, out_shape)[0]
+            np.copyto(view[:k], win[:k])  # the one im2col copy
             out = y[i, c0:c1]
             if flat:
                 np.matmul(wt[c0:c1], cols[:k], out=wide[:k, :, :run])
@@ -235,7 +243,7 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
             if post is not None:
                 post(out.reshape(k * mult, pixels), c0 * mult, c1 * mult)
 
-    run_chunks(work, len(blocks), -(-len(blocks) // _WORKERS), blas=True)
+    run_chunks(work, len(blocks), chunk, blas=True)
     return y.reshape((n, c * mult) + tuple(out_shape))
 
 
@@ -245,6 +253,69 @@ def _apply(post, y):
         for image in y:
             post(image.reshape(image.shape[0], -1), 0, image.shape[0])
     return y
+
+
+def _geometry(x, w, auto_pad, dilations, group, kernel_shape, pads, strides):
+    """A Conv's checked ``strides, dilations, begin pads, end pads, output spatial shape``."""
+    kernel = w.shape[2:]
+    strides, dilations = _spatial_attrs("Conv", x, kernel, strides, dilations, kernel_shape)
+    c = x.shape[1]
+    if c % group or w.shape[0] % group or w.shape[1] * group != c:
+        raise ValueError(f"Conv: input channels {c}, weight {w.shape} and group={group} disagree")
+    begin, end = resolve_pads("Conv", auto_pad, x.shape[2:], kernel, strides, dilations, pads)
+    out_shape = [(size + b0 + e0 - (k - 1) * d - 1) // s + 1 for size, b0, e0, k, s, d
+                 in zip(x.shape[2:], begin, end, kernel, strides, dilations)]
+    if min(out_shape) < 1:
+        raise ValueError(f"Conv: kernel {list(kernel)} (dilations {dilations}) does not fit the "
+                         f"input {list(x.shape[2:])} padded by {begin}/{end}")
+    return strides, dilations, begin, end, out_shape
+
+
+def is_pointwise(w, attrs) -> bool:
+    """Whether a Conv with weight ``w`` and attributes ``attrs`` is a plain 1x1 conv (a matmul per
+    pixel): group 1, stride 1, no padding."""
+    n = w.ndim - 2
+    return (n >= 1 and all(v == 1 for v in w.shape[2:]) and attrs.get("group", 1) == 1
+            and all(v == 1 for v in attrs.get("strides") or [1] * n)
+            and all(v == 1 for v in attrs.get("kernel_shape") or [1] * n)
+            and attrs.get("auto_pad", "NOTSET") in AUTO_PADS
+            and not any(attrs.get("pads") or [0] * (2 * n)))
+
+
+def conv_after_pointwise(x, w1, b1, post1, w2, b2=None, post2=None, **attrs):
+    """The depthwise Conv ``(w2, b2, attrs, post2)`` of the pointwise Conv ``(w1, b1, post1)`` of
+    ``x``, without the intermediate tensor.
+
+    MobileNet's expand conv writes a tensor six times wider than its input, which the depthwise
+    conv reads right back: a round trip through memory for the largest tensors of the model.
+    Here a worker makes one image of it (the same ``_matmul_post`` call as ``_conv_gemm`` makes, so
+    the numbers are the same bit for bit) just before its depthwise blocks read it from cache.
+    Falls back to the two convs one after the other for fewer images than workers (one image per
+    worker would leave the others idle) and for non-float or mixed dtypes.
+    """
+    n, c = x.shape[0], w1.shape[0]
+    if n < _WORKERS or x.dtype.kind != "f" or len({x.dtype, w1.dtype, w2.dtype}) > 1 \
+            or w2.shape[1] != 1 or attrs.get("group", 1) != c or not is_pointwise(w1, {}):
+        return conv(conv(x, w1, b1, post=post1), w2, b2, post=post2, **attrs)
+    shape = (n, c) + x.shape[2:]
+    carrier = np.broadcast_to(np.zeros((), dtype=x.dtype), shape)  # shape and dtype, no memory
+    geometry = _geometry(carrier, w2, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"),
+                         c, attrs.get("kernel_shape"), attrs.get("pads"), attrs.get("strides"))
+    strides, dilations, begin, end, out_shape = geometry
+    src = x.reshape(n, x.shape[1], -1)
+    w1m = w1.reshape(c, -1)
+    bias1 = None if b1 is None else b1.reshape(c, 1)
+    local = threading.local()
+
+    def image(i):
+        if getattr(local, "index", None) != i:
+            if getattr(local, "buffer", None) is None:
+                local.buffer = np.empty((c, src.shape[2]), dtype=x.dtype)
+            _matmul_post(w1m, src[i], local.buffer, bias1, post1)
+            local.index = i
+        return local.buffer.reshape(shape[1:])
+
+    return _conv_depthwise(carrier, w2, begin, end, strides, dilations, out_shape, b2, post2, image)
 
 
 @op("Conv", attributes=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
@@ -257,17 +328,9 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     clamp), ``post(block, c0, c1)`` finishes in place a ``(channels c0:c1, pixels)`` block of one
     image's output while it is still in cache, instead of in extra passes over the whole tensor.
     """
-    kernel = w.shape[2:]
-    strides, dilations = _spatial_attrs("Conv", x, kernel, strides, dilations, kernel_shape)
+    geometry = _geometry(x, w, auto_pad, dilations, group, kernel_shape, pads, strides)
+    strides, dilations, begin, end, out_shape = geometry
     c = x.shape[1]
-    if c % group or w.shape[0] % group or w.shape[1] * group != c:
-        raise ValueError(f"Conv: input channels {c}, weight {w.shape} and group={group} disagree")
-    begin, end = resolve_pads("Conv", auto_pad, x.shape[2:], kernel, strides, dilations, pads)
-    out_shape = [(size + b0 + e0 - (k - 1) * d - 1) // s + 1 for size, b0, e0, k, s, d
-                 in zip(x.shape[2:], begin, end, kernel, strides, dilations)]
-    if min(out_shape) < 1:
-        raise ValueError(f"Conv: kernel {list(kernel)} (dilations {dilations}) does not fit the "
-                         f"input {list(x.shape[2:])} padded by {begin}/{end}")
     if w.shape[1] == 1 and group > 1:
         return _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b, post)
     xp = pad_spatial(x, begin, end)
