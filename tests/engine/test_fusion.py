@@ -60,8 +60,8 @@ def _ort(model, x):
 def test_fused_block_matches_the_nodes_one_by_one_and_onnxruntime(dtype):
     model = _model(MOBILENET_BLOCK)
     interp = Interpreter(model, dtype)
-    assert interp.program.hidden == {"p", "d", "m", "q"}
-    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv", "Conv"]
+    assert interp.program.hidden == {"p", "d", "m", "c", "q"}  # the pointwise conv reads c
+    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     fused = interp.run({"x": X})["y"]
     plain = interp.run({"x": X}, on_tensor=lambda name, value: None)["y"]  # callers see all
     np.testing.assert_array_equal(fused, plain)
@@ -150,3 +150,27 @@ def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one
     assert interp.program.hidden == {"e", "p"}  # Conv -> Clip, and Pad -> Conv, each on its own
     x = randn(3, 3, 21, 19)
     np.testing.assert_allclose(interp.run({"x": x})["y"], _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
+def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one():
+    # expand -> depthwise -> project -> depthwise -> project: the middle pointwise conv can join
+    # only one depthwise conv; results stay those of the nodes one by one.
+    constants = dict(EXPAND, w_pj=randn(C, C, 1, 1), w_dw2=randn(C, 1, 3, 3), w_out=randn(4, C, 1, 1))
+    nodes = EXPAND_BLOCK[:-1] + [
+        helper.make_node("Clip", ["m", "lo", "hi"], ["c"]),
+        helper.make_node("Conv", ["c", "w_pj"], ["q"]),
+        helper.make_node("Conv", ["q", "w_dw2"], ["d2"], group=C, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["d2", "w_out"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 3, 21, 19])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    interp = Interpreter(model)
+    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv", "Conv"]
+    assert interp.program.hidden == {"e", "r", "p", "d", "m", "c", "d2"}  # q joins the first
+    x = randn(5, 3, 21, 19)
+    fused = interp.run({"x": x})["y"]
+    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)

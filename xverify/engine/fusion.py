@@ -1,11 +1,14 @@
-"""Conv chains the interpreter runs as one step: ``[Pad ->] Conv [-> Mul] [-> Clip | Relu]``.
+"""Conv chains the interpreter runs as one step: ``[Pad ->] Conv [-> Mul] [-> Clip | Relu]``, and
+depthwise ones with their pointwise neighbours.
 
 A MobileNet block is Pad, Conv, a batch-norm scale (Mul by a per-channel constant) and ReLU6 (Clip):
 unfused, each of them is a full memory pass over a large tensor. Fused, the zero Pad becomes the
 Conv's own padding and the Mul and clamp run on each block of the Conv's output while it is still
-in cache (``conv(post=...)``). A pointwise chain (MobileNet's expand conv) whose only reader is a
-depthwise chain runs with it as one step too (``conv_after_pointwise``): the expanded tensor, the
-model's largest, is made one image at a time by the worker that reads it back from its cache.
+in cache (``conv(post=...)``). A depthwise chain runs as one step with the pointwise chains around
+it too (``depthwise_between``): the one making its input (MobileNet's expand conv) and the one
+reading its output (the projection), where each is the other's only reader. The expanded and the
+depthwise tensors, the model's largest, are then made one image at a time by the worker that reads
+them back from its cache, and never exist whole.
 The fused step computes exactly what the nodes compute, in the same order and dtype (the same
 matmul calls), so results are bit-identical; the interpreter uses the fused steps only when no
 caller wants to see the intermediate tensors (taps, ``on_tensor``).
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xverify.engine.ops.conv import conv_after_pointwise, is_pointwise
+from xverify.engine.ops.conv import depthwise_between, is_pointwise
 from xverify.engine.registry import OPS, OpSpec
 
 
@@ -79,19 +82,31 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
                 tail = steps[a][3][0]
         chains[c] = (chain, first, attrs, factor, bounds, activation, tail)
 
-    replace, drop, hidden = {}, set(), set()
+    replace, drop, hidden, used = {}, set(), set(), set()
+    by_first = {chain[1]: c for c, chain in chains.items()}
     by_tail = {chain[6]: c for c, chain in chains.items()}
     for c, (chain, first, attrs, factor, bounds, activation, tail) in chains.items():
-        if c in drop:
+        if c in used:
             continue
         inputs = steps[c][2]
         spec = OpSpec("Conv", _fused_kernel(factor, bounds, activation), attributes=OPS["Conv"].attributes)
         step = (steps[c][0], spec, [first] + inputs[1:], [tail], attrs)
-        before = by_tail.get(first)  # a pointwise conv chain feeding this depthwise one
-        if before is not None and sole(first) and _pointwise_into_depthwise(
-                chains[before], steps[before][2], constants, constants[inputs[1]], attrs):
-            chain = chains[before][0] + chain
-            step = _after_pointwise(steps[before], chains[before], step, (factor, bounds, activation))
+        weight = constants[inputs[1]]
+        if _is_depthwise(weight, attrs):  # with the pointwise chains making and reading its tensors
+            before, after = by_tail.get(first), by_first.get(tail)
+            if before is None or before in used or not sole(first) or not _pointwise_next_to(
+                    steps[before], chains[before], constants, weight):
+                before = None
+            if after is None or not sole(tail) or not _pointwise_next_to(
+                    steps[after], chains[after], constants, weight):
+                after = None
+            if before is not None or after is not None:
+                used.update(k for k in (before, after) if k is not None)
+                chain = (chains[before][0] if before is not None else []) + chain \
+                    + (chains[after][0] if after is not None else [])
+                step = _around_depthwise(step, (factor, bounds, activation),
+                                         *(None if k is None else (steps[k][2], chains[k])
+                                           for k in (before, after)))
         if len(chain) == 1:
             continue
         hidden.update(out for i in chain[:-1] for out in steps[i][3])
@@ -102,30 +117,49 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
     return [replace.get(i, step) for i, step in enumerate(steps) if i not in drop], hidden
 
 
-def _pointwise_into_depthwise(before, before_inputs, constants, weight, attrs) -> bool:
-    """Whether chain ``before`` is a pointwise Conv whose every output channel is one group of the
-    depthwise Conv (``weight``, ``attrs``) it feeds."""
-    w1 = constants[before_inputs[1]]
-    return (is_pointwise(w1, before[2]) and weight.shape[1] == 1 and w1.dtype == weight.dtype
-            and attrs.get("group", 1) == w1.shape[0] > 1 and weight.ndim == w1.ndim)
+def _is_depthwise(weight, attrs) -> bool:
+    """One input channel per group, for more than one group."""
+    return weight.shape[1] == 1 and attrs.get("group", 1) == weight.shape[0] > 1
 
 
-def _after_pointwise(pw_step, pw_chain, dw_step, dw_chain):
-    """One step for a pointwise chain feeding a depthwise one, run by ``conv_after_pointwise``."""
-    _, first, pw_attrs, *pw_post = pw_chain[:6]  # pw_post: factor, bounds, activation
-    node, _, dw_inputs, outs, attrs = dw_step
-    first_kernel, second_kernel = _fused_kernel(*pw_post), _fused_kernel(*dw_chain)
+def _pointwise_next_to(pw_step, pw_chain, constants, weight) -> bool:
+    """Whether ``pw_chain`` is a pointwise Conv chain with a constant weight of the dtype and rank
+    of the depthwise weight ``weight``."""
+    w1 = constants.get(pw_step[2][1])
+    return w1 is not None and is_pointwise(w1, pw_chain[2]) and w1.dtype == weight.dtype \
+        and w1.ndim == weight.ndim
 
-    def kernel(x, w1, b1, w2, b2=None, **dw_attrs):
-        (usable1, post1), (usable2, post2) = _post(x, w1, *pw_post[:2]), _post(x, w2, *dw_chain[:2])
-        if not (usable1 and usable2):  # mixed or integer dtypes
-            return second_kernel(first_kernel(x, w1, b1, **pw_attrs), w2, b2, **dw_attrs)
-        return conv_after_pointwise(x, w1, b1, post1, w2, b2, post2, **dw_attrs)
 
-    pw_inputs = pw_step[2]
-    inputs = [first, pw_inputs[1], pw_inputs[2] if len(pw_inputs) > 2 else "", dw_inputs[1],
-              dw_inputs[2] if len(dw_inputs) > 2 else ""]
-    return node, OpSpec("Conv", kernel, attributes=OPS["Conv"].attributes), inputs, outs, attrs
+def _around_depthwise(dw_step, dw_post, before, after):
+    """One step for a depthwise chain and the pointwise chains around it, ``before`` and ``after``
+    (``(Conv inputs, chain)``, either may be None), run by ``depthwise_between``.
+
+    The step's inputs: the first chain's input, then weight and bias of the depthwise, the before
+    and the after Conv ("" for those missing).
+    """
+    node, _, dw_inputs, outs, dw_attrs = dw_step
+    pw = [None if p is None else (p[1][2], p[1][3:6]) for p in (before, after)]  # attrs, post
+
+    def operands(inputs):  # weight and bias
+        return (list(inputs) + ["", ""])[1:3] if inputs else ["", ""]
+
+    inputs = [before[1][1] if before else dw_inputs[0], *operands(dw_inputs),
+              *operands(before and before[0]), *operands(after and after[0])]
+    outs = [after[1][6]] if after else outs
+
+    def kernel(x, w, b, w1, b1, w3, b3, **attrs):
+        posts = [_post(x, w, *dw_post[:2])] + [
+            (True, None) if p is None else _post(x, wp, *p[1][:2]) for p, wp in zip(pw, (w1, w3))]
+        if not all(usable for usable, _ in posts):  # mixed or integer dtypes: chain by chain
+            if pw[0]:
+                x = _fused_kernel(*pw[0][1])(x, w1, b1, **pw[0][0])
+            y = _fused_kernel(*dw_post)(x, w, b, **attrs)
+            return _fused_kernel(*pw[1][1])(y, w3, b3, **pw[1][0]) if pw[1] else y
+        around = [None if p is None else (wp, bp, post)
+                  for p, wp, bp, (_, post) in zip(pw, (w1, w3), (b1, b3), posts[1:])]
+        return depthwise_between(x, (w, b, posts[0][1]), attrs, *around)
+
+    return node, OpSpec("Conv", kernel, attributes=OPS["Conv"].attributes), inputs, outs, dw_attrs
 
 
 def _zero_pad(step, constants, conv_attrs):

@@ -172,7 +172,8 @@ def _matmul_post(w2, cols, out, bias, post):
         post(out, 0, out.shape[0])
 
 
-def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None, image=None):
+def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None,
+                    image=None, finish=None):
     """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
@@ -187,9 +188,11 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
     faster on 28x28 and smaller planes), and drops the extra columns afterwards.
     Blocks run on a thread pool (each matmul is too small for BLAS to thread it).
 
-    ``image(i)``: image ``i`` of the input, ``(C, *spatial)``, made on demand by a producer fused in
-    front (``conv_after_pointwise``); ``x`` is then only the input's shape and dtype. Each worker
-    is given whole images, so that it makes each image once and reads it back from its cache.
+    For the convs fused around it (``depthwise_between``): ``image(i)`` gives image ``i`` of the
+    input, ``(C, *spatial)``, made on demand (``x`` is then only the input's shape and dtype), and
+    ``finish(i, out)`` takes image ``i`` of the output, ``(C * mult, pixels)``, as soon as it is
+    done (nothing is returned then). Each worker is given whole images, so that it makes each
+    image once and reads it back from its cache.
     """
     n, c = x.shape[:2]
     mult = w.shape[0] // c
@@ -203,15 +206,18 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
     run = (out_shape[0] - 1) * width + out_shape[1] if flat else pixels
     wt = w.reshape(c, mult, taps)
     bias = None if b is None else b.reshape(c, mult, 1)
-    y = np.empty((n, c, mult, pixels), dtype=np.result_type(x, w))
+    dtype = np.result_type(x, w)
+    y = None if finish else np.empty((n, c, mult, pixels), dtype=dtype)
     per_block = max(1, min(c, _DEPTHWISE_BUDGET // (taps * out_shape[0] * width)))
     blocks = [(i, c0, min(c, c0 + per_block)) for i in range(n) for c0 in range(0, c, per_block)]
     scratched = flat or any(begin) or any(end)
     # Whole images per worker when a producer makes them; else even shares of blocks.
-    chunk = -(-c // per_block) * -(-n // _WORKERS) if image else -(-len(blocks) // _WORKERS)
+    whole = image is not None or finish is not None
+    chunk = -(-c // per_block) * -(-n // _WORKERS) if whole else -(-len(blocks) // _WORKERS)
     image = image or x.__getitem__
 
     def work(start, stop):
+        held = np.empty((c, mult, pixels), dtype=dtype) if finish else None  # one output image
         cols = np.empty((per_block, taps, run), dtype=x.dtype)
         view = cols.reshape((per_block,) + tuple(kernel) + ((run,) if flat else tuple(out_shape)))
         if scratched:  # only the interior is ever written: the border keeps its zeros
@@ -221,7 +227,7 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
                 win = as_strided(scratch, view.shape, (st[0], st[1] * dilations[0],
                                                        st[2] * dilations[1], st[2]),
                                  writeable=False)
-                wide = np.empty((per_block, mult, out_shape[0] * width), dtype=y.dtype)
+                wide = np.empty((per_block, mult, out_shape[0] * width), dtype=dtype)
             else:
                 win = windows(scratch[None], kernel, strides, dilations, out_shape)[0]
         for i, c0, c1 in blocks[start:stop]:
@@ -231,7 +237,7 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
             else:
                 win = windows(image(i)[None, c0:c1], kernel, strides, dilations, out_shape)[0]
             np.copyto(view[:k], win[:k])  # the one im2col copy
-            out = y[i, c0:c1]
+            out = (held if finish else y[i])[c0:c1]
             if flat:
                 np.matmul(wt[c0:c1], cols[:k], out=wide[:k, :, :run])
                 np.copyto(out.reshape((k, mult) + tuple(out_shape)),
@@ -242,9 +248,11 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
                 out += bias[c0:c1]
             if post is not None:
                 post(out.reshape(k * mult, pixels), c0 * mult, c1 * mult)
+            if finish is not None and c1 == c:
+                finish(i, held.reshape(c * mult, pixels))
 
     run_chunks(work, len(blocks), chunk, blas=True)
-    return y.reshape((n, c * mult) + tuple(out_shape))
+    return None if finish else y.reshape((n, c * mult) + tuple(out_shape))
 
 
 def _apply(post, y):
@@ -282,40 +290,63 @@ def is_pointwise(w, attrs) -> bool:
             and not any(attrs.get("pads") or [0] * (2 * n)))
 
 
-def conv_after_pointwise(x, w1, b1, post1, w2, b2=None, post2=None, **attrs):
-    """The depthwise Conv ``(w2, b2, attrs, post2)`` of the pointwise Conv ``(w1, b1, post1)`` of
-    ``x``, without the intermediate tensor.
+def depthwise_between(x, dw, attrs, before=None, after=None):
+    """A depthwise Conv with the pointwise Convs around it, image by image, without the tensors
+    between them.
 
-    MobileNet's expand conv writes a tensor six times wider than its input, which the depthwise
-    conv reads right back: a round trip through memory for the largest tensors of the model.
-    Here a worker makes one image of it (the same ``_matmul_post`` call as ``_conv_gemm`` makes, so
-    the numbers are the same bit for bit) just before its depthwise blocks read it from cache.
-    Falls back to the two convs one after the other for fewer images than workers (one image per
-    worker would leave the others idle) and for non-float or mixed dtypes.
+    ``dw``, ``before`` and ``after`` are ``(weight, bias, post)``; ``before`` (optional) is a
+    pointwise Conv making the depthwise conv's input from ``x``, ``after`` (optional) a pointwise
+    Conv reading its output. MobileNet's expand conv writes a tensor six times wider than its
+    input, which the depthwise conv reads right back, and the projection reads the depthwise
+    output: round trips through memory for the largest tensors of the model. Here a worker makes
+    one image of the expanded tensor (the same ``_matmul_post`` call as ``_conv_gemm`` makes, so the
+    numbers are the same bit for bit) just before its depthwise blocks read it from cache, and
+    projects the image as soon as its last block is done. Falls back to the convs one after the
+    other for fewer images than workers (one image per worker would leave the others idle) and for
+    non-float or mixed dtypes.
     """
-    n, c = x.shape[0], w1.shape[0]
-    if n < _WORKERS or x.dtype.kind != "f" or len({x.dtype, w1.dtype, w2.dtype}) > 1 \
-            or w2.shape[1] != 1 or attrs.get("group", 1) != c or not is_pointwise(w1, {}):
-        return conv(conv(x, w1, b1, post=post1), w2, b2, post=post2, **attrs)
-    shape = (n, c) + x.shape[2:]
-    carrier = np.broadcast_to(np.zeros((), dtype=x.dtype), shape)  # shape and dtype, no memory
-    geometry = _geometry(carrier, w2, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"),
-                         c, attrs.get("kernel_shape"), attrs.get("pads"), attrs.get("strides"))
+    w, b, post = dw
+    parts = [part for part in (before, dw, after) if part is not None]
+    c = w.shape[0] if before is None else before[0].shape[0]
+    n = x.shape[0]
+    if n < _WORKERS or x.dtype.kind != "f" or len({x.dtype} | {part[0].dtype for part in parts}) > 1 \
+            or w.shape[1] != 1 or attrs.get("group", 1) != c:
+        if before is not None:
+            x = conv(x, *before[:2], post=before[2])
+        y = conv(x, w, b, post=post, **attrs)
+        return y if after is None else conv(y, *after[:2], post=after[2])
+    # The depthwise conv's input: x, or only its shape and dtype when made image by image.
+    carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + x.shape[2:])
+    geometry = _geometry(carrier, w, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"), c,
+                         attrs.get("kernel_shape"), attrs.get("pads"), attrs.get("strides"))
     strides, dilations, begin, end, out_shape = geometry
-    src = x.reshape(n, x.shape[1], -1)
-    w1m = w1.reshape(c, -1)
-    bias1 = None if b1 is None else b1.reshape(c, 1)
-    local = threading.local()
+    image = finish = y = None
+    if before is not None:
+        src, w1, bias1, post1 = x.reshape(n, x.shape[1], -1), *_pointwise(before)
+        local = threading.local()
 
-    def image(i):
-        if getattr(local, "index", None) != i:
-            if getattr(local, "buffer", None) is None:
-                local.buffer = np.empty((c, src.shape[2]), dtype=x.dtype)
-            _matmul_post(w1m, src[i], local.buffer, bias1, post1)
-            local.index = i
-        return local.buffer.reshape(shape[1:])
+        def image(i):
+            if getattr(local, "index", None) != i:
+                if getattr(local, "buffer", None) is None:
+                    local.buffer = np.empty((c, src.shape[2]), dtype=x.dtype)
+                _matmul_post(w1, src[i], local.buffer, bias1, post1)
+                local.index = i
+            return local.buffer.reshape(carrier.shape[1:])
+    if after is not None:
+        w3, bias3, post3 = _pointwise(after)
+        y = np.empty((n, w3.shape[0], math.prod(out_shape)), dtype=x.dtype)
 
-    return _conv_depthwise(carrier, w2, begin, end, strides, dilations, out_shape, b2, post2, image)
+        def finish(i, d):
+            _matmul_post(w3, d, y[i], bias3, post3)
+    out = _conv_depthwise(carrier, w, begin, end, strides, dilations, out_shape, b, post,
+                          image, finish)
+    return out if y is None else y.reshape(y.shape[:2] + tuple(out_shape))
+
+
+def _pointwise(part):
+    """A pointwise Conv's ``(weight matrix, bias column or None, post)``."""
+    w, b, post = part
+    return w.reshape(w.shape[0], -1), None if b is None else b.reshape(-1, 1), post
 
 
 @op("Conv", attributes=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
