@@ -174,3 +174,26 @@ def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one():
     fused = interp.run({"x": x})["y"]
     np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mobilenet_stem_conv_joins_the_depthwise_step(dtype):
+    # A 3x3 stride-2 conv (its Pad folded in) makes the depthwise input image by image too.
+    constants = dict(EXPAND, w_stem=randn(C, 3, 3, 3), w_pj=randn(4, C, 1, 1))
+    nodes = [helper.make_node("Pad", ["x", "pads", "zero"], ["px"]),
+             helper.make_node("Conv", ["px", "w_stem"], ["e"], strides=[2, 2]),
+             helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
+             helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["d", "w_pj"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3, 21, 19])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    interp = Interpreter(model, dtype)
+    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
+    x = randn(4, 3, 21, 19)
+    fused = interp.run({"x": x})["y"]
+    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)

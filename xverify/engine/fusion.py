@@ -94,11 +94,11 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
         weight = constants[inputs[1]]
         if _is_depthwise(weight, attrs):  # with the pointwise chains making and reading its tensors
             before, after = by_tail.get(first), by_first.get(tail)
-            if before is None or before in used or not sole(first) or not _pointwise_next_to(
-                    steps[before], chains[before], constants, weight):
+            if before is None or before in used or not sole(first) or not _conv_next_to(
+                    steps[before], chains[before], constants, weight, pointwise=False):
                 before = None
-            if after is None or not sole(tail) or not _pointwise_next_to(
-                    steps[after], chains[after], constants, weight):
+            if after is None or not sole(tail) or not _conv_next_to(
+                    steps[after], chains[after], constants, weight, pointwise=True):
                 after = None
             if before is not None or after is not None:
                 used.update(k for k in (before, after) if k is not None)
@@ -122,16 +122,16 @@ def _is_depthwise(weight, attrs) -> bool:
     return weight.shape[1] == 1 and attrs.get("group", 1) == weight.shape[0] > 1
 
 
-def _pointwise_next_to(pw_step, pw_chain, constants, weight) -> bool:
-    """Whether ``pw_chain`` is a pointwise Conv chain with a constant weight of the dtype and rank
-    of the depthwise weight ``weight``."""
-    w1 = constants.get(pw_step[2][1])
-    return w1 is not None and is_pointwise(w1, pw_chain[2]) and w1.dtype == weight.dtype \
-        and w1.ndim == weight.ndim
+def _conv_next_to(step, chain, constants, weight, pointwise) -> bool:
+    """Whether ``chain`` is a Conv chain (group 1; ``pointwise``: 1x1, stride 1, no padding) with a
+    constant weight of the dtype and rank of the depthwise weight ``weight``."""
+    w1 = constants.get(step[2][1])
+    return w1 is not None and chain[2].get("group", 1) == 1 and w1.dtype == weight.dtype \
+        and w1.ndim == weight.ndim and (is_pointwise(w1, chain[2]) or not pointwise)
 
 
 def _around_depthwise(dw_step, dw_post, before, after):
-    """One step for a depthwise chain and the pointwise chains around it, ``before`` and ``after``
+    """One step for a depthwise chain and the Conv chains around it, ``before`` and ``after``
     (``(Conv inputs, chain)``, either may be None), run by ``depthwise_between``.
 
     The step's inputs: the first chain's input, then weight and bias of the depthwise, the before
@@ -155,7 +155,7 @@ def _around_depthwise(dw_step, dw_post, before, after):
                 x = _fused_kernel(*pw[0][1])(x, w1, b1, **pw[0][0])
             y = _fused_kernel(*dw_post)(x, w, b, **attrs)
             return _fused_kernel(*pw[1][1])(y, w3, b3, **pw[1][0]) if pw[1] else y
-        around = [None if p is None else (wp, bp, post)
+        around = [None if p is None else (wp, bp, post, p[0])
                   for p, wp, bp, (_, post) in zip(pw, (w1, w3), (b1, b3), posts[1:])]
         return depthwise_between(x, (w, b, posts[0][1]), attrs, *around)
 

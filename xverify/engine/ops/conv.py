@@ -294,9 +294,9 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
     """A depthwise Conv with the pointwise Convs around it, image by image, without the tensors
     between them.
 
-    ``dw``, ``before`` and ``after`` are ``(weight, bias, post)``; ``before`` (optional) is a
-    pointwise Conv making the depthwise conv's input from ``x``, ``after`` (optional) a pointwise
-    Conv reading its output. MobileNet's expand conv writes a tensor six times wider than its
+    ``dw``, ``before`` and ``after`` are ``(weight, bias, post, attributes)``; ``before`` (optional)
+    is a Conv (group 1) making the depthwise conv's input from ``x``, ``after`` (optional) a
+    pointwise Conv reading its output. MobileNet's expand conv writes a tensor six times wider than its
     input, which the depthwise conv reads right back, and the projection reads the depthwise
     output: round trips through memory for the largest tensors of the model. Here a worker makes
     one image of the expanded tensor (the same ``_matmul_post`` call as ``_conv_gemm`` makes, so the
@@ -305,35 +305,49 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
     other for fewer images than workers (one image per worker would leave the others idle) and for
     non-float or mixed dtypes.
     """
-    w, b, post = dw
+    w, b, post = dw[:3]
     parts = [part for part in (before, dw, after) if part is not None]
     c = w.shape[0] if before is None else before[0].shape[0]
-    n = x.shape[0]
+    n, mid = x.shape[0], x.shape[2:]
+    if before is not None:
+        w1, b1, post1, attrs1 = before
+        strides1, dilations1, begin1, end1, mid = _geometry(
+            x, w1, attrs1.get("auto_pad", "NOTSET"), attrs1.get("dilations"), 1,
+            attrs1.get("kernel_shape"), attrs1.get("pads"), attrs1.get("strides"))
+        k1, pointwise = math.prod(w1.shape[1:]), is_pointwise(w1, attrs1)
     if n < _WORKERS or x.dtype.kind != "f" or len({x.dtype} | {part[0].dtype for part in parts}) > 1 \
-            or w.shape[1] != 1 or attrs.get("group", 1) != c:
+            or w.shape[1] != 1 or attrs.get("group", 1) != c \
+            or (before is not None and k1 * math.prod(mid) > _COLS_BUDGET and not pointwise):
+        # (a larger im2col would be split into bands by _conv_gemm: other matmul calls)
         if before is not None:
-            x = conv(x, *before[:2], post=before[2])
+            x = conv(x, *before[:2], post=before[2], **before[3])
         y = conv(x, w, b, post=post, **attrs)
-        return y if after is None else conv(y, *after[:2], post=after[2])
+        return y if after is None else conv(y, *after[:2], post=after[2], **after[3])
     # The depthwise conv's input: x, or only its shape and dtype when made image by image.
-    carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + x.shape[2:])
+    carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + tuple(mid))
     geometry = _geometry(carrier, w, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"), c,
                          attrs.get("kernel_shape"), attrs.get("pads"), attrs.get("strides"))
     strides, dilations, begin, end, out_shape = geometry
     image = finish = y = None
     if before is not None:
-        src, w1, bias1, post1 = x.reshape(n, x.shape[1], -1), *_pointwise(before)
+        w1m, bias1 = w1.reshape(c, k1), None if b1 is None else b1.reshape(c, 1)
+        if pointwise:
+            src = x.reshape(n, k1, -1)  # the column matrices, as in _conv_gemm
+        else:
+            win = windows(pad_spatial(x, begin1, end1), w1.shape[2:], strides1, dilations1, mid)
         local = threading.local()
 
         def image(i):
             if getattr(local, "index", None) != i:
                 if getattr(local, "buffer", None) is None:
-                    local.buffer = np.empty((c, src.shape[2]), dtype=x.dtype)
-                _matmul_post(w1, src[i], local.buffer, bias1, post1)
+                    local.buffer = np.empty((c, math.prod(mid)), dtype=x.dtype)
+                cols = src[i] if pointwise else win[i].reshape(k1, -1)  # _conv_gemm's im2col
+                _matmul_post(w1m, cols, local.buffer, bias1, post1)
                 local.index = i
             return local.buffer.reshape(carrier.shape[1:])
     if after is not None:
-        w3, bias3, post3 = _pointwise(after)
+        w3, b3, post3 = after[:3]
+        w3, bias3 = w3.reshape(w3.shape[0], -1), None if b3 is None else b3.reshape(-1, 1)
         y = np.empty((n, w3.shape[0], math.prod(out_shape)), dtype=x.dtype)
 
         def finish(i, d):
@@ -341,12 +355,6 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
     out = _conv_depthwise(carrier, w, begin, end, strides, dilations, out_shape, b, post,
                           image, finish)
     return out if y is None else y.reshape(y.shape[:2] + tuple(out_shape))
-
-
-def _pointwise(part):
-    """A pointwise Conv's ``(weight matrix, bias column or None, post)``."""
-    w, b, post = part
-    return w.reshape(w.shape[0], -1), None if b is None else b.reshape(-1, 1), post
 
 
 @op("Conv", attributes=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
