@@ -56,6 +56,25 @@ def cached_onnx(name: str, cache: Path):
     return onnx_model, seconds
 
 
+def blas_core() -> str:
+    """Which OpenBLAS kernels NumPy runs (the largest factor in the f32 figures), and why."""
+    import ctypes
+    import glob
+
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    why = f" (OPENBLAS_CORETYPE={forced!r})" if forced is not None else ""
+    for path in glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*")):
+        for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                       "openblas_get_corename"):
+            try:
+                get = getattr(ctypes.CDLL(path), symbol)
+            except (OSError, AttributeError):
+                continue
+            get.restype = ctypes.c_char_p
+            return f"OpenBLAS core {get().decode()}{why}"
+    return f"OpenBLAS core unknown{why}"
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -164,7 +183,7 @@ def main(argv=None) -> int:
 
     print(f"numpy {np.__version__}, onnxruntime {onnxruntime.__version__}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, batch {args.batch}, "
-          f"{args.repeat} runs (reference {args.ref_repeat})", flush=True)
+          f"{args.repeat} runs (reference {args.ref_repeat}), {blas_core()}", flush=True)
     results = []
     for name in names:
         r = bench_model(name, args.batch, args.repeat, args.ref_repeat, args.cache)
