@@ -279,6 +279,12 @@ def _geometry(x, w, auto_pad, dilations, group, kernel_shape, pads, strides):
     return strides, dilations, begin, end, out_shape
 
 
+def _geometry_of(x, w, group, attrs):
+    """``_geometry`` of a Conv given by its attribute dict (as the fused steps hold them)."""
+    return _geometry(x, w, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"), group,
+                     attrs.get("kernel_shape"), attrs.get("pads"), attrs.get("strides"))
+
+
 def is_pointwise(w, attrs) -> bool:
     """Whether a Conv with weight ``w`` and attributes ``attrs`` is a plain 1x1 conv (a matmul per
     pixel): group 1, stride 1, no padding."""
@@ -291,8 +297,8 @@ def is_pointwise(w, attrs) -> bool:
 
 
 def depthwise_between(x, dw, attrs, before=None, after=None):
-    """A depthwise Conv with the pointwise Convs around it, image by image, without the tensors
-    between them.
+    """A depthwise Conv with the Convs around it (one making its input, a pointwise one reading
+    its output), image by image, without the tensors between them.
 
     ``dw``, ``before`` and ``after`` are ``(weight, bias, post, attributes)``; ``before`` (optional)
     is a Conv (group 1) making the depthwise conv's input from ``x``, ``after`` (optional) a
@@ -311,9 +317,7 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
     n, mid = x.shape[0], x.shape[2:]
     if before is not None:
         w1, b1, post1, attrs1 = before
-        strides1, dilations1, begin1, end1, mid = _geometry(
-            x, w1, attrs1.get("auto_pad", "NOTSET"), attrs1.get("dilations"), 1,
-            attrs1.get("kernel_shape"), attrs1.get("pads"), attrs1.get("strides"))
+        strides1, dilations1, begin1, end1, mid = _geometry_of(x, w1, 1, attrs1)
         k1, pointwise = math.prod(w1.shape[1:]), is_pointwise(w1, attrs1)
     if n < _WORKERS or x.dtype.kind != "f" or len({x.dtype} | {part[0].dtype for part in parts}) > 1 \
             or w.shape[1] != 1 or attrs.get("group", 1) != c \
@@ -325,9 +329,7 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
         return y if after is None else conv(y, *after[:2], post=after[2], **after[3])
     # The depthwise conv's input: x, or only its shape and dtype when made image by image.
     carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + tuple(mid))
-    geometry = _geometry(carrier, w, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"), c,
-                         attrs.get("kernel_shape"), attrs.get("pads"), attrs.get("strides"))
-    strides, dilations, begin, end, out_shape = geometry
+    strides, dilations, begin, end, out_shape = _geometry_of(carrier, w, c, attrs)
     image = finish = y = None
     if before is not None:
         w1m, bias1 = w1.reshape(c, k1), None if b1 is None else b1.reshape(c, 1)
