@@ -30,14 +30,19 @@ CONSTANTS = {
 }
 
 
-def _model(nodes, out="y", constants=CONSTANTS):
+def _graph_model(nodes, constants, x_shape, outs=("y",)):
+    """A float model of ``nodes`` reading input ``x`` of ``x_shape``, with ``constants``."""
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 21, 19])],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None) for out in outs],
         initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
+
+
+def _model(nodes, out="y", constants=CONSTANTS):
+    return _graph_model(nodes, constants, [2, C, 21, 19], (out,))
 
 
 MOBILENET_BLOCK = [  # Pad, depthwise conv, batch-norm scale, ReLU6, then a pointwise conv and Relu
@@ -112,13 +117,7 @@ EXPAND_BLOCK = [
 
 
 def _expand_model(batch):
-    graph = helper.make_graph(
-        EXPAND_BLOCK, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 21, 19])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(a, n) for n, a in EXPAND.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return _graph_model(EXPAND_BLOCK, EXPAND, [batch, 3, 21, 19])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -139,13 +138,7 @@ def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one
     nodes = EXPAND_BLOCK[:5] + [helper.make_node("Add", ["m", "d"], ["y"])]  # d read twice
     nodes[1] = helper.make_node("Clip", ["e", "lo", "hi"], ["r"])
     nodes.append(helper.make_node("Identity", ["r"], ["r2"]))  # r read twice too
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3, 21, 19])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("r2", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(a, n) for n, a in EXPAND.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _graph_model(nodes, EXPAND, [3, 3, 21, 19], ("y", "r2"))
     interp = Interpreter(model)
     assert interp.program.hidden == {"e", "p"}  # Conv -> Clip, and Pad -> Conv, each on its own
     x = randn(3, 3, 21, 19)
@@ -161,12 +154,7 @@ def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one():
         helper.make_node("Conv", ["c", "w_pj"], ["q"]),
         helper.make_node("Conv", ["q", "w_dw2"], ["d2"], group=C, pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["d2", "w_out"], ["y"])]
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 3, 21, 19])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _graph_model(nodes, constants, [5, 3, 21, 19])
     interp = Interpreter(model)
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv", "Conv"]
     assert interp.program.hidden == {"e", "r", "p", "d", "m", "c", "d2"}  # q joins the first
@@ -185,12 +173,7 @@ def test_mobilenet_stem_conv_joins_the_depthwise_step(dtype):
              helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
              helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["d", "w_pj"], ["y"])]
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3, 21, 19])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _graph_model(nodes, constants, [4, 3, 21, 19])
     interp = Interpreter(model, dtype)
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     x = randn(4, 3, 21, 19)
