@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from xverify.engine import Interpreter
+from xverify.engine.ops import conv as conv_ops
 
 rng = np.random.default_rng(3)
 
@@ -131,6 +132,36 @@ def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(dtype, batch):
     fused = interp.run({"x": x})["y"]
     plain = interp.run({"x": x}, on_tensor=lambda name, value: None)["y"]
     np.testing.assert_array_equal(fused, plain)
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size, dw_attrs", [
+    ((20, 18), {"pads": [0, 0, 1, 1], "strides": [2, 2]}),  # Keras' "same" on an even plane
+    ((21, 19), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ((21, 19), {"pads": [2, 0, 1, 2], "strides": [3, 2], "dilations": [2, 1]}),
+    ((16, 17), {"pads": [1, 1, 1, 1], "strides": [2, 1]}),
+])
+def test_pointwise_conv_writes_a_strided_depthwise_input_as_its_stride_phases(
+        monkeypatch, dtype, size, dw_attrs):
+    # The expand conv writes the padded stride phases the depthwise conv reads (on planes this
+    # small only when forced), with several blocks of channels per image; the results stay those
+    # of the nodes one by one, which read strided windows of the plain tensor.
+    monkeypatch.setattr(conv_ops, "_PHASED_EXTRA", 10.0)
+    monkeypatch.setattr(conv_ops, "_DEPTHWISE_BUDGET", 9 * 12 * 12 * 2)
+    made = []
+    producer = conv_ops._phased_producer
+    monkeypatch.setattr(conv_ops, "_phased_producer", lambda *a: made.append(a) or producer(*a))
+    nodes = EXPAND_BLOCK[:2] + [
+        helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, **dw_attrs),
+        helper.make_node("Mul", ["d", "scale"], ["m"]),
+        helper.make_node("Clip", ["m", "lo", "hi"], ["y"])]
+    model = _graph_model(nodes, EXPAND, [3, 3, *size])
+    x = randn(3, 3, *size)
+    interp = Interpreter(model, dtype)
+    fused = interp.run({"x": x})["y"]
+    assert made and interp.program.hidden == {"e", "r", "d", "m"}
+    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 

@@ -37,6 +37,10 @@ _COLS_BUDGET = 1 << 22
 # which hold the GIL and so serialize the pool; measured best on MobileNetV2 (1<<18..1<<21).
 _DEPTHWISE_BUDGET = 1 << 20
 _PARALLEL_MACS = 1 << 22  # convs smaller than this run on the calling thread
+# A pointwise conv makes a strided depthwise conv's input as padded stride phases when these
+# add at most this share of columns to its matmul (measured on MobileNetV2: a gain on 112x112
+# and 56x56 planes, a loss on 28x28 and smaller).
+_PHASED_EXTRA = 1.1
 
 
 def check_auto_pad(op_type: str, auto_pad: str) -> None:
@@ -172,8 +176,63 @@ def _matmul_post(w2, cols, out, bias, post):
         post(out, 0, out.shape[0])
 
 
+def _phases(kernel, strides, dilations):
+    """The taps of a 2-D kernel grouped by the stride phase of the padded plane they read.
+
+    Tap ``(ky, kx)`` reads padded pixel ``(s_h * oy + ky * d_h, s_w * ox + kx * d_w)`` of output
+    ``(oy, ox)``: pixel ``(oy + ky * d_h // s_h, ox + kx * d_w // s_w)`` of the phase plane
+    ``(ky * d_h % s_h, kx * d_w % s_w)`` (every ``s``-th row and column from there), a stride-1
+    read. The taps of one phase are a grid with even steps in the kernel and in that plane.
+    Returns ``(phase, kernel slices, first offset, offset steps)`` for each phase that has taps.
+    """
+    axes = []
+    for k, s, d in zip(kernel, strides, dilations):
+        groups = {}
+        for t in range(k):
+            groups.setdefault(t * d % s, []).append(t)
+        axes.append([(phase, slice(ts[0], ts[-1] + 1, ts[1] - ts[0] if len(ts) > 1 else 1),
+                      ts[0] * d // s, (ts[1] - ts[0]) * d // s if len(ts) > 1 else 0)
+                     for phase, ts in sorted(groups.items())])
+    return [((a, b), (ys, xs), (fy, fx), (sy, sx))
+            for a, ys, fy, sy in axes[0] for b, xs, fx, sx in axes[1]]
+
+
+def _placed(begin, size, strides):
+    """Where the input lands in each stride phase of its padded plane: ``(phase, input slices,
+    plane slices)``, per axis the input indices and the phase plane's rows or columns holding
+    them (input index ``i`` sits in phase ``(begin + i) % s``, at ``(begin + i) // s``)."""
+    placed = []
+    for phase in itertools.product(*(range(s) for s in strides)):
+        src, dst = [], []
+        for p, b0, n, s in zip(phase, begin, size, strides):
+            first = (p - b0) % s
+            count = len(range(first, n, s))
+            src.append(slice(first, first + (count - 1) * s + 1 if count else first, s))
+            dst.append(slice((b0 + first) // s, (b0 + first) // s + count))
+        placed.append((phase, tuple(src), tuple(dst)))
+    return placed
+
+
+def _phase_windows(planes, cols, phases, width, run):
+    """The im2col copies of a 2-D depthwise conv from its stride-phase planes
+    ``(channels, s_h, s_w, *plane)``: per phase, ``(destination, window)`` where the destination
+    is that phase's taps in ``cols`` ``(channels, k_h, k_w, run)`` and the window a read-only view
+    of the flattened phase plane with one contiguous run per tap."""
+    flat = planes.reshape(planes.shape[:3] + (-1,))
+    st = flat.strides
+    copies = []
+    for (a, b), (ys, xs), first, step in phases:
+        dst = cols[:, ys, xs]
+        src = flat[:, a, b, first[0] * width + first[1]:]
+        shape = (planes.shape[0],) + dst.shape[1:]
+        copies.append((dst, as_strided(src, shape, (st[0], step[0] * width * st[3],
+                                                         step[1] * st[3], st[3]),
+                                       writeable=False)))
+    return copies
+
+
 def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None,
-                    image=None, finish=None):
+                    image=None, finish=None, phased=False):
     """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
@@ -184,15 +243,18 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
     The padding (``begin``/``end``) is applied per block too, in a cached scratch plane whose
     border stays zero, instead of in a padded copy of the whole input (a full memory pass).
     A 2-D stride-1 conv computes each output row at the padded width, so that every tap's window
-    is one contiguous run of the flattened plane (long copies, not one per output row; 1.5-2x
-    faster on 28x28 and smaller planes), and drops the extra columns afterwards.
+    is one contiguous run of the flattened padded plane (long copies, not one per output row;
+    1.5-2x faster on 28x28 and smaller planes), and drops the extra columns afterwards.
+    A strided 2-D conv does the same on the stride phases of its padded input (``_phases``)
+    when they are given (``phased``); its windows are strided gathers otherwise.
     Blocks run on a thread pool (each matmul is too small for BLAS to thread it).
 
     For the convs fused around it (``depthwise_between``): ``image(i)`` gives image ``i`` of the
-    input, ``(C, *spatial)``, made on demand (``x`` is then only the input's shape and dtype), and
-    ``finish(i, out)`` takes image ``i`` of the output, ``(C * mult, pixels)``, as soon as it is
-    done (nothing is returned then). Each worker is given whole images, so that it makes each
-    image once and reads it back from its cache.
+    input, ``(C, *spatial)``, made on demand (``x`` is then only the input's shape and dtype), or,
+    with ``phased``, its padded stride phases ``(C, s_h, s_w, *plane)`` (the same array object
+    each time on one thread); ``finish(i, out)`` takes image ``i`` of the output,
+    ``(C * mult, pixels)``, as soon as it is done (nothing is returned then). Each worker is given
+    whole images, so that it makes each image once and reads it back from its cache.
     """
     n, c = x.shape[:2]
     mult = w.shape[0] // c
@@ -200,17 +262,22 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
     taps, pixels = math.prod(kernel), math.prod(out_shape)
     padded = tuple(s + b0 + e0 for s, b0, e0 in zip(x.shape[2:], begin, end))
     interior = tuple(slice(b0, b0 + s) for b0, s in zip(begin, x.shape[2:]))
-    flat = len(kernel) == 2 and all(s == 1 for s in strides)
-    # flat: output (r, col) sits at r * width + col; ``run`` covers the last valid output.
-    width = padded[-1] if flat else out_shape[-1]
-    run = (out_shape[0] - 1) * width + out_shape[1] if flat else pixels
+    flat = len(kernel) == 2
+    if flat:  # output (r, col) sits at r * width + col; ``run`` covers the last valid output
+        phases = _phases(kernel, strides, dilations)
+        plane = tuple(-(-p // s) for p, s in zip(padded, strides))
+        placed = _placed(begin, x.shape[2:], strides)
+        width = plane[1]
+        run = (out_shape[0] - 1) * width + out_shape[1]
+    else:
+        width, run = out_shape[-1], pixels
     wt = w.reshape(c, mult, taps)
     bias = None if b is None else b.reshape(c, mult, 1)
     dtype = np.result_type(x, w)
     y = None if finish else np.empty((n, c, mult, pixels), dtype=dtype)
     per_block = max(1, min(c, _DEPTHWISE_BUDGET // (taps * out_shape[0] * width)))
     blocks = [(i, c0, min(c, c0 + per_block)) for i in range(n) for c0 in range(0, c, per_block)]
-    scratched = flat or any(begin) or any(end)
+    scratched = not phased and (flat or any(begin) or any(end))
     # Whole images per worker when a producer makes them; else even shares of blocks.
     whole = image is not None or finish is not None
     chunk = -(-c // per_block) * -(-n // _WORKERS) if whole else -(-len(blocks) // _WORKERS)
@@ -221,22 +288,40 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
         cols = np.empty((per_block, taps, run), dtype=x.dtype)
         view = cols.reshape((per_block,) + tuple(kernel) + ((run,) if flat else tuple(out_shape)))
         if scratched:  # only the interior is ever written: the border keeps its zeros
-            scratch = np.zeros((per_block,) + padded, dtype=x.dtype)
-            if flat:
-                st = scratch.strides
-                win = as_strided(scratch, view.shape, (st[0], st[1] * dilations[0],
-                                                       st[2] * dilations[1], st[2]),
-                                 writeable=False)
-                wide = np.empty((per_block, mult, out_shape[0] * width), dtype=dtype)
+            if flat:  # the stride phases of the padded plane
+                scratch = np.zeros((per_block,) + tuple(strides) + plane, dtype=x.dtype)
+                copies = _phase_windows(scratch, view, phases, width, run)
+                used = {phase for phase, *_ in phases}
+                fills = [((slice(None),) + phase + dst, (slice(None),) + src)
+                         for phase, src, dst in placed if phase in used]
             else:
+                scratch = np.zeros((per_block,) + padded, dtype=x.dtype)
                 win = windows(scratch[None], kernel, strides, dilations, out_shape)[0]
+        if flat:
+            wide = np.empty((per_block, mult, out_shape[0] * width), dtype=dtype)
+        planes = None
         for i, c0, c1 in blocks[start:stop]:
             k = c1 - c0
-            if scratched:
-                scratch[(slice(0, k),) + interior] = image(i)[c0:c1]
+            if phased:  # the producer's own padded phases: windows straight from them
+                if image(i) is not planes:  # a new image, or the first on this thread
+                    planes = image(i)
+                    copies = _phase_windows(planes, view, phases, width, run)
+                for dst, src in copies:
+                    np.copyto(dst[:k], src[c0:c1])
             else:
-                win = windows(image(i)[None, c0:c1], kernel, strides, dilations, out_shape)[0]
-            np.copyto(view[:k], win[:k])  # the one im2col copy
+                if flat:
+                    src = image(i)[c0:c1]
+                    for dst, part in fills:
+                        scratch[:k][dst] = src[part]
+                elif scratched:
+                    scratch[(slice(0, k),) + interior] = image(i)[c0:c1]
+                else:
+                    win = windows(image(i)[None, c0:c1], kernel, strides, dilations, out_shape)[0]
+                if flat:
+                    for dst, src in copies:
+                        np.copyto(dst[:k], src[:k])
+                else:
+                    np.copyto(view[:k], win[:k])  # the one im2col copy
             out = (held if finish else y[i])[c0:c1]
             if flat:
                 np.matmul(wt[c0:c1], cols[:k], out=wide[:k, :, :run])
@@ -331,22 +416,32 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
     carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + tuple(mid))
     strides, dilations, begin, end, out_shape = _geometry_of(carrier, w, c, attrs)
     image = finish = y = None
+    phased = False
     if before is not None:
         w1m, bias1 = w1.reshape(c, k1), None if b1 is None else b1.reshape(c, 1)
-        if pointwise:
-            src = x.reshape(n, k1, -1)  # the column matrices, as in _conv_gemm
+        plane = tuple(-(-(m + b0 + e0) // s) for m, b0, e0, s in zip(mid, begin, end, strides))
+        # A strided depthwise conv would read strided windows of a plain image (slow gathers);
+        # the padded phases add columns to the matmul, too many on small planes.
+        phased = pointwise and len(mid) == 2 and any(s > 1 for s in strides) \
+            and math.prod(strides) * math.prod(plane) <= _PHASED_EXTRA * math.prod(mid)
+        if phased:
+            image = _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane)
         else:
-            win = windows(pad_spatial(x, begin1, end1), w1.shape[2:], strides1, dilations1, mid)
-        local = threading.local()
+            if pointwise:
+                src = x.reshape(n, k1, -1)  # the column matrices, as in _conv_gemm
+            else:
+                win = windows(pad_spatial(x, begin1, end1), w1.shape[2:], strides1, dilations1,
+                              mid)
+            local = threading.local()
 
-        def image(i):
-            if getattr(local, "index", None) != i:
-                if getattr(local, "buffer", None) is None:
-                    local.buffer = np.empty((c, math.prod(mid)), dtype=x.dtype)
-                cols = src[i] if pointwise else win[i].reshape(k1, -1)  # _conv_gemm's im2col
-                _matmul_post(w1m, cols, local.buffer, bias1, post1)
-                local.index = i
-            return local.buffer.reshape(carrier.shape[1:])
+            def image(i):
+                if getattr(local, "index", None) != i:
+                    if getattr(local, "buffer", None) is None:
+                        local.buffer = np.empty((c, math.prod(mid)), dtype=x.dtype)
+                    cols = src[i] if pointwise else win[i].reshape(k1, -1)  # _conv_gemm's im2col
+                    _matmul_post(w1m, cols, local.buffer, bias1, post1)
+                    local.index = i
+                return local.buffer.reshape(carrier.shape[1:])
     if after is not None:
         w3, b3, post3 = after[:3]
         w3, bias3 = w3.reshape(w3.shape[0], -1), None if b3 is None else b3.reshape(-1, 1)
@@ -355,8 +450,52 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
         def finish(i, d):
             _matmul_post(w3, d, y[i], bias3, post3)
     out = _conv_depthwise(carrier, w, begin, end, strides, dilations, out_shape, b, post,
-                          image, finish)
+                          image, finish, phased)
     return out if y is None else y.reshape(y.shape[:2] + tuple(out_shape))
+
+
+def _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane):
+    """``image(i)`` for ``depthwise_between`` making a pointwise conv's output image ``i`` as the
+    padded stride phases of the depthwise conv's input, ``(C, s_h, s_w, *plane)``.
+
+    The pointwise conv's input pixels are gathered into that layout first (with zeros where the
+    padding goes), so its matmul writes each output pixel straight to where the depthwise conv
+    reads it: the input has a sixth of the channels in MobileNet, and the depthwise windows are
+    then contiguous runs instead of strided gathers. The padding positions come out of the matmul
+    as the bias (after ``post1``) and are zeroed. Each output column is the matmul of the same
+    input column as in ``_conv_gemm``.
+    """
+    k1, c = w1m.shape[1], w1m.shape[0]
+    placed = _placed(begin, x.shape[2:], strides)
+    # The padding in each phase plane: the rows and columns around the input's. (Past the padded
+    # plane, a phase plane is only read for output columns that are dropped.)
+    border = []
+    for phase, _, inside in placed:
+        ends = [len(range(p, m + b0 + e0, s))
+                for p, m, b0, e0, s in zip(phase, x.shape[2:], begin, end, strides)]
+        for axis, (span, stop) in enumerate(zip(inside, ends)):
+            lead = (slice(None),) + phase + (slice(None),) * axis
+            border += [lead + (edge,) for edge in (slice(0, span.start), slice(span.stop, stop))
+                       if edge.stop > edge.start]
+
+    local = threading.local()
+
+    def image(i):
+        if getattr(local, "index", None) == i:
+            return local.planes
+        if getattr(local, "gathered", None) is None:
+            local.gathered = np.zeros((k1,) + tuple(strides) + plane, dtype=x.dtype)
+            local.planes = np.empty((c,) + tuple(strides) + plane, dtype=x.dtype)
+        for phase, src, dst in placed:
+            local.gathered[(slice(None),) + phase + dst] = x[i][(slice(None),) + src]
+        _matmul_post(w1m, local.gathered.reshape(k1, -1), local.planes.reshape(c, -1), bias1,
+                     post1)
+        for edge in border:
+            local.planes[edge] = 0
+        local.index = i
+        return local.planes
+
+    return image
 
 
 @op("Conv", attributes=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
