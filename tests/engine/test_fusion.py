@@ -165,6 +165,28 @@ def test_pointwise_conv_writes_a_strided_depthwise_input_as_its_stride_phases(
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("skip", ["x", "bias"])
+def test_residual_add_after_the_projection_joins_the_depthwise_step(dtype, batch, skip):
+    # MobileNetV2's block: expand, depthwise, project, then Add the block's input (image by image,
+    # in either operand order), or a per-channel constant, which broadcasts (added after).
+    constants = dict(EXPAND, w_pj=randn(3, C, 1, 1), bias=randn(3, 1, 1))
+    add = ["x", "q"] if skip == "x" else ["q", "bias"]
+    nodes = EXPAND_BLOCK[:2] + [
+        helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["d", "w_pj"], ["q"]),
+        helper.make_node("Add", add, ["y"])]
+    model = _graph_model(nodes, constants, [batch, 3, 21, 19])
+    x = randn(batch, 3, 21, 19)
+    interp = Interpreter(model, dtype)
+    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
+    assert interp.program.hidden == {"e", "r", "d", "q"}
+    fused = interp.run({"x": x})["y"]
+    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
 def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one():
     nodes = EXPAND_BLOCK[:5] + [helper.make_node("Add", ["m", "d"], ["y"])]  # d read twice
     nodes[1] = helper.make_node("Clip", ["e", "lo", "hi"], ["r"])

@@ -39,10 +39,12 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
         for name in set(inputs):
             readers[name] = readers.get(name, 0) + 1
     producer = {out: i for i, (_, _, _, outs, _) in enumerate(steps) for out in outs if out}
-    first_reader = {}
+    first_reader, reader = {}, {}
     for i, (_, _, inputs, _, _) in enumerate(steps):
         if inputs and inputs[0]:
             first_reader.setdefault(inputs[0], i)
+        for name in inputs:
+            reader.setdefault(name, i)
 
     def sole(name):  # read by one node only, and by no caller
         return readers.get(name) == 1 and name not in pinned
@@ -53,6 +55,14 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
         if i is None or not sole(name) or steps[i][0].domain or steps[i][0].op_type not in op_types:
             return None
         return i
+
+    def residual_add(name):
+        """``(step, other input)`` when an Add alone reads ``name`` (as either input)."""
+        i = reader.get(name)
+        if i is None or not sole(name) or steps[i][0].domain or steps[i][0].op_type != "Add" \
+                or len(steps[i][2]) != 2 or len(set(steps[i][2])) != 2 or len(steps[i][3]) != 1:
+            return None
+        return i, next(other for other in steps[i][2] if other != name)
 
     chains = {}  # Conv step -> (chain steps, input, attrs, factor, bounds, activation, tail)
     for c, (node, _, inputs, outs, attrs) in enumerate(steps):
@@ -104,9 +114,13 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
                 used.update(k for k in (before, after) if k is not None)
                 chain = (chains[before][0] if before is not None else []) + chain \
                     + (chains[after][0] if after is not None else [])
+                # A residual Add after the projection (MobileNetV2's blocks) joins it too.
+                add = residual_add(chains[after][6]) if after is not None else None
                 step = _around_depthwise(step, (factor, bounds, activation),
                                          *(None if k is None else (steps[k][2], chains[k])
-                                           for k in (before, after)))
+                                           for k in (before, after)),
+                                         add and (add[1], steps[add[0]][3][0]))
+                chain += [add[0]] if add else []
         if len(chain) == 1:
             continue
         hidden.update(out for i in chain[:-1] for out in steps[i][3])
@@ -130,12 +144,14 @@ def _conv_next_to(step, chain, constants, weight, pointwise) -> bool:
         and w1.ndim == weight.ndim and (is_pointwise(w1, chain[2]) or not pointwise)
 
 
-def _around_depthwise(dw_step, dw_post, before, after):
+def _around_depthwise(dw_step, dw_post, before, after, add=None):
     """One step for a depthwise chain and the Conv chains around it, ``before`` and ``after``
-    (``(Conv inputs, chain)``, either may be None), run by ``depthwise_between``.
+    (``(Conv inputs, chain)``, either may be None), run by ``depthwise_between``; ``add``
+    (``(other input, output)``, optional) is an Add of the ``after`` chain's output and another
+    tensor, done image by image too where their shapes and dtypes agree.
 
     The step's inputs: the first chain's input, then weight and bias of the depthwise, the before
-    and the after Conv ("" for those missing).
+    and the after Conv ("" for those missing), then the Add's other input.
     """
     node, _, dw_inputs, outs, dw_attrs = dw_step
     pw = [None if p is None else (p[1][2], p[1][3:6]) for p in (before, after)]  # attrs, post
@@ -145,19 +161,24 @@ def _around_depthwise(dw_step, dw_post, before, after):
 
     inputs = [before[1][1] if before else dw_inputs[0], *operands(dw_inputs),
               *operands(before and before[0]), *operands(after and after[0])]
-    outs = [after[1][6]] if after else outs
+    outs = [add[1]] if add else [after[1][6]] if after else outs
+    inputs += [add[0]] if add else []
 
-    def kernel(x, w, b, w1, b1, w3, b3, **attrs):
+    def kernel(x, w, b, w1, b1, w3, b3, other=None, **attrs):
         posts = [_post(x, w, *dw_post[:2])] + [
             (True, None) if p is None else _post(x, wp, *p[1][:2]) for p, wp in zip(pw, (w1, w3))]
         if not all(usable for usable, _ in posts):  # mixed or integer dtypes: chain by chain
             if pw[0]:
                 x = _fused_kernel(*pw[0][1])(x, w1, b1, **pw[0][0])
             y = _fused_kernel(*dw_post)(x, w, b, **attrs)
-            return _fused_kernel(*pw[1][1])(y, w3, b3, **pw[1][0]) if pw[1] else y
+            y = _fused_kernel(*pw[1][1])(y, w3, b3, **pw[1][0]) if pw[1] else y
+            return y if other is None else OPS["Add"].kernel(y, other)
         around = [None if p is None else (wp, bp, post, p[0])
                   for p, wp, bp, (_, post) in zip(pw, (w1, w3), (b1, b3), posts[1:])]
-        return depthwise_between(x, (w, b, posts[0][1]), attrs, *around)
+        if other is not None and other.dtype != x.dtype:  # (not valid ONNX)
+            return OPS["Add"].kernel(depthwise_between(x, (w, b, posts[0][1]), attrs, *around),
+                                     other)
+        return depthwise_between(x, (w, b, posts[0][1]), attrs, *around, residual=other)
 
     return node, OpSpec("Conv", kernel, attributes=OPS["Conv"].attributes), inputs, outs, dw_attrs
 

@@ -381,7 +381,7 @@ def is_pointwise(w, attrs) -> bool:
             and not any(attrs.get("pads") or [0] * (2 * n)))
 
 
-def depthwise_between(x, dw, attrs, before=None, after=None):
+def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
     """A depthwise Conv with the Convs around it (one making its input, a pointwise one reading
     its output), image by image, without the tensors between them.
 
@@ -392,8 +392,10 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
     output: round trips through memory for the largest tensors of the model. Here a worker makes
     one image of the expanded tensor (the same ``_matmul_post`` call as ``_conv_gemm`` makes, so the
     numbers are the same bit for bit) just before its depthwise blocks read it from cache, and
-    projects the image as soon as its last block is done. Falls back to the convs one after the
-    other for fewer images than workers (one image per worker would leave the others idle) and for
+    projects the image as soon as its last block is done. ``residual`` (optional, of the result's
+    dtype) is added to the result, image by image where it has the result's shape (MobileNetV2's
+    skip connections), else as NumPy broadcasts it. Falls back to the convs one after the other
+    for fewer images than workers (one image per worker would leave the others idle) and for
     non-float or mixed dtypes.
     """
     w, b, post = dw[:3]
@@ -411,7 +413,9 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
         if before is not None:
             x = conv(x, *before[:2], post=before[2], **before[3])
         y = conv(x, w, b, post=post, **attrs)
-        return y if after is None else conv(y, *after[:2], post=after[2], **after[3])
+        y = y if after is None else conv(y, *after[:2], post=after[2], **after[3])
+        return y if residual is None else np.add(y, residual, out=y if residual.shape == y.shape
+                                                 else None)
     # The depthwise conv's input: x, or only its shape and dtype when made image by image.
     carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + tuple(mid))
     strides, dilations, begin, end, out_shape = _geometry_of(carrier, w, c, attrs)
@@ -446,12 +450,18 @@ def depthwise_between(x, dw, attrs, before=None, after=None):
         w3, b3, post3 = after[:3]
         w3, bias3 = w3.reshape(w3.shape[0], -1), None if b3 is None else b3.reshape(-1, 1)
         y = np.empty((n, w3.shape[0], math.prod(out_shape)), dtype=x.dtype)
+        skip = residual is not None and residual.shape == (n, w3.shape[0]) + tuple(out_shape)
 
         def finish(i, d):
             _matmul_post(w3, d, y[i], bias3, post3)
+            if skip:  # while the image is in cache
+                np.add(y[i], residual[i].reshape(y.shape[1:]), out=y[i])
     out = _conv_depthwise(carrier, w, begin, end, strides, dilations, out_shape, b, post,
                           image, finish, phased)
-    return out if y is None else y.reshape(y.shape[:2] + tuple(out_shape))
+    out = out if y is None else y.reshape(y.shape[:2] + tuple(out_shape))
+    if residual is None or (after is not None and skip):
+        return out
+    return np.add(out, residual, out=out if residual.shape == out.shape else None)
 
 
 def _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane):
