@@ -18,6 +18,13 @@ def randn(*shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
+@pytest.fixture(autouse=True, params=["compact", "wide"])
+def handover(request, monkeypatch):
+    """Every test twice: a fused depthwise conv hands its output to the projection compact, and
+    with each row at the computed width (used on large planes only, forced here)."""
+    monkeypatch.setattr(conv_ops, "_WIDE_EXTRA", 1.0 if request.param == "compact" else 10.0)
+
+
 C = 6
 CONSTANTS = {
     "pads": np.array([0, 0, 0, 1, 0, 0, 1, 0], dtype=np.int64),
