@@ -194,6 +194,23 @@ def test_residual_add_after_the_projection_joins_the_depthwise_step(dtype, batch
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("expand", [["x", "w_ex", "b_ex"], ["x", "w_ex"]])
+def test_pointwise_conv_without_activation_feeding_a_depthwise_conv(dtype, expand):
+    # Its last pass (the bias, or a copy) writes into the padded plane the depthwise conv reads.
+    constants = dict(EXPAND, w_pj=randn(4, C, 1, 1))
+    nodes = [helper.make_node("Conv", expand, ["r"]),
+             helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 2, 0, 1]),
+             helper.make_node("Conv", ["d", "w_pj"], ["y"])]
+    model = _graph_model(nodes, constants, [3, 3, 21, 19])
+    x = randn(3, 3, 21, 19)
+    interp = Interpreter(model, dtype)
+    assert interp.program.hidden == {"r", "d"}
+    fused = interp.run({"x": x})["y"]
+    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
 def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one():
     nodes = EXPAND_BLOCK[:5] + [helper.make_node("Add", ["m", "d"], ["y"])]  # d read twice
     nodes[1] = helper.make_node("Clip", ["e", "lo", "hi"], ["r"])
