@@ -6,9 +6,10 @@ unfused, each of them is a full memory pass over a large tensor. Fused, the zero
 Conv's own padding and the Mul and clamp run on each block of the Conv's output while it is still
 in cache (``conv(post=...)``). A depthwise chain runs as one step with the pointwise chains around
 it too (``depthwise_between``): the one making its input (MobileNet's expand conv) and the one
-reading its output (the projection), where each is the other's only reader. The expanded and the
-depthwise tensors, the model's largest, are then made one image at a time by the worker that reads
-them back from its cache, and never exist whole.
+reading its output (the projection), where each is the other's only reader, and the residual Add
+of the projection's output where that is its only reader (MobileNetV2's skip connections). The
+expanded and the depthwise tensors, the model's largest, are then made one image at a time by the
+worker that reads them back from its cache, and never exist whole.
 The fused step computes exactly what the nodes compute, in the same order and dtype (the same
 matmul calls), so results are bit-identical; the interpreter uses the fused steps only when no
 caller wants to see the intermediate tensors (taps, ``on_tensor``).

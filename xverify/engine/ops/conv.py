@@ -8,8 +8,8 @@ Speed matters here (a ResNet50 is ~50 convs), so no kernel loops over pixels:
   workers use single-threaded BLAS (``run_chunks``), which stays fast when cores are shared.
 * Depthwise conv (one input channel per group) is im2col per cache-sized block of channels and a
   batched matmul (one small matrix product per channel), padded per block in cache rather than
-  in a padded copy of the whole input; stride-1 2-D convs take each tap's window as one
-  contiguous run of the flattened padded plane.
+  in a padded copy of the whole input; 2-D convs keep that plane as its stride phases, so that
+  each tap's window is one contiguous run of a flattened phase plane.
 * ConvTranspose is the adjoint: one matmul to the columns, then a scatter-add over the taps (col2im).
 
 The padding helpers are shared with ``pool.py``.
