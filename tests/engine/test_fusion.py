@@ -1,5 +1,5 @@
 """Fused Conv chains ([Pad ->] Conv [-> Mul] [-> Clip | Relu]): the same numbers as the nodes one by
-one (bit for bit) and as ONNX Runtime, and never when a caller wants an intermediate tensor."""
+one and as ONNX Runtime, and never when a caller wants an intermediate tensor."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def handover(request, monkeypatch):
     """Every test twice: a fused depthwise conv hands its output to the projection compact, and
     with each row at the computed width (used on large planes only, forced here)."""
     monkeypatch.setattr(conv_ops, "_WIDE_EXTRA", 1.0 if request.param == "compact" else 10.0)
+    return request.param
+
+
+def assert_as_nodes(fused, plain, exact):
+    """The fused step's result against the nodes' one by one: bit for bit where its matmuls are the
+    nodes' own; within float rounding where a 1x1 conv's matmul runs over wider rows or stride
+    phases (OpenBLAS can round a column differently with other columns around it)."""
+    if exact:
+        np.testing.assert_array_equal(fused, plain)
+    else:
+        tol = 1e-5 if fused.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(fused, plain, rtol=tol, atol=tol)
 
 
 C = 6
@@ -70,22 +82,22 @@ def _ort(model, x):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fused_block_matches_the_nodes_one_by_one_and_onnxruntime(dtype):
+def test_fused_block_matches_the_nodes_one_by_one_and_onnxruntime(handover, dtype):
     model = _model(MOBILENET_BLOCK)
     interp = Interpreter(model, dtype)
     assert interp.program.hidden == {"p", "d", "m", "c", "q"}  # the pointwise conv reads c
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     fused = interp.run({"x": X})["y"]
     plain = interp.run({"x": X}, on_tensor=lambda name, value: None)["y"]  # callers see all
-    np.testing.assert_array_equal(fused, plain)
+    assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
-def test_tapping_an_intermediate_runs_the_nodes_one_by_one():
+def test_tapping_an_intermediate_runs_the_nodes_one_by_one(handover):
     interp = Interpreter(_model(MOBILENET_BLOCK))
     out = interp.run({"x": X}, taps=["m"])
     assert out["m"].shape == (2, C, 11, 10)
-    np.testing.assert_array_equal(out["y"], interp.run({"x": X})["y"])
+    assert_as_nodes(interp.run({"x": X})["y"], out["y"], handover == "compact")
 
 
 def test_chains_with_other_readers_or_nonzero_pad_are_not_fused():
@@ -130,7 +142,7 @@ def _expand_model(batch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 5])  # 5 images: more than the kernel pool's workers, unevenly
-def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(dtype, batch):
+def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(handover, dtype, batch):
     model = _expand_model(batch)
     x = randn(batch, 3, 21, 19)
     interp = Interpreter(model, dtype)
@@ -138,7 +150,7 @@ def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(dtype, batch):
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     fused = interp.run({"x": x})["y"]
     plain = interp.run({"x": x}, on_tensor=lambda name, value: None)["y"]
-    np.testing.assert_array_equal(fused, plain)
+    assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
@@ -168,14 +180,39 @@ def test_pointwise_conv_writes_a_strided_depthwise_input_as_its_stride_phases(
     interp = Interpreter(model, dtype)
     fused = interp.run({"x": x})["y"]
     assert made and interp.program.hidden == {"e", "r", "d", "m"}
-    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    assert_as_nodes(fused, plain, exact=False)
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
+def test_mobilenet_sized_block_is_within_rounding_of_the_nodes(monkeypatch):
+    # At MobileNet's sizes the expand conv writes stride phases by itself (no forcing), and the
+    # projection takes rows at the computed width: the 1x1 matmuls run over other layouts than
+    # the nodes' own, where OpenBLAS rounds some columns differently in the last bit.
+    made = []
+    producer = conv_ops._phased_producer
+    monkeypatch.setattr(conv_ops, "_phased_producer", lambda *a: made.append(a) or producer(*a))
+    monkeypatch.setattr(conv_ops, "_WIDE_EXTRA", 1.2)
+    constants = {"w_ex": randn(96, 16, 1, 1), "w_dw": randn(96, 1, 3, 3), "w_pj": randn(24, 96, 1, 1),
+                 "lo": CONSTANTS["lo"], "hi": CONSTANTS["hi"]}
+    nodes = [helper.make_node("Conv", ["x", "w_ex"], ["e"]),
+             helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
+             helper.make_node("Conv", ["r", "w_dw"], ["d"], group=96, strides=[2, 2], pads=[0, 0, 1, 1]),
+             helper.make_node("Clip", ["d", "lo", "hi"], ["c"]),
+             helper.make_node("Conv", ["c", "w_pj"], ["y"])]
+    model = _graph_model(nodes, constants, [4, 16, 64, 64])
+    x = randn(4, 16, 64, 64)
+    interp = Interpreter(model)
+    fused = interp.run({"x": x})["y"]
+    assert made and interp.program.hidden == {"e", "r", "d", "c"}
+    assert_as_nodes(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"], exact=False)
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 5])
 @pytest.mark.parametrize("skip", ["x", "bias"])
-def test_residual_add_after_the_projection_joins_the_depthwise_step(dtype, batch, skip):
+def test_residual_add_after_the_projection_joins_the_depthwise_step(handover, dtype, batch, skip):
     # MobileNetV2's block: expand, depthwise, project, then Add the block's input (image by image,
     # in either operand order), or a per-channel constant, which broadcasts (added after).
     constants = dict(EXPAND, w_pj=randn(3, C, 1, 1), bias=randn(3, 1, 1))
@@ -190,13 +227,14 @@ def test_residual_add_after_the_projection_joins_the_depthwise_step(dtype, batch
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     assert interp.program.hidden == {"e", "r", "d", "q"}
     fused = interp.run({"x": x})["y"]
-    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("expand", [["x", "w_ex", "b_ex"], ["x", "w_ex"]])
-def test_pointwise_conv_without_activation_feeding_a_depthwise_conv(dtype, expand):
+def test_pointwise_conv_without_activation_feeding_a_depthwise_conv(handover, dtype, expand):
     # Its last pass (the bias, or a copy) writes into the padded plane the depthwise conv reads.
     constants = dict(EXPAND, w_pj=randn(4, C, 1, 1))
     nodes = [helper.make_node("Conv", expand, ["r"]),
@@ -207,7 +245,8 @@ def test_pointwise_conv_without_activation_feeding_a_depthwise_conv(dtype, expan
     interp = Interpreter(model, dtype)
     assert interp.program.hidden == {"r", "d"}
     fused = interp.run({"x": x})["y"]
-    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
@@ -222,7 +261,7 @@ def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one
     np.testing.assert_allclose(interp.run({"x": x})["y"], _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
-def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one():
+def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one(handover):
     # expand -> depthwise -> project -> depthwise -> project: the middle pointwise conv can join
     # only one depthwise conv; results stay those of the nodes one by one.
     constants = dict(EXPAND, w_pj=randn(C, C, 1, 1), w_dw2=randn(C, 1, 3, 3), w_out=randn(4, C, 1, 1))
@@ -237,12 +276,13 @@ def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one():
     assert interp.program.hidden == {"e", "r", "p", "d", "m", "c", "d2"}  # q joins the first
     x = randn(5, 3, 21, 19)
     fused = interp.run({"x": x})["y"]
-    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_mobilenet_stem_conv_joins_the_depthwise_step(dtype):
+def test_mobilenet_stem_conv_joins_the_depthwise_step(handover, dtype):
     # A 3x3 stride-2 conv (its Pad folded in) makes the depthwise input image by image too.
     constants = dict(EXPAND, w_stem=randn(C, 3, 3, 3), w_pj=randn(4, C, 1, 1))
     nodes = [helper.make_node("Pad", ["x", "pads", "zero"], ["px"]),
@@ -255,5 +295,6 @@ def test_mobilenet_stem_conv_joins_the_depthwise_step(dtype):
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     x = randn(4, 3, 21, 19)
     fused = interp.run({"x": x})["y"]
-    np.testing.assert_array_equal(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"])
+    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)

@@ -10,9 +10,11 @@ reading its output (the projection), where each is the other's only reader, and 
 of the projection's output where that is its only reader (MobileNetV2's skip connections). The
 expanded and the depthwise tensors, the model's largest, are then made one image at a time by the
 worker that reads them back from its cache, and never exist whole.
-The fused step computes exactly what the nodes compute, in the same order and dtype (the same
-matmul calls), so results are bit-identical; the interpreter uses the fused steps only when no
-caller wants to see the intermediate tensors (taps, ``on_tensor``).
+The fused step computes what the nodes compute, in the same order and dtype, with the same matmul
+calls (so bit for bit) except where a 1x1 conv's matmul runs over stride phases or wider rows on
+large planes: OpenBLAS's blocking can round some columns differently in the last bit there
+(``depthwise_between``). The interpreter uses the fused steps only when no caller wants to see the
+intermediate tensors (taps, ``on_tensor``).
 """
 
 from __future__ import annotations

@@ -405,7 +405,11 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
     output: round trips through memory for the largest tensors of the model. Here a worker makes
     one image of the expanded tensor (the same ``_matmul_post`` call as ``_conv_gemm`` makes, so the
     numbers are the same bit for bit) just before its depthwise blocks read it from cache, and
-    projects the image as soon as its last block is done. ``residual`` (optional, of the result's
+    projects the image as soon as its last block is done. Where a strided depthwise conv reads a
+    large plane, the expand conv makes the image as its stride phases instead
+    (``_phased_producer``), and on planes down to 14x14 the projection takes rows at the width the
+    depthwise conv computes (``_WIDE_EXTRA``): those matmuls run over other columns than the
+    nodes' own, and OpenBLAS can then round a result differently in its last bit. ``residual`` (optional, of the result's
     dtype) is added to the result, image by image where it has the result's shape (MobileNetV2's
     skip connections), else as NumPy broadcasts it. Falls back to the convs one after the other
     for fewer images than workers (one image per worker would leave the others idle) and for
