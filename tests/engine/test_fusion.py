@@ -27,9 +27,10 @@ def handover(request, monkeypatch):
 
 
 def assert_as_nodes(fused, plain, exact):
-    """The fused step's result against the nodes' one by one: bit for bit where its matmuls are the
-    nodes' own; within float rounding where a 1x1 conv's matmul runs over wider rows or stride
-    phases (OpenBLAS can round a column differently with other columns around it)."""
+    """The fused step's result against the nodes' one by one: bit for bit where it makes the nodes'
+    own products; within float rounding where a Mul is folded into the conv's weights, or a 1x1
+    conv's matmul runs over wider rows or stride phases (OpenBLAS can round a column differently
+    with other columns around it)."""
     if exact:
         np.testing.assert_array_equal(fused, plain)
     else:
@@ -89,7 +90,7 @@ def test_fused_block_matches_the_nodes_one_by_one_and_onnxruntime(handover, dtyp
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     fused = interp.run({"x": X})["y"]
     plain = interp.run({"x": X}, on_tensor=lambda name, value: None)["y"]  # callers see all
-    assert_as_nodes(fused, plain, handover == "compact")
+    assert_as_nodes(fused, plain, exact=False)  # the Mul is folded into the weights
     np.testing.assert_allclose(fused, _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
@@ -97,7 +98,8 @@ def test_tapping_an_intermediate_runs_the_nodes_one_by_one(handover):
     interp = Interpreter(_model(MOBILENET_BLOCK))
     out = interp.run({"x": X}, taps=["m"])
     assert out["m"].shape == (2, C, 11, 10)
-    assert_as_nodes(interp.run({"x": X})["y"], out["y"], handover == "compact")
+    # (the Mul is folded into the weights)
+    assert_as_nodes(interp.run({"x": X})["y"], out["y"], exact=False)
 
 
 def test_chains_with_other_readers_or_nonzero_pad_are_not_fused():
@@ -119,6 +121,22 @@ def test_graph_output_inside_a_chain_stays_visible():
     interp = Interpreter(model)
     assert interp.program.hidden == {"d"}  # Conv -> Mul fused; the Clip reads the visible m
     np.testing.assert_allclose(interp.run({"x": X})["m"], _ort(model, X), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("factor", [np.array(0.5, dtype=np.float32),
+                                    np.array([[[-2.0]], [[0.25]], [[3.0]], [[1.5]]], dtype=np.float32)])
+def test_a_conv_with_bias_then_a_mul_folds_it_into_its_weights(factor):
+    # (conv(x, w) + b) * s == conv(x, w * s) + b * s, for one factor or one per output channel.
+    constants = dict(CONSTANTS, s=factor)
+    nodes = [helper.make_node("Conv", ["x", "w_pw", "b_pw"], ["q"]),
+             helper.make_node("Mul", ["q", "s"], ["m"]),
+             helper.make_node("Relu", ["m"], ["y"])]
+    model = _model(nodes, constants=constants)
+    interp = Interpreter(model)
+    assert interp.program.hidden == {"q", "m"}
+    fused = interp.run({"x": X})["y"]
+    assert_as_nodes(fused, interp.run({"x": X}, on_tensor=lambda n, v: None)["y"], exact=False)
+    np.testing.assert_allclose(fused, _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
 EXPAND = {  # MobileNetV2's expand conv (1x1, bias, ReLU6) feeding a strided depthwise conv
@@ -150,7 +168,7 @@ def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(handover, dtype, ba
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
     fused = interp.run({"x": x})["y"]
     plain = interp.run({"x": x}, on_tensor=lambda name, value: None)["y"]
-    assert_as_nodes(fused, plain, handover == "compact")
+    assert_as_nodes(fused, plain, exact=False)  # the Mul is folded into the weights
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
@@ -277,7 +295,7 @@ def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one(handover)
     x = randn(5, 3, 21, 19)
     fused = interp.run({"x": x})["y"]
     plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
-    assert_as_nodes(fused, plain, handover == "compact")
+    assert_as_nodes(fused, plain, exact=False)  # the Mul is folded into the weights
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 

@@ -3,16 +3,18 @@ depthwise ones with their pointwise neighbours.
 
 A MobileNet block is Pad, Conv, a batch-norm scale (Mul by a per-channel constant) and ReLU6 (Clip):
 unfused, each of them is a full memory pass over a large tensor. Fused, the zero Pad becomes the
-Conv's own padding and the Mul and clamp run on each block of the Conv's output while it is still
-in cache (``conv(post=...)``). A depthwise chain runs as one step with the pointwise chains around
-it too (``depthwise_between``): the one making its input (MobileNet's expand conv) and the one
-reading its output (the projection), where each is the other's only reader, and the residual Add
-of the projection's output where that is its only reader (MobileNetV2's skip connections). The
-expanded and the depthwise tensors, the model's largest, are then made one image at a time by the
-worker that reads them back from its cache, and never exist whole.
-The fused step computes what the nodes compute, in the same order and dtype, with the same matmul
-calls (so bit for bit) except where a 1x1 conv's matmul runs over stride phases or wider rows on
-large planes: OpenBLAS's blocking can round some columns differently in the last bit there
+Conv's own padding, the Mul is folded into the Conv's weights and bias (``_folded``), and the
+clamp runs on each block of the Conv's output while it is still in cache (``conv(post=...)``).
+A depthwise chain runs as one step with the pointwise chains around it too
+(``depthwise_between``): the one making its input (MobileNet's expand conv) and the one reading
+its output (the projection), where each is the other's only reader, and the residual Add of the
+projection's output where that is its only reader (MobileNetV2's skip connections). The expanded
+and the depthwise tensors, the model's largest, are then made one image at a time by the worker
+that reads them back from its cache, and never exist whole.
+The fused step computes what the nodes compute, in their dtype, to float rounding: bit for bit
+where it makes their own products (the same matmul calls), but the folded Mul rounds once where
+the nodes round twice, and where a 1x1 conv's matmul runs over stride phases or wider rows on large
+planes, OpenBLAS's blocking can round some columns differently in the last bit
 (``depthwise_between``). The interpreter uses the fused steps only when no caller wants to see the
 intermediate tensors (taps, ``on_tensor``).
 """
@@ -168,20 +170,20 @@ def _around_depthwise(dw_step, dw_post, before, after, add=None):
     inputs += [add[0]] if add else []
 
     def kernel(x, w, b, w1, b1, w3, b3, other=None, **attrs):
-        posts = [_post(x, w, *dw_post[:2])] + [
-            (True, None) if p is None else _post(x, wp, *p[1][:2]) for p, wp in zip(pw, (w1, w3))]
-        if not all(usable for usable, _ in posts):  # mixed or integer dtypes: chain by chain
+        parts = [_folded(x, w, b, *dw_post[:2])] + [
+            (True, wp, bp, None) if p is None else _folded(x, wp, bp, *p[1][:2])
+            for p, wp, bp in zip(pw, (w1, w3), (b1, b3))]
+        if not all(part[0] for part in parts):  # mixed or integer dtypes: chain by chain
             if pw[0]:
                 x = _fused_kernel(*pw[0][1])(x, w1, b1, **pw[0][0])
             y = _fused_kernel(*dw_post)(x, w, b, **attrs)
             y = _fused_kernel(*pw[1][1])(y, w3, b3, **pw[1][0]) if pw[1] else y
             return y if other is None else OPS["Add"].kernel(y, other)
-        around = [None if p is None else (wp, bp, post, p[0])
-                  for p, wp, bp, (_, post) in zip(pw, (w1, w3), (b1, b3), posts[1:])]
+        around = [None if p is None else part[1:] + (p[0],) for p, part in zip(pw, parts[1:])]
+        dw = parts[0][1:]
         if other is not None and other.dtype != x.dtype:  # (not valid ONNX)
-            return OPS["Add"].kernel(depthwise_between(x, (w, b, posts[0][1]), attrs, *around),
-                                     other)
-        return depthwise_between(x, (w, b, posts[0][1]), attrs, *around, residual=other)
+            return OPS["Add"].kernel(depthwise_between(x, dw, attrs, *around), other)
+        return depthwise_between(x, dw, attrs, *around, residual=other)
 
     return node, OpSpec("Conv", kernel, attributes=OPS["Conv"].attributes), inputs, outs, dw_attrs
 
@@ -231,26 +233,28 @@ def _bounds(step, constants):
     return None if lo is None and hi is None else (lo, hi)
 
 
-def _post(x, w, factor, bounds):
-    """``(usable, post)``: the hook finishing a block of a Conv's output with the chain's Mul and
-    clamp (None when there are neither), and whether it can run at all (not for mixed or integer
-    dtypes: the nodes' kernels then run one after the other)."""
+def _folded(x, w, b, factor, bounds):
+    """``(usable, weight, bias, post)`` for a chain's Conv: its Mul folded into the weight and bias
+    (``(conv(x, w) + b) * s == conv(x, w * s) + b * s``, one product fewer per output: what
+    tf2onnx does with the batch norms of other convs; equal in exact arithmetic, within float
+    rounding in floats), and ``post``, the hook clamping each block of the output while it is in
+    cache (None without a clamp). Not ``usable`` for mixed or integer dtypes: the nodes' kernels
+    then run one after the other."""
     if x.dtype != w.dtype or x.dtype.kind != "f" or (factor is not None and factor.dtype != x.dtype):
-        return False, None
-    if factor is None and bounds is None:
-        return True, None
-    scale = None if factor is None else \
-        np.ascontiguousarray(np.broadcast_to(factor.reshape(-1, 1), (w.shape[0], 1)))
+        return False, w, b, None
+    if factor is not None:
+        scale = np.broadcast_to(factor.reshape((-1,) + (1,) * (w.ndim - 1)),
+                                (w.shape[0],) + (1,) * (w.ndim - 1))
+        w, b = w * scale, None if b is None else b * scale.reshape(-1)
+    if bounds is None:
+        return True, w, b, None
     # Bounds in x's dtype, as the Clip and Relu kernels cast them.
-    lo, hi = (None if v is None else np.asarray(v).astype(x.dtype) for v in bounds or (0, 0))
+    lo, hi = (None if v is None else np.asarray(v).astype(x.dtype) for v in bounds)
 
     def post(block, c0, c1):
-        if scale is not None:
-            np.multiply(block, scale[c0:c1], out=block)
-        if bounds is not None:
-            np.clip(block, lo, hi, out=block)
+        np.clip(block, lo, hi, out=block)
 
-    return True, post
+    return True, w, b, post
 
 
 def _fused_kernel(factor, bounds, activation):
@@ -259,9 +263,9 @@ def _fused_kernel(factor, bounds, activation):
     conv, mul = OPS["Conv"].kernel, OPS["Mul"].kernel
 
     def kernel(x, w, b=None, **attrs):
-        usable, post = _post(x, w, factor, bounds)
+        usable, wf, bf, post = _folded(x, w, b, factor, bounds)
         if usable:
-            return conv(x, w, b, post=post, **attrs)
+            return conv(x, wf, bf, post=post, **attrs)
         y = conv(x, w, b, **attrs)
         y = y if factor is None else mul(y, factor)
         if bounds is None:
