@@ -202,6 +202,11 @@ def _phases(kernel, strides, dilations):
             for a, ys, fy, sy in axes[0] for b, xs, fx, sx in axes[1]]
 
 
+def _phase_plane(size, begin, end, strides):
+    """The shape of each stride phase of a padded plane (every ``s``-th row and column)."""
+    return tuple(-(-(m + b0 + e0) // s) for m, b0, e0, s in zip(size, begin, end, strides))
+
+
 def _placed(begin, size, strides):
     """Where the input lands in each stride phase of its padded plane: ``(phase, input slices,
     plane slices)``, per axis the input indices and the phase plane's rows or columns holding
@@ -272,7 +277,7 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
     flat = len(kernel) == 2
     if flat:  # output (r, col) sits at r * width + col; ``run`` covers the last valid output
         phases = _phases(kernel, strides, dilations)
-        plane = tuple(-(-p // s) for p, s in zip(padded, strides))
+        plane = _phase_plane(x.shape[2:], begin, end, strides)
         placed = _placed(begin, x.shape[2:], strides)
         width = plane[1]
         run = (out_shape[0] - 1) * width + out_shape[1]
@@ -308,14 +313,15 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
             else:
                 scratch = np.zeros((per_block,) + padded, dtype=x.dtype)
                 win = windows(scratch[None], kernel, strides, dilations, out_shape)[0]
-        if flat:
+        if flat and not wide_held:
             wide = np.empty((per_block, mult, out_shape[0] * width), dtype=dtype)
         planes = None
         for i, c0, c1 in blocks[start:stop]:
             k = c1 - c0
             if phased:  # the producer's own padded phases: windows straight from them
-                if image(i) is not planes:  # a new image, or the first on this thread
-                    planes = image(i)
+                made = image(i)
+                if made is not planes:  # the first image on this thread
+                    planes = made
                     copies = _phase_windows(planes, view, phases, width, run)
                 for dst, src in copies:
                     np.copyto(dst[:k], src[c0:c1])
@@ -409,11 +415,11 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
     large plane, the expand conv makes the image as its stride phases instead
     (``_phased_producer``), and on planes down to 14x14 the projection takes rows at the width the
     depthwise conv computes (``_WIDE_EXTRA``): those matmuls run over other columns than the
-    nodes' own, and OpenBLAS can then round a result differently in its last bit. ``residual`` (optional, of the result's
-    dtype) is added to the result, image by image where it has the result's shape (MobileNetV2's
-    skip connections), else as NumPy broadcasts it. Falls back to the convs one after the other
-    for fewer images than workers (one image per worker would leave the others idle) and for
-    non-float or mixed dtypes.
+    nodes' own, and OpenBLAS can then round a result differently in its last bit.
+    ``residual`` (optional, of the result's dtype) is added to the result, image by image where it
+    has the result's shape (MobileNetV2's skip connections), else as NumPy broadcasts it. Falls
+    back to the convs one after the other for fewer images than workers (one image per worker
+    would leave the others idle) and for non-float or mixed dtypes.
     """
     w, b, post = dw[:3]
     parts = [part for part in (before, dw, after) if part is not None]
@@ -431,8 +437,7 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
             x = conv(x, *before[:2], post=before[2], **before[3])
         y = conv(x, w, b, post=post, **attrs)
         y = y if after is None else conv(y, *after[:2], post=after[2], **after[3])
-        return y if residual is None else np.add(y, residual, out=y if residual.shape == y.shape
-                                                 else None)
+        return _plus(y, residual)
     # The depthwise conv's input: x, or only its shape and dtype when made image by image.
     carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + tuple(mid))
     strides, dilations, begin, end, out_shape = _geometry_of(carrier, w, c, attrs)
@@ -440,7 +445,7 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
     phased = False
     if before is not None:
         w1m, bias1 = w1.reshape(c, k1), None if b1 is None else b1.reshape(c, 1)
-        plane = tuple(-(-(m + b0 + e0) // s) for m, b0, e0, s in zip(mid, begin, end, strides))
+        plane = _phase_plane(mid, begin, end, strides)
         # A strided depthwise conv would read strided windows of a plain image (slow gathers);
         # the padded phases add columns to the matmul, too many on small planes.
         phased = pointwise and len(mid) == 2 and any(s > 1 for s in strides) \
@@ -489,9 +494,15 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
     out = _conv_depthwise(carrier, w, begin, end, strides, dilations, out_shape, b, post,
                           image, finish, phased)
     out = out if y is None else y.reshape(y.shape[:2] + tuple(out_shape))
-    if residual is None or (after is not None and skip):
-        return out
-    return np.add(out, residual, out=out if residual.shape == out.shape else None)
+    return out if after is not None and skip else _plus(out, residual)
+
+
+def _plus(y, residual):
+    """``y + residual`` (``y`` when there is none), in place where the shapes agree; ``y`` is a
+    fresh result nobody else holds."""
+    if residual is None:
+        return y
+    return np.add(y, residual, out=y if residual.shape == y.shape else None)
 
 
 def _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane):
@@ -544,9 +555,10 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
          pads=None, strides=None, post=None):
     """Y = W * X (+ B), cross-correlation as in ONNX, NCHW layout.
 
-    ``post``: for the interpreter's fused steps (a Conv followed by a per-channel Mul and a
-    clamp), ``post(block, c0, c1)`` finishes in place a ``(channels c0:c1, pixels)`` block of one
-    image's output while it is still in cache, instead of in extra passes over the whole tensor.
+    ``post``: for the interpreter's fused steps (a Conv followed by a clamp; a Mul between them is
+    folded into ``w`` and ``b``), ``post(block, c0, c1)`` finishes in place a
+    ``(channels c0:c1, pixels)`` block of one image's output while it is still in cache, instead
+    of in an extra pass over the whole tensor.
     """
     geometry = _geometry(x, w, auto_pad, dilations, group, kernel_shape, pads, strides)
     strides, dilations, begin, end, out_shape = geometry
