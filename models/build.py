@@ -41,10 +41,37 @@ def regression_model():
 
 def seed_regression():
     model = regression_model()
-    model.get_layer("hidden").set_weights([np.array([SEED_KERNEL_1], np.float32),
-                                           np.array(SEED_BIAS_1, np.float32)])
-    model.get_layer("output").set_weights([np.array(SEED_KERNEL_2, np.float32).reshape(16, 1),
-                                           np.array(SEED_BIAS_2, np.float32)])
+    model.set_weights(seed_weights())
+    return model
+
+
+def seed_weights() -> list:
+    """The seed model's weights in get_weights() order: kernel 1x16, bias 16, kernel 16x1, bias 1."""
+    return [np.array([SEED_KERNEL_1], np.float32), np.array(SEED_BIAS_1, np.float32),
+            np.array(SEED_KERNEL_2, np.float32).reshape(16, 1), np.array(SEED_BIAS_2, np.float32)]
+
+
+def learner_sequential(form: str = "input_dim", build: bool = True):
+    """The question's model written as the learner wrote it, with the seed model's weights.
+
+    Args:
+        form: "input_dim" (``Dense(16, activation='relu', input_dim=1)``, the question's words),
+            "input_shape" (``input_shape=(1,)``), "input" (a leading ``keras.Input((1,))``) or
+            "none" (no input shape: the model is built by ``model.build`` or its first call).
+        build: for form "none", build the model (needed to set weights); False leaves it unbuilt
+            and without the seed weights.
+    """
+    import keras
+
+    first = {"input_dim": {"input_dim": 1}, "input_shape": {"input_shape": (1,)}}.get(form, {})
+    layers = [keras.layers.Dense(16, activation="relu", **first),
+              keras.layers.Dense(1, activation="linear")]
+    model = keras.Sequential(([keras.Input((1,))] if form == "input" else []) + layers)
+    if form == "none" and not build:
+        return model
+    if form == "none":
+        model.build((None, 1))
+    model.set_weights(seed_weights())
     return model
 
 
@@ -115,6 +142,7 @@ def _randomize_biases_and_stats(model, rng):
 
 MODELS = {
     "seed_regression": seed_regression,
+    "learner_sequential": learner_sequential,
     "trained_regression": trained_regression,
     "small_cnn": small_cnn,
     "text_lstm": text_lstm,
@@ -125,8 +153,8 @@ def main(names=None) -> None:
     for name in names or MODELS:
         model = MODELS[name]()
         model.save(HERE / f"{name}.keras")
-        if name == "seed_regression":
-            model.save(HERE / f"{name}.h5")  # the legacy format, for the loader's tests
+        if name in ("seed_regression", "learner_sequential"):
+            model.save(HERE / f"{name}.h5")  # the legacy format, for the loaders' tests
         print(f"wrote models/{name}.keras")
 
 

@@ -244,7 +244,7 @@ def explain(
             explanation = run_explain(keras_model, values)
         except InputDataError as exc:
             raise InputDataError(f"{model}: {exc}") from exc
-        out.print(explanation.text(), highlight=False, markup=False)
+        out.print(explanation.text(), highlight=False, markup=False, soft_wrap=True)
         if csv:
             explanation.to_csv(csv)
             out.print(f"wrote {csv}")

@@ -46,10 +46,11 @@ def config(layer) -> dict:
         return {}
 
 
-def summarize(layer, formula: str, output, by_hand: bool, **more) -> LayerSummary:
-    """The LayerSummary of ``layer`` with its name, kind and shapes filled in."""
-    return LayerSummary(layer.name, type(layer).__name__, formula, shape(layer.input),
-                        shape(layer.output), output, by_hand, **more)
+def summarize(call, formula: str, output, by_hand: bool, **more) -> LayerSummary:
+    """The LayerSummary of one layer call with its label, kind and shapes filled in."""
+    return LayerSummary(call.label, call.kind, formula, shape(call.node.input_tensors),
+                        shape(call.node.outputs), output, by_hand, repeat_of=call.repeat_of,
+                        **more)
 
 
 def activation_of(layer):
@@ -80,54 +81,75 @@ def label(act) -> str:
     return f"{name}({shown})" if shown else name
 
 
-def spell_out(layer, ins, skip):
-    """Recompute a Dense, elementwise activation or Dropout layer by hand in float64.
+def spell_out(call, ins, tweak=None, float16=False):
+    """Recompute a Dense, elementwise activation or Dropout layer call by hand in float64.
 
     Args:
-        layer: the Keras layer.
+        call: the layer call (``graph.Call``).
         ins: its input values, one array per input tensor.
-        skip: leave the activation out (``a = z``), the classic mistake.
+        tweak: the mistakes to make here (``forward.Tweak``), None for none.
+        float16: round the weights and every result to float16 (a mistake ``diagnose`` tries).
 
     Returns:
         ``(LayerSummary, steps)``, or ``(None, [])`` for a layer Keras has to compute.
     """
-    kind = type(layer).__name__
+    layer, kind = call.layer, call.kind
     if kind == "Dropout":
         rate = config(layer).get("rate", "?")
-        return summarize(layer, f"Dropout(rate {rate}) is the identity at inference: output = "
+        return summarize(call, f"Dropout(rate {rate}) is the identity at inference: output = "
                          "input (it drops units only while training)", ins[0], True), []
     act = activation_of(layer) if len(ins) == 1 else None
     if act is None or kind not in _ELEMENTWISE | {"Dense"}:
         return None, []
+    skip = bool(tweak and tweak.skip_activation)
     kernel = bias = None
     z = ins[0]
     if kind == "Dense":
-        affine = _affine(layer, ins[0])
+        affine = _affine(layer, ins[0], tweak, float16)
         if affine is None:
             return None, []
         kernel, bias, z = affine
-    a = z if skip else ACTIVATIONS[act[0]](z, **act[1])
+    a = round16(z if skip else ACTIVATIONS[act[0]](z, **act[1]), float16)
     changed = np.abs(a - z) > 1e-12 * np.maximum(1.0, np.abs(z))
     clamped = changed & np.isin(a, clamp_bounds(*act))
     limit = MAX_UNITS if kernel is None or kernel.shape[0] <= MAX_UNITS else 0
     shown = z.size if z.size <= limit else min(z.size, SHOWN)
     name = "linear (skipped)" if skip else label(act)
-    steps = [Step(layer.name, i, tuple(ins[0][0]) if kernel is not None else (float(z.flat[i]),),
+    steps = [Step(call.label, i, tuple(ins[0][0]) if kernel is not None else (float(z.flat[i]),),
                   tuple(kernel[:, i]) if kernel is not None else (),
                   None if bias is None else float(bias[i]), float(z.flat[i]), name,
                   float(a.flat[i]), bool(changed.flat[i]), bool(clamped.flat[i]))
              for i in range(shown)]
+    if tweak and tweak.reversed_units:
+        a = a[..., ::-1]
     words = f"a = {name}(x·W + b)" if kernel is not None else f"a = {name}(x), value by value"
-    summary = summarize(layer, words, a, True, shown=shown, changed=int(changed.sum()),
+    summary = summarize(call, words, a, True, shown=shown, changed=int(changed.sum()),
                         clamped=int(clamped.sum()), activation=name)
     return summary, steps
 
 
-def _affine(layer, x):
-    """``(kernel, bias, x·kernel + bias)`` of a Dense layer, or None when Keras should do it."""
+def dense_weights(layer):
+    """``(kernel, bias)`` of a plain Dense layer in float64 (zeros without a bias), or None."""
     weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
-    if x.ndim != 2 or len(weights) not in (1, 2):
-        return None  # Dense over a sequence, or a quantized/LoRA kernel: Keras explains it
+    if len(weights) not in (1, 2) or weights[0].ndim != 2:
+        return None  # a quantized or LoRA kernel: Keras explains it
     kernel = weights[0]
-    bias = weights[1] if len(weights) == 2 else np.zeros(kernel.shape[1])
-    return kernel, bias, x @ kernel + bias
+    return kernel, weights[1] if len(weights) == 2 else np.zeros(kernel.shape[1])
+
+
+def _affine(layer, x, tweak, float16):
+    """``(kernel, bias, x·kernel + bias)`` of a Dense call, or None when Keras should do it."""
+    weights = dense_weights(layer)
+    if x.ndim != 2 or weights is None:
+        return None  # Dense over a sequence: Keras explains it
+    kernel, bias = (round16(w, float16) for w in weights)
+    if tweak and tweak.transposed:  # the numbers read column by column: W.T for a square W
+        kernel = kernel.T.reshape(kernel.shape)
+    if tweak and tweak.no_bias:
+        bias = np.zeros_like(bias)
+    return kernel, bias, round16(x @ kernel + bias, float16)
+
+
+def round16(values, float16: bool):
+    """``values`` rounded to float16 (kept in float64) when ``float16``, else unchanged."""
+    return np.asarray(values, np.float16).astype(np.float64) if float16 else values

@@ -13,6 +13,7 @@ from xverify.errors import MissingDependencyError
 if TYPE_CHECKING:  # results imports this module to render itself
     from xverify.explain.results import Explanation, LayerSummary, Step
 
+_TERMS_WRITTEN = 16  # a unit fed by up to this many inputs has each product written out
 COLUMNS = ["layer", "unit", "inputs", "weights", "bias", "z", "activation", "a", "changed"]
 
 
@@ -20,8 +21,12 @@ def text(ex: Explanation) -> str:
     """The plain-text walk-through of ``ex`` (no markup): layer by layer, then the verdict."""
     lines = [f"Explaining model '{ex.model_name}' for input x = {_brief(ex.input.ravel())}",
              "Every number is recomputed with NumPy in float64 from the layers' get_weights().", ""]
+    uses = {}
     for summary in ex.layers:
-        lines += _layer_lines(summary, [s for s in ex.steps if s.layer == summary.name]) + [""]
+        uses[summary.repeat_of or summary.name] = uses.get(summary.repeat_of or summary.name, 0) + 1
+    for summary in ex.layers:
+        steps = [s for s in ex.steps if s.layer == summary.name]
+        lines += _layer_lines(summary, steps, uses.get(summary.name, 1)) + [""]
     agree = "they agree" if ex.max_abs_diff <= 1e-5 else "they DIFFER by more than 1e-5"
     source = "NumPy, float64" if any(s.by_hand for s in ex.layers) else "Keras, nothing by hand"
     lines += [f"Final output ({source}):      {_vector(ex.output)}",
@@ -93,40 +98,47 @@ def _count(n, noun) -> str:
     return f"{n} {noun}{'s' * (n != 1)}"
 
 
-def _unit_line(s: Step) -> str:
+def _unit_lines(s: Step) -> list[str]:
+    """One unit's arithmetic; a sum of up to 16 terms is written out, 4 terms a line, above it."""
     head = f"  {s.layer}[{s.unit}]: "
     if not s.weights:
-        return f"{head}{s.activation}({_fmt(s.z)}) = {_fmt(s.a)}{_mark(s)}"
-    if len(s.weights) <= 4:
-        terms = " + ".join(f"{_num(x)} × {_fmt(w)}" for x, w in zip(s.inputs, s.weights))
-        calc = f"{terms} + {_fmt(s.bias)} = {_fmt(s.z)}"
+        return [f"{head}{s.activation}({_fmt(s.z)}) = {_fmt(s.a)}{_mark(s)}"]
+    terms = [f"{_num(x)} × {_fmt(w)}" for x, w in zip(s.inputs, s.weights)]
+    above = []
+    if len(terms) <= 4:
+        calc = f"{' + '.join(terms)} + {_fmt(s.bias)} = {_fmt(s.z)}"
     else:
         calc = (f"x·w + b = Σ({len(s.weights)} terms) + b = {_fmt(s.z - s.bias)} + {_fmt(s.bias)}"
                 f" = {_fmt(s.z)}")
+        if len(terms) <= _TERMS_WRITTEN:
+            above = [f"{head}x·w = " + " + ".join(terms[:4])]
+            above += ["      + " + " + ".join(terms[i:i + 4]) for i in range(4, len(terms), 4)]
     if s.activation.startswith("linear"):
-        return f"{head}{calc} ({s.activation}: a = z)"
-    return f"{head}{calc} → {s.activation} → {_fmt(s.a)}{_mark(s)}"
+        return above + [f"{head}{calc} ({s.activation}: a = z)"]
+    return above + [f"{head}{calc} → {s.activation} → {_fmt(s.a)}{_mark(s)}"]
 
 
 def _mark(s: Step) -> str:
     return " (clamped)" if s.clamped else " (changed)" if s.changed else ""
 
 
-def _layer_lines(summary: LayerSummary, steps) -> list[str]:
+def _layer_lines(summary: LayerSummary, steps, uses: int = 1) -> list[str]:
+    lines = _shared_lines(summary, uses)
     if not summary.by_hand:
-        return [f"Layer '{summary.name}' — {summary.formula}",
+        return lines + [f"Layer '{summary.name}' — {summary.formula}",
                 f"  computed by Keras: {summary.input_shape} → {summary.output_shape}; output min "
                 f"{_fmt(summary.min)}, max {_fmt(summary.max)}, mean {_fmt(summary.mean)}"]
     if not summary.activation:  # by hand without an activation: only Dropout, the identity
-        return [f"Layer '{summary.name}' — {summary.formula}"]
+        return lines + [f"Layer '{summary.name}' — {summary.formula}"]
     shapes = (f"{_count(summary.input_shape[-1], 'input')} → "
               f"{_count(summary.output_shape[-1], 'unit')}" if summary.kind == "Dense"
               else f"{summary.input_shape} → {summary.output_shape}")
-    lines = [f"Layer '{summary.name}' — {summary.kind}, {shapes}: {summary.formula}"]
+    lines.append(f"Layer '{summary.name}' — {summary.kind}, {shapes}: {summary.formula}")
     if summary.activation.startswith("softmax"):
         lines.append("  (softmax divides exp(z) of each unit by the sum of exp(z) over all "
                      f"{summary.output.size} units)")
-    lines += [_unit_line(s) for s in steps]
+    for s in steps:
+        lines += _unit_lines(s)
     if summary.output.size > summary.shown:
         lines.append(f"  ... {summary.output.size - summary.shown} more units not shown")
     lines.append(f"  output of '{summary.name}' = {_vector(summary.output)}")
@@ -139,6 +151,16 @@ def _layer_lines(summary: LayerSummary, steps) -> list[str]:
     return lines
 
 
+def _shared_lines(summary: LayerSummary, uses: int) -> list[str]:
+    """Where a shared layer is used: once on its first call, and at each later call."""
+    if summary.repeat_of:
+        return [f"(the shared layer '{summary.repeat_of}' again: the same weights as above, "
+                "applied to this call's input)"]
+    if uses > 1:
+        return [f"(a shared layer: used {uses} times in this model, with the same weights)"]
+    return []
+
+
 def _closing(ex: Explanation) -> list[str]:
     """What the classic mistake, forgetting the activations, would have produced."""
     if np.isnan(ex.output_without_activations).any():
@@ -146,9 +168,8 @@ def _closing(ex: Explanation) -> list[str]:
     if np.allclose(ex.output_without_activations, ex.tensorflow_output, rtol=0, atol=1e-6):
         return [f"Skipping the hidden activations would not change the output for this input "
                 f"({_vector(ex.tensorflow_output)}): none of them changed a value."]
-    lines = ["If the activations were skipped the output would be "
-             f"{_vector(ex.output_without_activations)} instead of "
-             f"{_vector(ex.tensorflow_output)}."]
+    lines = [f"The output would be {_vector(ex.output_without_activations)} without the "
+             f"activations (a = z in every hidden layer) instead of {_vector(ex.tensorflow_output)}."]
     hidden = [s for s in ex.layers[:-1] if s.by_hand and s.changed]
     if hidden:
         lines.append(f"Why: {'; '.join(_cause(s) for s in hidden)}; skipping it lets those values "

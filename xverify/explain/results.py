@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,7 @@ class LayerSummary:
     clamped: int = 0  # ...to a bound (0 for a ReLU)
     activation: str = ""
     tf_max_abs_diff: float | None = None  # hand result vs the layer's own Keras output
+    repeat_of: str | None = None  # a shared layer's later call: the label of its first call
 
     @property
     def min(self) -> float:
@@ -76,6 +77,12 @@ class Explanation:
     tensorflow_output: np.ndarray
     output_without_activations: np.ndarray
     max_abs_diff: float
+    # What diagnose() and the workbook need to rerun the walk: the model, its flattened graph,
+    # Keras' value of every tensor and the pass by hand (None for a subclassed model).
+    model: object = field(default=None, repr=False, compare=False)
+    graph: object = field(default=None, repr=False, compare=False)
+    taps: dict | None = field(default=None, repr=False, compare=False)
+    hand: object = field(default=None, repr=False, compare=False)
 
     def text(self) -> str:
         """Return the plain-text walk-through (no markup)."""

@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from xverify.errors import InputDataError
+from xverify.explain.graph import ensure_built, functional_of
 
 
 def parse_sample(model, x, path) -> np.ndarray:
@@ -22,15 +23,6 @@ def parse_sample(model, x, path) -> np.ndarray:
         A float64 array holding one sample.
     """
     where = path or f"model '{model.name}'"
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError) as exc:
-        raise InputDataError(f"{where}: the model is not built, so its input shape is unknown; "
-                             "call model.build(input_shape) or save a built model.") from exc
-    if len(inputs) != 1:
-        raise InputDataError(f"{where}: has {len(inputs)} inputs "
-                             f"({', '.join(t.name for t in inputs)}); explain handles single-input "
-                             "models only. Use `xverify check` for this model.")
     if isinstance(x, str):
         x = [part for part in re.split(r"[,\s]+", x.strip()) if part]
     try:
@@ -38,6 +30,18 @@ def parse_sample(model, x, path) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise InputDataError(f"{where}: the input values must be numbers, found {x!r}. Pass "
                              "comma-separated numbers with --input, e.g. --input 10.") from exc
+    ensure_built(model, values.size, where)
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError) as exc:
+        if functional_of(model) is None and type(model).__name__ != "Sequential":
+            return values.reshape(1, -1)  # a subclassed model: its call() decides the shape
+        raise InputDataError(f"{where}: the model is not built, so its input shape is unknown; "
+                             "call model.build(input_shape) or save a built model.") from exc
+    if len(inputs) != 1:
+        raise InputDataError(f"{where}: has {len(inputs)} inputs "
+                             f"({', '.join(t.name for t in inputs)}); explain handles single-input "
+                             "models only. Use `xverify check` for this model.")
     shape = tuple(inputs[0].shape)
     per = shape[1:]
     known = math.prod(d for d in per if d is not None)
