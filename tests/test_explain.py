@@ -98,17 +98,6 @@ def test_csv_round_trip(seed, tmp_path):
         assert row["changed"] == str(step.changed)
 
 
-def test_xlsx_written_and_readable(seed, tmp_path):
-    import openpyxl
-
-    path = tmp_path / "steps.xlsx"
-    seed.to_xlsx(path)
-    sheet = openpyxl.load_workbook(path).active
-    values = list(sheet.values)
-    assert values[0][0] == "layer" and len(values) == 18
-    assert values[4][0] == "hidden" and values[4][5] == pytest.approx(seed.steps[3].z)
-
-
 def test_xlsx_without_openpyxl_names_the_fix(seed, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openpyxl", None)  # makes `import openpyxl` raise ImportError
     with pytest.raises(MissingDependencyError, match="pip install openpyxl"):

@@ -63,3 +63,37 @@ def clamp_bounds(name: str, params: dict) -> tuple:
     bounds = {"relu": (0.0, params.get("max_value") or np.inf), "relu6": (0.0, 6.0),
               "hard_sigmoid": (0.0, 1.0)}
     return bounds.get(name, ())
+
+
+def _excel_relu(z, negative_slope=0.0, max_value=None, threshold=0.0):
+    if not negative_slope and not threshold:
+        core = f"MAX(0,{z})"
+    else:
+        core = f"IF({z}>{threshold!r},{z},{negative_slope!r}*({z}-{threshold!r}))"
+    return core if max_value is None else f"MIN({core},{max_value!r})"
+
+
+def _excel_elu(z, alpha=1.0):
+    return f"IF({z}>0,{z},{alpha!r}*(EXP(MIN({z},0))-1))"
+
+
+def _excel_gelu(z, approximate=False):
+    if approximate:
+        return f"0.5*{z}*(1+TANH(SQRT(2/PI())*({z}+0.044715*{z}^3)))"
+    return f"0.5*{z}*(1+ERF({z}/SQRT(2)))"
+
+
+# The same activations as spreadsheet formulas of a cell reference ``z`` (Excel and LibreOffice
+# syntax); softmax also takes the range of its layer's z cells. Keys and arguments match ACTIVATIONS.
+EXCEL = {
+    "linear": lambda z: z, "relu": _excel_relu, "relu6": lambda z: f"MIN(MAX(0,{z}),6)",
+    "leaky_relu": lambda z, negative_slope=0.2: f"IF({z}>=0,{z},{negative_slope!r}*{z})",
+    "elu": _excel_elu, "selu": lambda z: f"{_SELU_SCALE!r}*{_excel_elu(z, _SELU_ALPHA)}",
+    "gelu": _excel_gelu, "silu": lambda z: f"{z}/(1+EXP(-{z}))",
+    "swish": lambda z: f"{z}/(1+EXP(-{z}))", "sigmoid": lambda z: f"1/(1+EXP(-{z}))",
+    "hard_sigmoid": lambda z: f"MIN(MAX({z}+3,0),6)/6", "tanh": lambda z: f"TANH({z})",
+    "softmax": lambda z, zs, axis=-1: f"EXP({z}-MAX({zs}))/SUMPRODUCT(EXP({zs}-MAX({zs})))",
+    "softplus": lambda z: f"LN(1+EXP({z}))", "softsign": lambda z: f"{z}/(1+ABS({z}))",
+    "exponential": lambda z: f"EXP({z})", "hard_silu": lambda z: f"{z}*MIN(MAX({z}+3,0),6)/6",
+    "mish": lambda z: f"{z}*TANH(LN(1+EXP({z})))",
+}

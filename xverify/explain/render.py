@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xverify.errors import MissingDependencyError
+from xverify.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:  # results imports this module to render itself
     from xverify.explain.results import Explanation, LayerSummary, Step
@@ -51,18 +51,19 @@ def write_csv(ex: Explanation, path: str | os.PathLike) -> None:
 
 
 def write_xlsx(ex: Explanation, path: str | os.PathLike) -> None:
-    """Write the step table of ``ex`` to an Excel sheet named "steps" (needs openpyxl)."""
+    """Write ``ex`` as a workbook of live formulas (needs openpyxl; see ``workbook``)."""
     try:
         import openpyxl
     except ImportError as exc:
         raise MissingDependencyError("Writing .xlsx needs openpyxl, which is not installed; "
-                                     "run `pip install openpyxl` or use --csv.") from exc
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.title = "steps"
-    for row in _table(ex):
-        sheet.append(row)
-    book.save(path)
+                                     "run `pip install 'xverify[xlsx]'` (or `pip install "
+                                     "openpyxl`), or use --csv.") from exc
+    if ex.graph is None:
+        raise UsageError(f"model '{ex.model_name}' is a subclassed model: its call() is Python "
+                         "code with no graph of layers to write as formulas; use --csv instead.")
+    from xverify.explain import workbook
+
+    workbook.write(ex, path, openpyxl.Workbook)
 
 
 def _table(ex: Explanation) -> list[list]:

@@ -78,11 +78,12 @@ class Explanation:
     output_without_activations: np.ndarray
     max_abs_diff: float
     # What diagnose() and the workbook need to rerun the walk: the model, its flattened graph,
-    # Keras' value of every tensor and the pass by hand (None for a subclassed model).
+    # Keras' value of every tensor and the passes by hand (None for a subclassed model).
     model: object = field(default=None, repr=False, compare=False)
     graph: object = field(default=None, repr=False, compare=False)
     taps: dict | None = field(default=None, repr=False, compare=False)
     hand: object = field(default=None, repr=False, compare=False)
+    skipped: object = field(default=None, repr=False, compare=False)  # the pass without activations
 
     def text(self) -> str:
         """Return the plain-text walk-through (no markup)."""

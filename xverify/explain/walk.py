@@ -52,12 +52,13 @@ def explain(model, x) -> Explanation:
     summaries = [_checked(s, taps[c.outputs[0]]) if s.by_hand else s
                  for s, c in zip(hand.summaries, graph.calls)]
     try:
-        without = forward(graph, sample, taps, skip_hidden(graph, hand), hand).output
+        skipped = forward(graph, sample, taps, skip_hidden(graph, hand), hand)
+        without = skipped.output
     except Exception:  # a layer Keras cannot call on its own (custom kwargs): say so, go on
-        without = np.full_like(hand.output, np.nan)
+        skipped, without = None, np.full_like(hand.output, np.nan)
     return Explanation(model.name, sample, tuple(hand.steps), tuple(summaries), hand.output, tf_out,
                        without, _max_abs_diff(hand.output, tf_out), model=model, graph=graph,
-                       taps=taps, hand=hand)
+                       taps=taps, hand=hand, skipped=skipped)
 
 
 def skip_hidden(graph, hand) -> Variant:
