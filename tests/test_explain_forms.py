@@ -7,22 +7,17 @@ was read from Keras' nodes, this model was explained as one opaque "whole model"
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from tests.example_models import MODELS, build  # noqa: E402
 from xverify.explain import explain  # noqa: E402
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-_spec = importlib.util.spec_from_file_location("xverify_models_build", MODELS / "build.py")
-build = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ package, not xverify), it must equal TensorFlow for any x and after any weight i
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -12,15 +11,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from tests.example_models import MODELS, build  # noqa: E402
 from xverify.explain import explain  # noqa: E402
 
 formulas = pytest.importorskip("formulas")
 openpyxl = pytest.importorskip("openpyxl")
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-_spec = importlib.util.spec_from_file_location("xverify_models_build", MODELS / "build.py")
-build = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build)
 XS = [10.0, -3.5, 0.0, 0.731, 42.0]
 
 
@@ -92,8 +88,9 @@ def test_edited_weight_cell_matches_keras_with_that_weight(keras, tmp_path):
     path = tmp_path / "learner.xlsx"
     explain(model, 10).to_xlsx(path)
     book = openpyxl.load_workbook(path)
-    book["dense"]["C2"] = 0.25  # kernel[0, 2]: unit 2 of the hidden layer, clamped at x = 10
-    book["dense_1"]["A7"] = -1.5  # kernel[5, 0] of the output layer
+    hidden, output = (layer.name for layer in model.layers)
+    book[hidden]["C2"] = 0.25  # kernel[0, 2]: unit 2 of the hidden layer, clamped at x = 10
+    book[output]["A7"] = -1.5  # kernel[5, 0] of the output layer
     book.save(path)
     weights = model.get_weights()
     weights[0][0, 2], weights[2][5, 0] = 0.25, -1.5

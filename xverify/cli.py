@@ -223,7 +223,8 @@ def explain(
     model: ModelArg,
     input: Annotated[str, typer.Option("--input", help="The input values of one sample, comma-separated (e.g. 10 or 0.5,1,2).")],
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the step-by-step table as CSV.")] = None,
-    xlsx: Annotated[Optional[Path], typer.Option("--xlsx", help="Write the table as an Excel workbook.")] = None,
+    xlsx: Annotated[Optional[Path], typer.Option("--xlsx", help="Write a workbook of live formulas (x, weights, z, activations): change a cell and it recomputes.")] = None,
+    mine: Annotated[Optional[str], typer.Option("--mine", help="The result you computed by hand: find which common mistake gives it.")] = None,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -245,6 +246,9 @@ def explain(
         except InputDataError as exc:
             raise InputDataError(f"{model}: {exc}") from exc
         out.print(explanation.text(), highlight=False, markup=False, soft_wrap=True)
+        if mine is not None:
+            out.print("\n" + explanation.diagnose(mine).text(), highlight=False, markup=False,
+                      soft_wrap=True)
         if csv:
             explanation.to_csv(csv)
             out.print(f"wrote {csv}")

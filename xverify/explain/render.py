@@ -13,6 +13,7 @@ from xverify.errors import MissingDependencyError, UsageError
 if TYPE_CHECKING:  # results imports this module to render itself
     from xverify.explain.results import Explanation, LayerSummary, Step
 
+_CANDIDATES_SHOWN = 6
 _TERMS_WRITTEN = 16  # a unit fed by up to this many inputs has each product written out
 COLUMNS = ["layer", "unit", "inputs", "weights", "bias", "z", "activation", "a", "changed"]
 
@@ -189,3 +190,21 @@ def _cause(s: LayerSummary) -> str:
         bound = "negative z to 0" if s.activation == "relu" else "to a bound"
         cause += f" (it clamped {s.clamped} {bound})"
     return cause
+
+
+def diagnosis_text(d) -> str:
+    """The verdict on the user's number, then the closest candidates, one line each."""
+    from xverify.explain.diagnose import describe
+
+    ex_lines = [d.sentence]
+    if d.impossible:
+        ex_lines.append(d.impossible)
+    shown = d.candidates[:_CANDIDATES_SHOWN]
+    if shown:
+        ex_lines.append(f"Closest of the {d.tried} mistakes tried (one at a time and in pairs), "
+                        f"matching within ±{d.tolerance:.1g}:")
+        for c in shown:
+            what = " + ".join(describe(d.explanation, m) for m in c.mistakes)
+            mark = "  ✓" if c.matches else ""
+            ex_lines.append(f"  {_vector(c.output)} (off by {_fmt(c.distance)}){mark}: {what}")
+    return "\n".join(ex_lines)

@@ -97,6 +97,17 @@ class Explanation:
         """Write ``rows()`` to a CSV file with a header row."""
         render.write_csv(self, path)
 
+    def diagnose(self, mine):
+        """Which common mistake turns this output into ``mine``, a number computed by hand.
+
+        Returns:
+            A ``Diagnosis``: ``.sentence`` answers in one sentence, ``.text()`` shows the
+            candidates tried and how close each came.
+        """
+        from xverify.explain.diagnose import diagnose
+
+        return diagnose(self, mine)
+
     def to_xlsx(self, path: str | os.PathLike) -> None:
         """Write ``rows()`` to an Excel sheet (needs openpyxl)."""
         render.write_xlsx(self, path)
