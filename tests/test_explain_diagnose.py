@@ -40,7 +40,7 @@ def test_learner_relu_skipped(learner):
     model, _ = learner
     d = xverify.explain(model, 10).diagnose(20.475)
     assert _kinds(d) == [("skip_activation", 0)]
-    assert "the ReLU of the first layer ('dense') is skipped" in d.sentence
+    assert f"the ReLU of the first layer ('{model.layers[0].name}') is skipped" in d.sentence
     assert d.sentence.startswith("Your 20.475 is what the model gives when")
     assert d.best.distance < 1e-4 and d
 
@@ -62,7 +62,7 @@ def test_learner_bias_left_out(learner):
     mine = float((np.maximum(10 * w1, 0) @ w2 + b2).ravel()[0])
     d = xverify.explain(model, 10).diagnose(f"{mine:.4f}")
     assert _kinds(d) == [("no_bias", 0)], d.text()
-    assert "the bias of the first layer ('dense') is left out" in d.sentence
+    assert f"the bias of the first layer ('{model.layers[0].name}') is left out" in d.sentence
 
 
 def test_learner_pair_relu_skipped_and_output_bias_left_out(learner):

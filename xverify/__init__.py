@@ -44,9 +44,9 @@ def extract_weights(model_or_onnx):
     return _extract_module.extract_weights(model_or_onnx)
 
 
-def explain(model, x):
+def explain(model, x, unit=None):
     """The step-by-step arithmetic of one input; see ``xverify.explain``."""
-    return _explain_module.explain(model, x)
+    return _explain_module.explain(model, x, unit)
 
 
 __all__ = [

@@ -225,6 +225,7 @@ def explain(
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the step-by-step table as CSV.")] = None,
     xlsx: Annotated[Optional[Path], typer.Option("--xlsx", help="Write a workbook of live formulas (x, weights, z, activations): change a cell and it recomputes.")] = None,
     mine: Annotated[Optional[str], typer.Option("--mine", help="The result you computed by hand: find which common mistake gives it.")] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Spell out this output element (a flat index, or comma-separated per axis, e.g. 3,4,2) of every Conv, pooling, normalization, Embedding and recurrent layer.")] = None,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -242,7 +243,7 @@ def explain(
             raise InputDataError(f"--input {input!r}: expected comma-separated numbers.") from exc
         keras_model = load_keras(model, unsafe=unsafe)
         try:
-            explanation = run_explain(keras_model, values)
+            explanation = run_explain(keras_model, values, _unit_index(unit))
         except InputDataError as exc:
             raise InputDataError(f"{model}: {exc}") from exc
         out.print(explanation.text(), highlight=False, markup=False, soft_wrap=True)
@@ -257,6 +258,19 @@ def explain(
             out.print(f"wrote {xlsx}")
 
     _run(debug, body)
+
+
+def _unit_index(text):
+    """--unit as a list of ints, or an InputDataError naming what was expected."""
+    if text is None:
+        return None
+    from xverify.errors import InputDataError
+
+    try:
+        return [int(v) for v in text.replace(",", " ").split()] or None
+    except ValueError as exc:
+        raise InputDataError(f"--unit {text!r}: expected a whole number (a flat index) or one per "
+                             "axis separated by commas, e.g. --unit 3,4,2.") from exc
 
 
 @app.command()

@@ -27,7 +27,8 @@ def text(ex: Explanation) -> str:
         uses[summary.repeat_of or summary.name] = uses.get(summary.repeat_of or summary.name, 0) + 1
     for summary in ex.layers:
         steps = [s for s in ex.steps if s.layer == summary.name]
-        lines += _layer_lines(summary, steps, uses.get(summary.name, 1)) + [""]
+        lines += _layer_lines(summary, steps, uses.get(summary.name, 1))
+        lines += [row for d in ex.units if d.layer == summary.name for row in unit_lines(d)] + [""]
     agree = "they agree" if ex.max_abs_diff <= 1e-5 else "they DIFFER by more than 1e-5"
     source = "NumPy, float64" if any(s.by_hand for s in ex.layers) else "Keras, nothing by hand"
     lines += [f"Final output ({source}):      {_vector(ex.output)}",
@@ -150,6 +151,17 @@ def _layer_lines(summary: LayerSummary, steps, uses: int = 1) -> list[str]:
     if summary.tf_max_abs_diff is not None:
         lines.append(f"  Keras' own output for this layer differs by at most "
                      f"{summary.tf_max_abs_diff:.2e}")
+    return lines
+
+
+def unit_lines(d) -> list[str]:
+    """One output element of a layer Keras computes, quantity by quantity (``--unit``)."""
+    where = ", ".join(map(str, d.index))
+    lines = [f"  element [{where}] of '{d.layer}', step by step:"]
+    for row in d.rows:
+        lines.append(f"    {row.label}: {row.formula} = {_vector(row.values)}")
+    diff = abs(d.value - d.keras_value)
+    lines.append(f"    Keras' own value: {_fmt(d.keras_value)} (differs by {diff:.2e})")
     return lines
 
 

@@ -27,6 +27,26 @@ class Step:
 
 
 @dataclass(frozen=True)
+class UnitRow:
+    """One named quantity of an output element's arithmetic: its values and how they are got."""
+
+    label: str
+    values: tuple
+    formula: str
+
+
+@dataclass(frozen=True)
+class UnitDetail:
+    """One output element of a layer Keras computes (``--unit``), step by step, and Keras' value."""
+
+    layer: str
+    index: tuple
+    rows: tuple  # UnitRow, the last one the element's value
+    value: float
+    keras_value: float
+
+
+@dataclass(frozen=True)
 class LayerSummary:
     """One layer: its formula in words, shapes and output (one sample, float64)."""
 
@@ -84,6 +104,7 @@ class Explanation:
     taps: dict | None = field(default=None, repr=False, compare=False)
     hand: object = field(default=None, repr=False, compare=False)
     skipped: object = field(default=None, repr=False, compare=False)  # the pass without activations
+    units: tuple = ()  # UnitDetail of the element asked for with --unit, per layer Keras computes
 
     def text(self) -> str:
         """Return the plain-text walk-through (no markup)."""

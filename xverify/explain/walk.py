@@ -16,9 +16,10 @@ from xverify.explain.graph import graph_of
 from xverify.explain.layers import first
 from xverify.explain.results import Explanation, LayerSummary
 from xverify.explain.sample import parse_sample
+from xverify.explain.units import detail
 
 
-def explain(model, x) -> Explanation:
+def explain(model, x, unit=None) -> Explanation:
     """Recompute one input's forward pass by hand from the layers' weights and check it against TF.
 
     Args:
@@ -26,6 +27,8 @@ def explain(model, x) -> Explanation:
             path of a .keras/.h5 file (loaded in safe mode).
         x: the values of one sample: a scalar, a list, a numpy array or a comma-separated string,
             as many values as the model's single input holds per sample.
+        unit: an output element (a flat index, or one index per axis) to spell out in every layer
+            Keras computes that ``units`` covers (Conv, pooling, normalization, Embedding, RNNs).
 
     Returns:
         An ``Explanation``; ``.text()`` is the walk-through, ``.rows()`` the table of units,
@@ -58,7 +61,8 @@ def explain(model, x) -> Explanation:
         skipped, without = None, np.full_like(hand.output, np.nan)
     return Explanation(model.name, sample, tuple(hand.steps), tuple(summaries), hand.output, tf_out,
                        without, _max_abs_diff(hand.output, tf_out), model=model, graph=graph,
-                       taps=taps, hand=hand, skipped=skipped)
+                       taps=taps, hand=hand, skipped=skipped,
+                       units=_details(graph, hand, taps, unit) if unit is not None else ())
 
 
 def skip_hidden(graph, hand) -> Variant:
@@ -68,6 +72,17 @@ def skip_hidden(graph, hand) -> Variant:
                    in enumerate(zip(graph.calls, hand.summaries))
                    if summary.activation and not outputs & set(call.outputs))
     return Variant(tweaks)
+
+
+def _details(graph, hand, taps, unit) -> tuple:
+    spec = [unit] if isinstance(unit, int) else [int(i) for i in str(unit).replace(",", " ").split()] \
+        if isinstance(unit, str) else list(unit)
+    found = []
+    for call, summary in zip(graph.calls, hand.summaries):
+        if not summary.by_hand:
+            d = detail(call, [hand.values[k] for k in call.inputs], taps[call.outputs[0]], spec)
+            found += [d] if d is not None else []
+    return tuple(found)
 
 
 def _checked(summary, keras_value) -> LayerSummary:

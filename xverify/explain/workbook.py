@@ -62,6 +62,8 @@ def write(ex, path: str | os.PathLike, book_cls) -> None:
     for index, call in enumerate(ex.graph.calls):
         _block(state, ex, index, call, index in skipped)
     _top(state, ex)
+    if ex.units:
+        _units_sheet(book.create_sheet("units"), ex.units)
     book.save(path)
 
 
@@ -209,3 +211,21 @@ def _top(state, ex) -> None:
         sheet.cell(3 + j, 2, f"={out.cell(j)}")
         sheet.cell(3 + j, 3, f"={out_skip.cell(j)}")
         sheet.cell(3 + j, 4, float(value))
+
+
+def _units_sheet(sheet, details) -> None:
+    """--unit: each element's quantities as values, with how each is obtained beside it."""
+    sheet.cell(1, 1, "One output element of each layer Keras computes (values; the formula of each "
+                     "is written beside it)")
+    row = 3
+    for d in details:
+        sheet.cell(row, 1, f"element [{', '.join(map(str, d.index))}] of '{d.layer}'")
+        for r in d.rows:
+            row += 1
+            sheet.cell(row, 1, r.label)
+            sheet.cell(row, 2, r.formula)
+            for j, value in enumerate(r.values):
+                sheet.cell(row, 3 + j, float(value))
+        sheet.cell(row + 1, 1, "Keras' own value")
+        sheet.cell(row + 1, 3, d.keras_value)
+        row += 3
