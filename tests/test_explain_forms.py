@@ -165,3 +165,28 @@ def test_cli_on_the_learners_files(keras):
         assert result.exit_code == 0, result.output
         assert "20.4750 without the activations" in result.output
         assert result.output.count("(clamped)") == 12
+
+
+def test_graph_with_a_keras_ops_node_from_a_mask(keras):
+    """Embedding(mask_zero=True) puts a NotEqual operation (no layer, no weights) in the graph."""
+    keras.utils.set_random_seed(6)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), L.Embedding(20, 4, mask_zero=True),
+                              L.LSTM(3), L.Dense(1)])
+    tokens = np.array([3, 5, 7, 0, 0, 0])
+    ex = explain(model, tokens)
+    predicted = model.predict(tokens[None].astype(np.int32), verbose=0)
+    assert np.abs(ex.output - predicted).max() <= 1e-6
+    assert "NotEqual" in {s.kind for s in ex.layers}
+    assert ex.layers[-1].by_hand
+
+
+def test_multi_output_model_says_which_output(keras):
+    keras.utils.set_random_seed(6)
+    x = keras.Input((2,))
+    h = keras.layers.Dense(3, activation="relu")(x)
+    model = keras.Model(x, [keras.layers.Dense(1, name="a")(h), keras.layers.Dense(2, name="b")(h)])
+    ex = explain(model, [1.0, 2.0])
+    assert np.abs(ex.output - model.predict(np.array([[1.0, 2.0]]), verbose=0)[0]).max() <= 1e-6
+    assert "The model has 2 outputs; the one shown is the first" in ex.text()
+    assert [s.name for s in ex.layers][1:] == ["a", "b"]

@@ -15,7 +15,9 @@ class _FormatDict(dict):
 _FORMULAS = {
     "BatchNormalization": "y = gamma · (x − moving_mean) / √(moving_variance + {epsilon}) + beta",
     "LayerNormalization": "y = gamma · (x − mean(x)) / √(variance(x) + {epsilon}) + beta",
-    "Flatten": "y = x flattened into one vector", "Reshape": "y = x reshaped to {target_shape}",
+    "Flatten": "y = x flattened into one vector",
+    "Rescaling": "y = x · {scale} + {offset}",
+    "Normalization": "y = (x − mean) / √variance, with the mean and variance it was adapted to", "Reshape": "y = x reshaped to {target_shape}",
     "Embedding": "y = row x of the embedding table [{input_dim}x{output_dim}]",
     "Add": "y = the sum of the inputs", "Multiply": "y = the product of the inputs",
     "Concatenate": "y = the inputs joined along axis {axis}",
@@ -36,13 +38,14 @@ def formula(layer) -> str:
         One line: the layer's kind, then what it computes from its config and weights.
     """
     kind, settings = type(layer).__name__, _FormatDict(config(layer))
-    shapes = ", ".join(_dims(w.shape) for w in layer.weights)
+    weights = getattr(layer, "weights", [])  # a keras.ops operation in the graph has none
+    shapes = ", ".join(_dims(w.shape) for w in weights)
     act = activation_of(layer)
     act_name = label(act) if act else getattr(getattr(layer, "activation", None), "__name__", "")
     then = f", then {act_name}" if act_name and act_name != "linear" else ""
-    if "Conv" in kind and layer.weights:
+    if "Conv" in kind and weights:
         bias = " + bias" if settings.get("use_bias") else ""
-        return (f"{kind}: y = conv(x, kernel[{_dims(layer.weights[0].shape)}], strides "
+        return (f"{kind}: y = conv(x, kernel[{_dims(weights[0].shape)}], strides "
                 f"{settings['strides']}, padding {settings['padding']}){bias}{then}")
     if "Pooling" in kind:
         op = "max" if "Max" in kind else "mean"
@@ -55,6 +58,8 @@ def formula(layer) -> str:
         return f"{kind}: " + template.format_map(settings) + then
     if kind == "Dense":
         return f"Dense: y = x·W[{shapes}] + b{then} (computed by Keras)"
+    if not hasattr(layer, "get_weights"):
+        return f"{kind}: the keras.ops operation '{getattr(layer, 'name', kind)}'"
     return f"{kind}: computed by Keras" + (f" from weights [{shapes}]" if shapes else "") + then
 
 

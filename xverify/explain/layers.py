@@ -56,6 +56,8 @@ def summarize(call, formula: str, output, by_hand: bool, **more) -> LayerSummary
 def activation_of(layer):
     """``(name, params)`` of the activation a layer applies, or None when NumPy here lacks it."""
     kind, settings = type(layer).__name__, config(layer)
+    if not hasattr(layer, "get_weights"):
+        return None  # a keras.ops operation (the NotEqual that makes a mask): Keras computes it
     if kind in _FIXED:
         name, keys = _FIXED[kind]
         return name, {k: settings[k] for k in keys if k in settings}

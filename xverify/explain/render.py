@@ -33,7 +33,11 @@ def text(ex: Explanation) -> str:
     source = "NumPy, float64" if any(s.by_hand for s in ex.layers) else "Keras, nothing by hand"
     lines += [f"Final output ({source}):      {_vector(ex.output)}",
               f"TensorFlow's prediction (float32):  {_vector(ex.tensorflow_output)}",
-              f"Difference max |NumPy − TensorFlow|: {ex.max_abs_diff:.2e} ({agree})", ""]
+              f"Difference max |NumPy − TensorFlow|: {ex.max_abs_diff:.2e} ({agree})"]
+    if ex.graph is not None and len(ex.graph.output_keys) > 1:
+        lines.append(f"(The model has {len(ex.graph.output_keys)} outputs; the one shown is the "
+                     "first. Every layer above, on any output's path, is spelled out.)")
+    lines.append("")
     return "\n".join(lines + _closing(ex))
 
 
@@ -162,6 +166,9 @@ def unit_lines(d) -> list[str]:
         lines.append(f"    {row.label}: {row.formula} = {_vector(row.values)}")
     diff = abs(d.value - d.keras_value)
     lines.append(f"    Keras' own value: {_fmt(d.keras_value)} (differs by {diff:.2e})")
+    if diff > 1e-5 * max(1.0, abs(d.keras_value)):
+        lines.append("    (they differ: the layer uses something not spelled out here, such as a "
+                     "mask from mask_zero=True, so trust Keras' value)")
     return lines
 
 
@@ -179,9 +186,12 @@ def _closing(ex: Explanation) -> list[str]:
     """What the classic mistake, forgetting the activations, would have produced."""
     if np.isnan(ex.output_without_activations).any():
         return ["The output without activations could not be computed for this model."]
+    kept = (["(Activations inside layers computed by Keras, such as Conv2D, are kept.)"]
+            if any(not s.by_hand for s in ex.layers) else [])
     if np.allclose(ex.output_without_activations, ex.tensorflow_output, rtol=0, atol=1e-6):
-        return [f"Skipping the hidden activations would not change the output for this input "
-                f"({_vector(ex.tensorflow_output)}): none of them changed a value."]
+        return [f"Skipping the hidden activations spelled out here would not change the output "
+                f"for this input ({_vector(ex.tensorflow_output)}): none of them changed a "
+                "value."] + kept
     lines = [f"The output would be {_vector(ex.output_without_activations)} without the "
              f"activations (a = z in every hidden layer) instead of {_vector(ex.tensorflow_output)}."]
     hidden = [s for s in ex.layers[:-1] if s.by_hand and s.changed]
@@ -190,9 +200,7 @@ def _closing(ex: Explanation) -> list[str]:
                      "reach the next layer unchanged.")
     else:
         lines.append("Why: no hidden activation changed any value for this input.")
-    if any(not s.by_hand for s in ex.layers):
-        lines.append("(Activations inside layers computed by Keras, such as Conv2D, are kept.)")
-    return lines
+    return lines + kept
 
 
 def _cause(s: LayerSummary) -> str:
