@@ -17,7 +17,8 @@ def test_every_small_cnn_layer_maps_to_its_onnx_tensor(example_models):
     rows = {r.name: r for r in map_layers(example_models.keras("small_cnn"),
                                           example_models.onnx("small_cnn"))}
     assert [n for n, r in rows.items() if r.tensor is None] == ["dropout"]  # removed at inference
-    assert rows["conv1"].nchw and rows["pool1"].nchw and not rows["flatten"].nchw
+    assert rows["conv1"].layout == rows["pool1"].layout == "channels-first"
+    assert rows["flatten"].layout == "as-is"
     assert rows["classes"].tensor == "classes"  # the graph output
     assert rows["relu1"].inbound == ("bn1",)
 
@@ -34,18 +35,18 @@ def test_foreign_onnx_without_tokens_maps_by_scope(example_models):
 
 def test_layout_reconciliation():
     x = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # NCHW
-    np.testing.assert_array_equal(to_keras_layout(x, True), x.transpose(0, 2, 3, 1))
-    np.testing.assert_array_equal(to_keras_layout(x, False), x)
-    # not flagged, but only the channels-last reading fits the Keras shape
-    np.testing.assert_array_equal(to_keras_layout(x, False, (2, 4, 5, 3)), x.transpose(0, 2, 3, 1))
-    # flagged channels-first, but the Keras shape says it is not (a Permute's own Transpose)
-    np.testing.assert_array_equal(to_keras_layout(x, True, (2, 3, 4, 5)), x)
+    np.testing.assert_array_equal(to_keras_layout(x, "channels-first"), x.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(to_keras_layout(x, "as-is"), x)
+    # undecided by the graph: only the channels-last reading fits the Keras shape
+    np.testing.assert_array_equal(to_keras_layout(x, None, (2, 4, 5, 3)), x.transpose(0, 2, 3, 1))
+    # a decided reading that does not fit the Keras shape falls back to the one that does
+    np.testing.assert_array_equal(to_keras_layout(x, "channels-first", (2, 3, 4, 5)), x)
     # time-major (T, N, F) from a recurrent layer whose final transpose moved downstream
     seq = np.arange(4 * 2 * 3).reshape(4, 2, 3)
-    np.testing.assert_array_equal(to_keras_layout(seq, False, (2, 4, 3)), seq.swapaxes(0, 1))
+    np.testing.assert_array_equal(to_keras_layout(seq, "time-major", (2, 4, 3)), seq.swapaxes(0, 1))
     # a 1-D pool run as a 2-D pool: (N, C, 1, W) against Keras (N, W, C)
     pooled = np.arange(2 * 3 * 1 * 5).reshape(2, 3, 1, 5)
-    np.testing.assert_array_equal(to_keras_layout(pooled, True, (2, 5, 3)),
+    np.testing.assert_array_equal(to_keras_layout(pooled, "channels-first", (2, 5, 3)),
                                   pooled[:, :, 0, :].transpose(0, 2, 1))
 
 

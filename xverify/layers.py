@@ -3,8 +3,8 @@
 Each Keras layer's ONNX nodes are found by the ``xvl<index>`` scope token that ``convert`` puts in node
 names (or, for an ONNX file converted elsewhere, by the TensorFlow name scope ``<layer>`` / ``<layer>_N``).
 A layer's output tensor is the last tensor its nodes produce that is used outside them. Conv layers run
-NCHW inside the graph, so each tensor's layout is propagated through the Transposes, and an NCHW
-tensor is transposed back before it is compared with the Keras (channels-last) output.
+NCHW inside the graph and recurrent layers time-major, so each tensor's reading is decided from the
+graph (``xverify.layout``) and the tensor is moved back before it is compared with the Keras output.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xverify.convert import LAYERS_METADATA_KEY, flat_layers, layer_index_of
-_RESHAPING = {"Reshape", "Flatten", "MatMul", "Gemm", "Shape", "Gather", "Squeeze", "Unsqueeze",
-              "Einsum", "ReduceMean", "ReduceSum", "ReduceMax", "GlobalAveragePool", "GlobalMaxPool"}
+from xverify.layout import AS_IS, CHANNELS_FIRST, TIME_MAJOR, tensor_layouts
 
 
 @dataclass
@@ -29,7 +28,7 @@ class LayerTensor:
     layer_class: str
     tensor: str | None
     nodes: tuple[str, ...]
-    nchw: bool
+    layout: str | None  # how the ONNX tensor reads as the Keras output (xverify.layout); None: undecided
     inbound: tuple[str, ...]
 
 
@@ -64,26 +63,6 @@ def _same_layers(onnx_model, layers) -> bool:
     return [row["name"] for row in table] == [layer.name for layer in layers]
 
 
-def _nchw_tensors(onnx_model) -> set[str]:
-    """Tensors in channels-first layout, propagated from the inputs through every Transpose."""
-    nchw: set[str] = set()
-    for node in onnx_model.graph.node:
-        first = next((i for i in node.input if i), "")
-        if node.op_type == "Transpose":
-            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
-            rank = len(perm)
-            to_first = [0, rank - 1, *range(1, rank - 1)]
-            to_last = [0, *range(2, rank), 1]
-            if rank >= 3 and ((perm == to_first and first not in nchw)
-                              or (perm == list(range(rank)) and first in nchw)):
-                nchw.update(node.output)
-            elif rank >= 3 and perm == to_last and first not in nchw:
-                pass  # channels-last again (or a foreign layout we leave as is)
-        elif node.op_type not in _RESHAPING and first in nchw:
-            nchw.update(o for o in node.output if o)
-    return nchw
-
-
 def _inbound(layer) -> tuple[str, ...]:
     names = []
     for node in getattr(layer, "_inbound_nodes", [])[:1]:
@@ -104,8 +83,10 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
         for name in node.input:
             consumers.setdefault(name, set()).add(position)
     outputs = {o.name for o in graph.output}
-    nchw = _nchw_tensors(onnx_model)
-    sizes = _per_sample_sizes(onnx_model)
+    shapes = static_shapes(onnx_model)
+    layouts = tensor_layouts(onnx_model, shapes)
+    sizes = {name: int(np.prod(dims[1:])) for name, dims in shapes.items()
+             if dims and None not in dims[1:]}
     fused_forward = _fused_forward(graph, owners)
     producer = {name: p for p, node in enumerate(graph.node) for name in node.output}
     rows = []
@@ -123,7 +104,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
                                    or not _holds_whole_output(layer, sizes.get(tensor))):
             tensor = None  # the layer's output was fused into the next layer: look through it
         rows.append(LayerTensor(index, layer.name, type(layer).__name__, tensor,
-                                tuple(graph.node[p].name for p in positions), tensor in nchw,
+                                tuple(graph.node[p].name for p in positions), layouts.get(tensor),
                                 _inbound(layer)))
     return rows
 
@@ -159,46 +140,57 @@ def _holds_whole_output(layer, onnx_size: int | None) -> bool:
     return int(np.prod(tuple(shape)[1:])) == onnx_size
 
 
-def to_keras_layout(value: np.ndarray, nchw: bool, keras_shape: tuple | None = None) -> np.ndarray:
-    """An ONNX tensor in the layout of the Keras layer's output.
+def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = None) -> list:
+    """The ONNX tensor read as the Keras layer's output: one reading where the graph decided the
+    layout (``xverify.layout``); where it could not, every distinct reading that fits the Keras
+    shape (as is, channels-first moved last, time-major), for the caller to compare each and say so.
 
-    The propagated layout is the preferred reading. Where it does not give the Keras shape, the
-    other readings tf2onnx produces are tried in turn: as is, channels-first moved last, time-major
-    (batch and time swapped), then each reshaped where it differs only by size-1 axes (1-D pooling
+    A reading that differs from the Keras shape only by size-1 axes is reshaped to it (1-D pooling
     runs as a 2-D pool with a unit height). A tensor no reading fits is returned as is, and the
     comparison reports the shape mismatch.
     """
-    if value.ndim < 3:
-        readings = [value]
-    else:
-        moved = np.moveaxis(value, 1, -1)
-        readings = [moved, value] if nchw else [value, moved]
-        readings.append(np.swapaxes(value, 0, 1))
+    every = {AS_IS: value}
+    if value.ndim >= 3:
+        every[CHANNELS_FIRST] = np.moveaxis(value, 1, -1)
+    if value.ndim >= 2:
+        every[TIME_MAJOR] = np.swapaxes(value, 0, 1)
     if keras_shape is None:
-        return readings[0]
-    keras_shape = tuple(keras_shape)
-    for reading in readings:
-        if reading.shape == keras_shape:
-            return reading
+        return [every.get(layout, value)]
+    decided = _fit(every.get(layout), tuple(keras_shape)) if layout else None
+    if decided is not None:
+        return [decided]
+    fitting = [r for r in (_fit(v, tuple(keras_shape)) for v in every.values()) if r is not None]
+    distinct = []
+    for r in fitting:
+        if not any(np.array_equal(r, d, equal_nan=True) for d in distinct):
+            distinct.append(r)
+    return distinct or [value]
+
+
+def _fit(reading, keras_shape: tuple):
+    if reading is None:
+        return None
+    if reading.shape == keras_shape:
+        return reading
     squeezed = tuple(d for d in keras_shape if d != 1)
-    for reading in readings:
-        if (reading.size == int(np.prod(keras_shape)) and reading.shape[:1] == keras_shape[:1]
-                and tuple(d for d in reading.shape if d != 1) == squeezed):
-            return reading.reshape(keras_shape)
-    return readings[0]
+    if (reading.size == int(np.prod(keras_shape)) and reading.shape[:1] == keras_shape[:1]
+            and tuple(d for d in reading.shape if d != 1) == squeezed):
+        return reading.reshape(keras_shape)
+    return None
 
 
-def _per_sample_sizes(onnx_model) -> dict[str, int]:
-    """Elements per sample of each tensor whose shape is known but for one dimension (the batch)."""
+def to_keras_layout(value: np.ndarray, layout: str | None, keras_shape: tuple | None = None):
+    """The first of ``readings``: the one reading where the layout is decided."""
+    return readings(value, layout, keras_shape)[0]
+
+
+def static_shapes(onnx_model) -> dict[str, list]:
+    """Every typed tensor's static shape (None for a dimension that is not a number)."""
     from xverify.shapes import value_infos
 
-    sizes = {}
-    for name, info in value_infos(onnx_model).items():
-        dims = info.type.tensor_type.shape.dim
-        known = [d.dim_value for d in dims if d.HasField("dim_value")]
-        if dims and len(known) == len(dims) - 1:
-            sizes[name] = int(np.prod(known))
-    return sizes
+    return {name: [d.dim_value if d.HasField("dim_value") else None
+                   for d in info.type.tensor_type.shape.dim]
+            for name, info in value_infos(onnx_model).items()}
 
 
 def with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
@@ -219,5 +211,5 @@ def with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
         if row.tensor is not None:
             inputs = tuple(dict.fromkeys(n for p in row.inbound for n in resolve(p, {row.name})))
             out.append(LayerTensor(row.index, row.name, row.layer_class, row.tensor, row.nodes,
-                                   row.nchw, inputs))
+                                   row.layout, inputs))
     return out

@@ -1,0 +1,144 @@
+"""Each ONNX tensor's reading in Keras terms, decided from the operations the graph applies.
+
+tf2onnx runs convolutions and pools channels-first (NCHW) with Transposes at the edges, and
+recurrent layers time-major, so an intermediate ONNX tensor may hold a Keras layer's output moved
+around. Which way is decided here from the graph alone, never from a shape (a shape is ambiguous
+whenever two dimensions are equal: a 6x6 ``Permute((2, 1))`` output, a cube of 3x3x3 channels):
+
+- ``as-is``: graph inputs, and what an as-is tensor becomes through any layout-preserving op, a
+  reshape, a matmul, or a Transpose that is a Keras ``Permute`` (it does not feed a channels-first op);
+- ``channels-first``: the output of a channels-first op (Conv, ConvTranspose, pools,
+  BatchNormalization, InstanceNormalization, LRN, DepthToSpace, SpaceToDepth) of rank >= 3, and a
+  channels-last tensor moved channels-first by a Transpose that feeds such an op; a channels-first
+  tensor stays so through layout-preserving ops and is back to ``as-is`` after the inverse Transpose;
+- ``time-major``: the outputs of a recurrent op (LSTM, GRU, RNN, a Loop's scan outputs) and a
+  batch-time swap of an as-is tensor, until the swap back;
+- ``None``: undecidable (an axis permutation that is neither, a reshape mixing a moved axis).
+
+Keras layers with ``data_format="channels_first"`` are not modelled: their tensors read as
+channels-first moved, which TensorFlow's CPU kernels do not support anyway.
+"""
+
+from __future__ import annotations
+
+AS_IS, CHANNELS_FIRST, TIME_MAJOR = "as-is", "channels-first", "time-major"
+
+_CHANNELS_FIRST_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool",
+                       "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "BatchNormalization",
+                       "InstanceNormalization", "LRN", "DepthToSpace", "SpaceToDepth",
+                       "MaxUnpool", "ConvInteger", "QLinearConv"}
+_RECURRENT_OPS = {"LSTM", "GRU", "RNN"}
+# Ops whose output keeps the axis order of their data inputs (elementwise, or along a named axis).
+_PRESERVING = {"Relu", "Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "PRelu", "HardSigmoid",
+               "HardSwish", "Softplus", "Softsign", "Clip", "Exp", "Log", "Sqrt", "Abs", "Neg",
+               "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Sin", "Cos", "Identity",
+               "Cast", "Dropout", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum",
+               "Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or",
+               "Not", "Xor", "Mod", "IsNaN", "IsInf", "Softmax", "LogSoftmax", "Hardmax", "Concat",
+               "Split", "Slice", "Pad", "Resize", "Upsample", "Tile", "Expand", "Celu", "Gelu",
+               "Mish", "ThresholdedRelu", "Shrink", "BitShift", "Trilu", "CumSum",
+               "LayerNormalization", "Einsum"}
+
+
+def _perm(node) -> list[int]:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+
+
+def _to_first(rank: int) -> list[int]:
+    return [0, rank - 1, *range(1, rank - 1)]
+
+
+def _to_last(rank: int) -> list[int]:
+    return [0, *range(2, rank), 1]
+
+
+def _feeds_channels_first(graph) -> set[str]:
+    """Tensors that reach the data input of a channels-first op through layout-preserving ops."""
+    feeding: set[str] = set()
+    for node in reversed(graph.node):
+        if node.op_type in _CHANNELS_FIRST_OPS and node.input:
+            feeding.add(node.input[0])
+        elif node.op_type in _PRESERVING and any(o in feeding for o in node.output):
+            feeding.update(i for i in node.input if i)
+    return feeding
+
+
+def tensor_layouts(onnx_model, shapes: dict | None = None) -> dict[str, str | None]:
+    """The reading of every tensor the graph computes (see the module docstring).
+
+    Args:
+        shapes: tensor name -> static shape (a list, None where a dimension is unknown), to tell a reshape
+            that only moves size-1 axes from one that mixes axes.
+    """
+    graph = onnx_model.graph
+    shapes = shapes or {}
+    layout: dict[str, str | None] = {i.name: AS_IS for i in graph.input}
+    constant = {i.name for i in graph.initializer}
+    layout.update({name: AS_IS for name in constant})
+    feeding = _feeds_channels_first(graph)
+    for node in graph.node:
+        data = [i for i in node.input if i and i not in constant]
+        first = layout.get(data[0]) if data else AS_IS
+        for out in node.output:
+            if out:
+                layout[out] = _rule(node, first, data, layout, out, feeding, shapes)
+    return layout
+
+
+def _rule(node, first, data, layout, out, feeding, shapes):  # noqa: C901 - one table of cases
+    op = node.op_type
+    rank = len(shapes.get(out) or ())
+    if op in _CHANNELS_FIRST_OPS:
+        return CHANNELS_FIRST if rank >= 3 or rank == 0 else AS_IS
+    if op in _RECURRENT_OPS:  # Y is (time, directions, batch, units); Y_h, Y_c lead with directions
+        return TIME_MAJOR if out == node.output[0] else AS_IS
+    if op == "Loop":  # the final carried values (a state), then the scan outputs (stacked over time)
+        return TIME_MAJOR if list(node.output).index(out) >= len(node.input) - 2 else AS_IS
+    if op == "Transpose":
+        return _transpose(_perm(node), first, out in feeding)
+    if op in _PRESERVING:
+        kinds = {layout.get(i) for i in data if len(shapes.get(i) or ()) == rank or not rank}
+        kinds = kinds or {first}
+        return kinds.pop() if len(kinds) == 1 else None
+    if op in ("Squeeze", "Unsqueeze", "Reshape", "Flatten"):
+        return _reshape(first, shapes.get(data[0]) if data else None, shapes.get(out),
+                        out in feeding)
+    if op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2"):
+        keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        return first if keep or first == AS_IS else (AS_IS if rank <= 2 else None)
+    return AS_IS if first == AS_IS else None
+
+
+def _transpose(perm, first, feeds_channels_first):
+    rank = len(perm)
+    swap = [1, 0, *range(2, rank)]
+    if first == AS_IS:
+        if rank >= 3 and perm == _to_first(rank) and feeds_channels_first:
+            return CHANNELS_FIRST
+        return TIME_MAJOR if rank >= 2 and perm == swap else AS_IS  # else a Keras Permute
+    if first == CHANNELS_FIRST:
+        return AS_IS if perm == _to_last(rank) else CHANNELS_FIRST if perm == list(range(rank)) \
+            else None
+    if first == TIME_MAJOR:
+        return AS_IS if perm == swap else TIME_MAJOR if perm == list(range(rank)) else None
+    return None
+
+
+def _reshape(first, before, after, feeds_channels_first):
+    """A reshape keeps an as-is tensor as-is. A moved tensor survives one only when the reshape
+    moves nothing but size-1 axes (tf2onnx writes such a Transpose as a Reshape): then the data
+    order is that of the input, read by whichever layout the output takes next."""
+    if first == AS_IS:
+        return AS_IS
+    if before is None or after is None:
+        return None
+    if [d for d in before if d != 1] != [d for d in after if d != 1]:
+        return None
+    if feeds_channels_first:
+        return CHANNELS_FIRST
+    if first == CHANNELS_FIRST and len(before) == len(after):
+        moved = [before[i] for i in _to_last(len(before))]
+        if list(after) == moved:
+            return AS_IS  # the inverse Transpose, written as a Reshape (channels of size 1)
+        return CHANNELS_FIRST if list(after) == list(before) else None
+    return first
