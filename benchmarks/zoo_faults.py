@@ -3,8 +3,8 @@
 Four kinds: a weight element changed, a bias element changed, an activation dropped (its node made an
 Identity), an axis permuted (two equal axes of a layer's output swapped, or the elements along one
 axis reversed, by a node added after the layer's last node). Each fault names the Keras layer whose
-scope token its node carries: that is where a check should localize it. A fault whose own tensor does
-not move (a ReLU dropped where its input is positive anyway) is no fault: another is drawn.
+scope token its node carries: that is where a check should localize it. A fault that moves no graph
+output (a ReLU dropped where its input is positive anyway) is no fault: another is drawn.
 """
 
 from __future__ import annotations
@@ -119,15 +119,20 @@ def _axis_fault(model, rows, rng):
 
 
 def _moves(clean, fault: Fault, feeds) -> bool:
-    """Whether the fault changes its own tensor on these inputs (beyond float rounding)."""
+    """Whether the fault changes a graph output on these inputs (beyond float rounding): a node
+    whose result is discarded (a masked step's branch) is no fault a check could be asked to see."""
     from xverify.runtimes import OnnxRuntime
 
-    before = OnnxRuntime(clean, "disabled").run(feeds, taps=[fault.tensor]).get(fault.tensor)
-    after = OnnxRuntime(fault.model, "disabled").run(feeds, taps=[fault.tensor]).get(fault.tensor)
-    if before is None or after is None or np.shape(before) != np.shape(after):
-        return True
-    scale = max(1.0, float(np.max(np.abs(before)))) if np.size(before) else 1.0
-    return bool(np.max(np.abs(after.astype(np.float64) - before)) > 1e-3 * scale)
+    before = OnnxRuntime(clean, "disabled").run(feeds)
+    after = OnnxRuntime(fault.model, "disabled").run(feeds)
+    for name, value in before.items():
+        other = after.get(name)
+        if other is None or np.shape(other) != np.shape(value):
+            return True
+        scale = max(1.0, float(np.max(np.abs(value)))) if np.size(value) else 1.0
+        if np.max(np.abs(other.astype(np.float64) - value), initial=0.0) > 1e-3 * scale:
+            return True
+    return False
 
 
 def inject(keras_model, onnx_model, kind: str, rng, feeds, tries: int = 6) -> Fault | None:

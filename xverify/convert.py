@@ -77,21 +77,13 @@ def flat_layers(model) -> list:
 
 
 @contextlib.contextmanager
-def _layer_scopes(layers):
-    """Run each layer's ``call`` inside a name scope ``xvl<i>`` (restored on exit)."""
-    import tensorflow as tf
-
+def patched_calls(layers, wrap):
+    """Replace each layer's ``call`` by ``wrap(index, layer, call)`` (restored on exit)."""
     patched = []
     for index, layer in enumerate(layers):
         had_own = "call" in layer.__dict__
         original = layer.call
-
-        @functools.wraps(original)
-        def call(*args, _original=original, _scope=f"{LAYER_TOKEN}{index}", **kwargs):
-            with tf.name_scope(_scope):
-                return _original(*args, **kwargs)
-
-        object.__setattr__(layer, "call", call)
+        object.__setattr__(layer, "call", functools.wraps(original)(wrap(index, layer, original)))
         patched.append((layer, had_own, original))
     try:
         yield
@@ -101,6 +93,20 @@ def _layer_scopes(layers):
                 object.__setattr__(layer, "call", original)
             else:
                 object.__delattr__(layer, "call")
+
+
+def _layer_scopes(layers):
+    """Run each layer's ``call`` inside a name scope ``xvl<i>`` (restored on exit)."""
+    import tensorflow as tf
+
+    def wrap(index, layer, original):
+        def call(*args, **kwargs):
+            with tf.name_scope(f"{LAYER_TOKEN}{index}"):
+                return original(*args, **kwargs)
+
+        return call
+
+    return patched_calls(layers, wrap)
 
 
 _erfc_registered = False

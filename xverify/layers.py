@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xverify.convert import LAYERS_METADATA_KEY, flat_layers, layer_index_of
-from xverify.layout import AS_IS, CHANNELS_FIRST, TIME_MAJOR, tensor_layouts
+from xverify.layout import AS_IS, CHANNELS_FIRST, PERMUTED, TIME_MAJOR, tensor_layouts
 
 
 @dataclass
@@ -92,6 +92,8 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     rows = []
     for index, layer in enumerate(layers):
         positions = [p for p, owner in enumerate(owners) if owner == index]
+        if len(getattr(layer, "_inbound_nodes", ())) > 1:
+            positions = _last_call(positions, graph)
         mine = set(positions)
         tensor = None
         for p in positions:
@@ -101,12 +103,48 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
                 if name and (name in outputs or consumers.get(name, set()) - mine):
                     tensor = name
         if tensor is not None and (index in fused_forward
+                                   or _reads_other_weights(producer.get(tensor), graph, index)
                                    or not _holds_whole_output(layer, sizes.get(tensor))):
             tensor = None  # the layer's output was fused into the next layer: look through it
+        layout = layouts.get(tensor)
+        if layout == AS_IS:
+            layout = _pushed_permutation(tensor, graph, consumers, owners, index) or layout
         rows.append(LayerTensor(index, layer.name, type(layer).__name__, tensor,
-                                tuple(graph.node[p].name for p in positions), layouts.get(tensor),
+                                tuple(graph.node[p].name for p in positions), layout,
                                 _inbound(layer)))
     return rows
+
+
+def _pushed_permutation(tensor, graph, consumers, owners, index) -> str | None:
+    """A Keras ``Permute`` whose Transpose tf2onnx pushed past this layer (elementwise, such as a
+    BatchNormalization's scale and offset): the Transpose still carries the earlier layer's token
+    and reads this layer's tensor, which therefore holds the output before that permutation."""
+    from xverify.layout import PERMUTED
+
+    for p in consumers.get(tensor, ()):
+        node = graph.node[p]
+        if node.op_type == "Transpose" and owners[p] is not None and owners[p] < index:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+            if perm:
+                return PERMUTED + ",".join(str(i) for i in perm)
+    return None
+
+
+def _last_call(positions: list[int], graph) -> list[int]:
+    """The nodes of a shared or reused layer's last call. TensorFlow numbers the scope of each call
+    (``dense_1/xvl3``, then ``dense_3/xvl3``), so the call with the highest numbers in the scope
+    before the layer token is the last; TensorFlow's taps keep the last call's output too."""
+    from xverify.convert import _TOKEN
+
+    def call(p):
+        match = _TOKEN.search(graph.node[p].name)
+        prefix = graph.node[p].name[:match.start()] if match else ""
+        return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", prefix)]
+
+    if not positions:
+        return positions
+    last = max(call(p) for p in positions)
+    return [p for p in positions if call(p) == last]
 
 
 def _reads_later_layer(node, producer, owners, index) -> bool:
@@ -115,6 +153,15 @@ def _reads_later_layer(node, producer, owners, index) -> bool:
     data = next((name for name in node.input if name), None)
     source = owners[producer[data]] if data in producer else None
     return source is not None and source > index
+
+
+def _reads_other_weights(position, graph, index) -> bool:
+    """The node making the tensor folded another layer's weight in (tf2onnx merged the next
+    BatchNormalization's scale into a UnitNormalization's last Mul): it is not this layer's output."""
+    if position is None:
+        return False
+    weights = _weight_owners(graph)
+    return any(weights.get(name, index) > index for name in graph.node[position].input)
 
 
 def _fused_forward(graph, owners) -> set[int]:
@@ -150,6 +197,10 @@ def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = 
     comparison reports the shape mismatch.
     """
     every = {AS_IS: value}
+    if layout and layout.startswith(PERMUTED):
+        perm = [int(i) for i in layout[len(PERMUTED):].split(",")]
+        if len(perm) == value.ndim:
+            every[layout] = np.transpose(value, perm)
     if value.ndim >= 3:
         every[CHANNELS_FIRST] = np.moveaxis(value, 1, -1)
     if value.ndim >= 2:

@@ -8,8 +8,10 @@ whenever two dimensions are equal: a 6x6 ``Permute((2, 1))`` output, a cube of 3
 - ``as-is``: graph inputs, and what an as-is tensor becomes through any layout-preserving op, a
   reshape, a matmul, or a Transpose that is a Keras ``Permute`` (it does not feed a channels-first op);
 - ``channels-first``: the output of a channels-first op (Conv, ConvTranspose, pools,
-  BatchNormalization, InstanceNormalization, LRN, DepthToSpace, SpaceToDepth) of rank >= 3, and a
-  channels-last tensor moved channels-first by a Transpose that feeds such an op; a channels-first
+  BatchNormalization, InstanceNormalization, LRN, DepthToSpace, SpaceToDepth) of rank >= 3, a
+  channels-last tensor moved channels-first by a Transpose that feeds such an op, and any tensor of
+  rank >= 3 such an op reads through layout-preserving ops (its Transpose cancelled against a Keras
+  ``Permute``); a channels-first
   tensor stays so through layout-preserving ops and is back to ``as-is`` after the inverse Transpose;
 - ``time-major``: the outputs of a recurrent op (LSTM, GRU, RNN, a Loop's scan outputs) and a
   batch-time swap of an as-is tensor, until the swap back;
@@ -22,6 +24,9 @@ channels-first moved, which TensorFlow's CPU kernels do not support anyway.
 from __future__ import annotations
 
 AS_IS, CHANNELS_FIRST, TIME_MAJOR = "as-is", "channels-first", "time-major"
+# "permuted:0,2,1": the layer's output is this tensor transposed by that perm (a Keras Permute whose
+# Transpose tf2onnx pushed past the layer; decided in ``layers.map_layers``, which knows the owners).
+PERMUTED = "permuted:"
 
 _CHANNELS_FIRST_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool",
                        "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "BatchNormalization",
@@ -82,6 +87,10 @@ def tensor_layouts(onnx_model, shapes: dict | None = None) -> dict[str, str | No
         for out in node.output:
             if out:
                 layout[out] = _rule(node, first, data, layout, out, feeding, shapes)
+                if out in feeding and layout[out] == AS_IS and len(shapes.get(out) or ()) >= 3:
+                    # A channels-first op reads it as is: the Transpose that would have moved it
+                    # cancelled against a Keras Permute before it (Permute then a 1-D pooling).
+                    layout[out] = CHANNELS_FIRST
     return layout
 
 
@@ -136,6 +145,8 @@ def _reshape(first, before, after, feeds_channels_first):
         return None
     if feeds_channels_first:
         return CHANNELS_FIRST
+    if first == TIME_MAJOR and before[:1] == [1] and list(after) == list(before[1:]):
+        return AS_IS  # the time axis (one step: a recurrent layer's last output) squeezed away
     if first == CHANNELS_FIRST and len(before) == len(after):
         moved = [before[i] for i in _to_last(len(before))]
         if list(after) == moved:

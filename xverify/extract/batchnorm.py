@@ -22,13 +22,15 @@ _FOLDABLE = ("kernel", "pointwise_kernel")
 
 
 def _previous(ctx: Context, li: int) -> int | None:
-    """The layer feeding layer ``li`` (its first inbound node), or the one before it in flat order."""
+    """The layer feeding layer ``li`` (its first inbound node), or the one before it in flat order
+    when Keras does not say; None when the BatchNormalization reads a model input (nothing to fold
+    into) or the layer before is a nested model's boundary."""
     try:
         parent = ctx.layers[li]._inbound_nodes[0].parent_nodes[0].operation
     except (AttributeError, IndexError):
-        parent = None
+        return li - 1 if li else None
     found = [pi for pi, layer in enumerate(ctx.layers) if layer is parent]
-    return found[0] if found else (li - 1 if li else None)
+    return found[0] if found else None
 
 
 def bn_groups(ctx: Context, li: int) -> list:
@@ -69,6 +71,10 @@ def _folded(ctx: Context, pi: int, bn: _Statistics) -> list:
         return []
     cls, pvals = type(ctx.layers[pi]).__name__, ctx.values[pi]
     kernel = pvals[ki]
+    channels = kernel.shape[-2] * kernel.shape[-1] if names[ki] == "kernel" and \
+        cls.startswith("Depthwise") else kernel.shape[-1]
+    if channels != bn.scale.size:  # the layer before does not make the normalized channels
+        return []
     bias_at = [i for i, n in enumerate(names) if n == "bias" and pvals[i].shape == bn.mean.shape]
     depthwise = names[ki] == "kernel" and cls.startswith("Depthwise")
 

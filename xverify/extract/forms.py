@@ -19,6 +19,7 @@ class Form:
     label: str
     to_onnx: Callable
     to_keras: Callable
+    derived: bool = False  # TensorFlow computed the stored value (float32 rounding)
 
 
 IDENTITY = Form("identity", lambda a: a, lambda a: a)
@@ -62,6 +63,16 @@ def forms(layer_class: str, name: str, shape: tuple) -> list[Form]:
     return found
 
 
+def activation_forms(layer, name: str) -> list[Form]:
+    """A bias TensorFlow's constant folding merged with the activation after it: ``hard_sigmoid``
+    is ``relu6(x + 3) / 6``, so the bias reaches ONNX as ``bias + 3``."""
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    if name == "bias" and activation == "hard_sigmoid":
+        return [Form("bias + 3 (hard_sigmoid's offset folded in by TensorFlow)", lambda a: a + 3,
+                     lambda a: a - 3, True)]
+    return []
+
+
 def _flat_form(shape: tuple, k: int) -> Form:
     flat = (math.prod(shape[:k]), math.prod(shape[k:]))
     return Form(f"reshape {tuple(shape)}->{flat} (EinsumDense as MatMul)",
@@ -69,9 +80,13 @@ def _flat_form(shape: tuple, k: int) -> Form:
 
 
 def fit(array: np.ndarray, shape: tuple) -> np.ndarray | None:
-    """``array`` viewed in ``shape`` when they differ only by size-1 axes (tf2onnx adds some)."""
+    """``array`` viewed in ``shape`` when they differ only by size-1 axes (tf2onnx adds some), or
+    when a per-channel vector is stored split into groups (GroupNormalization's gamma and beta
+    become ``(1, 1, 1, groups, channels / groups)``, in channel order)."""
     if array.size != math.prod(shape):
         return None
+    if len(shape) == 1:
+        return array.reshape(shape)
     if tuple(d for d in array.shape if d != 1) != tuple(d for d in shape if d != 1):
         return None
     return array.reshape(shape)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from xverify.extract.batchnorm import bn_groups
-from xverify.extract.forms import close, forms, max_diff
+from xverify.extract.forms import activation_forms, close, forms, max_diff
 from xverify.extract.joints import Context, Joint, weight_names
 from xverify.extract.normalization import UNUSED_AT_INFERENCE, normalization_groups
 from xverify.extract.recurrent import rnn_groups
@@ -35,7 +35,8 @@ def _generic_groups(ctx: Context, li: int) -> list:
         if name in _unused(layer):
             continue
         groups.append([[Joint(((li, wi),), form.to_onnx(value), lambda a, f=form: [f.to_keras(a)],
-                              (form.label,))] for form in forms(cls, name, value.shape)])
+                              (form.label,), form.derived)]
+                       for form in forms(cls, name, value.shape) + activation_forms(layer, name)])
     return groups
 
 

@@ -29,7 +29,6 @@ class TensorflowRuntime:
         in_specs, out_specs = keras_io(keras_model)
         self.input_names = [name for name, _, _ in in_specs]
         self.output_names = [name for name, _, _ in out_specs]
-        self._tap_models: dict[tuple, object] = {}
 
     def _call(self, model, feeds: dict):
         args = [feeds[n] for n in self.input_names]
@@ -56,19 +55,40 @@ class TensorflowRuntime:
             outputs.update(zip(self.output_names, self._call(self.model, feeds)))
         fetched_taps = tuple(t for t in taps if t in wanted)
         if fetched_taps:
-            outputs.update(zip(fetched_taps, self._call(self._tap_model(fetched_taps), feeds)))
+            outputs.update(self._recorded(fetched_taps, feeds))
         return {k: v for k, v in outputs.items() if k in wanted}
 
-    def _tap_model(self, taps: tuple):
-        if taps not in self._tap_models:
-            import keras
+    def _recorded(self, taps: tuple, feeds: dict) -> dict[str, np.ndarray]:
+        """The outputs of the layers named ``taps``, recorded while the model runs.
 
-            from xverify.convert import flat_layers
+        A tap model (``keras.Model(inputs, layer.output)``) cannot reach the layers of a nested
+        model (their outputs belong to the inner model's graph: "Output ... is not connected to
+        inputs"), so each tapped layer's ``call`` is wrapped for one forward pass and its output
+        kept. A layer called more than once (shared, reused) keeps its last call's output, as the
+        layer map keeps the last ONNX tensor of its nodes.
+        """
+        from xverify.convert import flat_layers, patched_calls
 
-            by_name = {layer.name: layer for layer in flat_layers(self.model)}
-            self._tap_models[taps] = keras.Model(self.model.inputs,
-                                                 [by_name[t].output for t in taps])
-        return self._tap_models[taps]
+        wanted = set(taps)
+        seen: dict[str, object] = {}
+
+        def record(layer, result):
+            if layer.name in wanted:
+                seen[layer.name] = result[0] if isinstance(result, (list, tuple)) else result
+
+        layers = [la for la in flat_layers(self.model) if la.name in wanted]
+        with patched_calls(layers, lambda index, layer, call: _recording(layer, call, record)):
+            self._call(self.model, feeds)
+        return {name: np.asarray(seen[name]) for name in taps if name in seen}
+
+
+def _recording(layer, call, record):
+    def wrapped(*args, **kwargs):
+        result = call(*args, **kwargs)
+        record(layer, result)
+        return result
+
+    return wrapped
 
 
 class SavedModelRuntime:

@@ -1,0 +1,117 @@
+"""Failures the zoo found (benchmarks/zoo.py), each kept as a small model that once failed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xverify
+from tests.test_keras_layers import randomize
+
+keras = pytest.importorskip("keras")
+layers = keras.layers
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    keras.utils.set_random_seed(0)
+
+
+def _check(model, onnx=None):
+    return xverify.check(model, onnx=onnx, samples=2)
+
+
+def _nested_group_norm_model():
+    x = keras.Input((5, 5, 4), name="x")
+    block = keras.Sequential([keras.Input((5, 5, 4)), layers.Conv2D(4, 3, padding="same", name="c"),
+                              layers.GroupNormalization(2, name="gn")], name="block")
+    h = layers.UnitNormalization(name="un")(block(x))
+    model = keras.Model(x, layers.Dense(3, name="out")(layers.Flatten(name="flat")(h)))
+    randomize(model)
+    rng = np.random.default_rng(1)
+    for layer in block.layers:  # randomize() reaches only the outer layers
+        layer.set_weights([w + rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
+    return model
+
+
+def test_nested_sequential_with_group_normalization():
+    """The issue's case: "weight gn/gamma: unmatched" (gamma stored as (1, 1, 1, groups, C/groups))
+    and TensorFlow's taps failing on the nested block ("not connected to inputs")."""
+    report = _check(_nested_group_norm_model())
+    assert report.passed, report.failures()
+    assert not [n for n in report.notes if "could not be tapped" in n], report.notes
+    compared = {d.name for d in report.layers if "onnxruntime|tensorflow" in d.diffs}
+    assert {"c", "gn", "un"} <= compared
+    gamma = next(w for w in report.weights if w.layer == "gn" and w.name == "gamma")
+    assert gamma.passed and "stored as" in gamma.transform
+
+
+def test_a_fault_inside_a_nested_block_is_localized_there():
+    model = _nested_group_norm_model()
+    converted = xverify.convert(model)
+    node = next(n for n in converted.graph.node if n.op_type == "Conv")
+    kernel = next(i for i in converted.graph.initializer if i.name == node.input[1])
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(kernel).copy()
+    values.flat[0] += 1.0
+    kernel.CopyFrom(numpy_helper.from_array(values, kernel.name))
+    report = _check(model, converted)
+    assert not report.passed
+    assert report.first_divergence["layer"] == "c"
+
+
+def test_shared_layer_compared_at_the_same_call_on_both_sides():
+    """A layer called on two inputs: the ONNX graph lists the second call's nodes first, and
+    TensorFlow's taps keep the last call; the map must take the same call (false alarm before)."""
+    left, right = keras.Input((1, 4), name="left"), keras.Input((1, 4), name="right")
+    pool = layers.GlobalMaxPooling1D(name="pool")
+    h = layers.Add(name="add")([pool(left), pool(right)])
+    reused = layers.Dense(4, activation="tanh", name="reused")
+    model = keras.Model([left, right], layers.Dense(2, name="out")(reused(reused(h))))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert {"pool", "reused"} <= {d.name for d in report.layers}
+
+
+def test_permute_then_batchnorm_then_1d_pooling():
+    """Permute's Transpose cancels against the pooling's: the BatchNormalization's ONNX tensor is
+    channels-first, and only the pooling that reads it says so (false alarm before)."""
+    x = keras.Input((7, 7), name="x")
+    h = layers.BatchNormalization(name="bn")(layers.Permute((2, 1), name="permute")(x))
+    model = keras.Model(x, layers.Dense(2, name="out")(layers.GlobalAveragePooling1D(name="gap")(h)))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "bn" in {d.name for d in report.layers}
+
+
+def test_hard_sigmoid_bias_folded_with_its_offset():
+    """TensorFlow folds hard_sigmoid's +3 into the Dense bias: stored as bias + 3, not unmatched."""
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, layers.Dense(1, activation="hard_sigmoid", name="d")(x))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    bias = next(w for w in report.weights if w.name == "bias")
+    assert "hard_sigmoid" in bias.transform
+
+
+def test_batchnorm_on_an_input_is_not_folded_into_the_layer_listed_before_it():
+    """Internal error before: the BatchNormalization's "previous layer" fell back to the layer
+    before it in flat order, an unrelated Dense, whose kernel does not broadcast."""
+    a, b = keras.Input((3,), name="a"), keras.Input((1, 1, 2), name="b")
+    d = layers.Dense(18, name="dense")(a)
+    n = layers.Flatten(name="flat")(layers.BatchNormalization(name="bn")(b))
+    model = keras.Model([a, b], layers.Concatenate(name="cat")([d, n]))
+    assert _check(randomize(model)).passed
+
+
+def test_unit_normalization_whose_mul_took_the_next_batchnorm_scale():
+    x = keras.Input((3, 3, 2), name="x")
+    h = layers.UnitNormalization(name="un")(layers.BatchNormalization(name="bn0")(x))
+    block = keras.Sequential([keras.Input((3, 3, 2)), layers.BatchNormalization(name="bn1")],
+                             name="block")
+    y = layers.Dense(3, name="out")(layers.GlobalMaxPooling2D(name="gmp")(block(h)))
+    model = randomize(keras.Model(x, y))
+    block.layers[0].set_weights([np.full(2, v, np.float32) for v in (1.3, 0.2, -0.1, 0.8)])
+    report = _check(model)
+    assert report.passed, report.failures()
