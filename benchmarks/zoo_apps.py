@@ -69,7 +69,11 @@ def _outcome(result: ChildResult) -> dict:
     out = {"exit": result.returncode, "verdict": verdict, "seconds": round(result.seconds, 1),
            "peak_rss": result.peak_rss}
     message = (result.stderr.strip() or result.stdout.strip())
-    if result.returncode != 0:
+    if result.returncode == 1:  # the verdict's lines, not the tables before them
+        out["message"] = " | ".join(line.strip() for line in message.splitlines()
+                                    if any(k in line.lower() for k in ("divergence", "weight ",
+                                                                       "diverged", "fail")))[:600]
+    elif result.returncode != 0:
         out["message"] = _last_message(message)
         out["internal"] = "internal error" in message
     return out

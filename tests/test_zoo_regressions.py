@@ -115,3 +115,75 @@ def test_unit_normalization_whose_mul_took_the_next_batchnorm_scale():
     block.layers[0].set_weights([np.full(2, v, np.float32) for v in (1.3, 0.2, -0.1, 0.8)])
     report = _check(model)
     assert report.passed, report.failures()
+
+
+def test_grouped_convolutions_convert_and_pass():
+    """tf2onnx left Keras' XLA-compiled grouped Conv2D as a StatefulPartitionedCall
+    (onnx/tensorflow-onnx#2099, #2347: ConvNeXt refused); traced as a plain conv it becomes an ONNX
+    Conv with ``group``."""
+    x = keras.Input((6, 6, 4), name="x")
+    h = layers.Conv2D(6, 3, padding="same", groups=2, name="g0")(x)
+    h = layers.Conv2D(6, 3, padding="same", groups=6, name="g1")(h)
+    s = keras.Input((7, 4), name="s")
+    t = layers.Conv1D(4, 3, groups=4, name="g2")(s)
+    model = randomize(keras.Model([x, s], [h, t]))
+    converted = xverify.convert(model)
+    groups = sorted(a.i for n in converted.graph.node if n.op_type == "Conv"
+                    for a in n.attribute if a.name == "group")
+    assert groups == [2, 4, 6]
+    report = _check(model, converted)
+    assert report.passed, report.failures()
+    assert {"g0", "g1", "g2"} <= {d.name for d in report.layers}
+
+
+def test_unconverted_ops_named_once_with_their_count():
+    """One exit-2 message: each op once, its node count and a few layers, not a line per node."""
+    from onnx import helper
+
+    from xverify.convert import layer_index_of
+    from xverify.convert_functions import unconverted_message
+
+    model_layers = [layers.Conv2D(1, 1, name=f"c{i}") for i in range(5)]
+    nodes = [helper.make_node("StatefulPartitionedCall", ["a"], ["b"], name=f"m/xvl{i}/call")
+             for i in range(5)]
+    message = unconverted_message(nodes, model_layers, "", layer_index_of)
+    assert message.count("'StatefulPartitionedCall'") == 1, message
+    assert "5 nodes" in message and "and 2 more" in message and "'c0' (Conv2D)" in message
+
+
+def test_gelu_whose_last_product_took_the_next_rescaling_factor():
+    """Grappler folds a Rescaling's factor into the GELU's own product: the Dense has no tensor of
+    its own and is looked through (a false alarm at the Dense before)."""
+    x = keras.Input((6,), name="x")
+    h = layers.Rescaling(1.5, offset=0.1, name="r1")(layers.Dense(6, name="d1")(x))
+    h = layers.Dense(6, activation="gelu", name="d2")(h)
+    model = keras.Model(x, layers.Rescaling(1.27, offset=0.12, name="r2")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+
+
+def test_masking_layer_is_compared_on_its_values_not_its_mask():
+    """A Masking layer's last tensor used elsewhere was its boolean mask (false alarm before)."""
+    x = keras.Input((5, 1), name="seq")
+    h = layers.Masking(mask_value=0.0, name="masking")(x)
+    h = layers.Bidirectional(layers.GRU(3, return_sequences=True), merge_mode="mul", name="bi")(h)
+    h = layers.Conv1D(3, 1, activation="tanh", name="conv")(h)
+    model = keras.Model(x, layers.Dense(2, name="out")(layers.GlobalAveragePooling1D(name="g")(h)))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+
+
+def test_folded_batchnorm_with_the_same_default_scale_as_another():
+    """EfficientNetB1 with weights=None: every BatchNormalization has the default statistics, so a
+    folded one's scale equals an unfolded one's Mul constant elsewhere; the weights must be matched
+    to the Conv the layer's own nodes read ("kernel: max abs diff 4e-4" before)."""
+    x = keras.Input((8, 8, 3), name="x")
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="a_dw")(x)
+    h = layers.BatchNormalization(name="a_bn")(h)
+    h = layers.Conv2D(3, 1, use_bias=False, name="a_project")(h)
+    a = layers.BatchNormalization(name="a_project_bn")(h)
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="b_dw")(a)
+    h = layers.BatchNormalization(name="b_bn")(h)
+    model = keras.Model(x, layers.Add(name="add")([h, a]))  # default weights: no randomize()
+    report = _check(model)
+    assert report.passed, report.failures()

@@ -178,7 +178,9 @@ def convert(model, opset: int | None = None):
         return {name: tf.identity(t) for name, t in zip(out_names, result)}
 
     function = tf.function(forward, input_signature=signature)
-    with _layer_scopes(layers), _quiet_tf2onnx() as log:
+    from xverify.convert_functions import plain_grouped_convolutions
+
+    with _layer_scopes(layers), plain_grouped_convolutions(), _quiet_tf2onnx() as log:
         try:
             onnx_model = _from_function(function, opset)
         except Exception as exc:
@@ -305,16 +307,9 @@ def _fail_on_unconverted(onnx_model, layers, log_text: str):
             bad.append(node)
     if not bad:
         return
-    details = []
-    for node in bad[:5]:
-        index = layer_index_of(node.name)
-        where = (f"Keras layer {layers[index].name!r} ({type(layers[index]).__name__})"
-                 if index is not None else f"node {node.name!r}")
-        details.append(f"TensorFlow op {node.op_type!r} in {where}")
-    reason = next((line for line in log_text.splitlines() if "not supported" in line.lower()), "")
-    raise ConversionError("tf2onnx left TensorFlow ops unconverted, so no runtime can run the ONNX "
-                          f"model: {'; '.join(details)}. {reason.strip()} Replace the layer with a "
-                          "supported equivalent, or convert with a newer tf2onnx.".strip())
+    from xverify.convert_functions import unconverted_message
+
+    raise ConversionError(unconverted_message(bad, layers, log_text, layer_index_of))
 
 
 def _fail_on_dangling_inputs(onnx_model, layers, expected):

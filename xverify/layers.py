@@ -84,6 +84,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
             consumers.setdefault(name, set()).add(position)
     outputs = {o.name for o in graph.output}
     shapes = static_shapes(onnx_model)
+    kinds = _element_kinds(onnx_model)
     layouts = tensor_layouts(onnx_model, shapes)
     sizes = {name: int(np.prod(dims[1:])) for name, dims in shapes.items()
              if dims and None not in dims[1:]}
@@ -103,6 +104,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
                 if name and (name in outputs or consumers.get(name, set()) - mine):
                     tensor = name
         if tensor is not None and (index in fused_forward
+                                   or not _same_kind(layer, kinds.get(tensor))
                                    or _reads_other_weights(producer.get(tensor), graph, index)
                                    or not _holds_whole_output(layer, sizes.get(tensor))):
             tensor = None  # the layer's output was fused into the next layer: look through it
@@ -155,13 +157,33 @@ def _reads_later_layer(node, producer, owners, index) -> bool:
     return source is not None and source > index
 
 
+def _element_kinds(onnx_model) -> dict[str, bool]:
+    """Whether each typed tensor holds floats."""
+    from onnx import TensorProto
+
+    from xverify.shapes import value_infos
+
+    floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+    return {name: info.type.tensor_type.elem_type in floats
+            for name, info in value_infos(onnx_model).items()}
+
+
+def _same_kind(layer, is_float: bool | None) -> bool:
+    """False for a boolean or integer tensor standing for a float output (a Masking layer's mask,
+    left as its last tensor used elsewhere when its product was fused into the next layer)."""
+    dtype = str(getattr(getattr(layer, "output", None), "dtype", "") or "")
+    return is_float is None or not dtype.startswith("float") or is_float
+
+
 def _reads_other_weights(position, graph, index) -> bool:
-    """The node making the tensor folded another layer's weight in (tf2onnx merged the next
-    BatchNormalization's scale into a UnitNormalization's last Mul): it is not this layer's output."""
+    """The node making the tensor folded a later layer's constant in (tf2onnx merged the next
+    BatchNormalization's scale into a UnitNormalization's last Mul; grappler moved a Rescaling's
+    factor into the GELU before it): the tensor is not this layer's output."""
     if position is None:
         return False
-    weights = _weight_owners(graph)
-    return any(weights.get(name, index) > index for name in graph.node[position].input)
+    inits = {i.name for i in graph.initializer}
+    return any((layer_index_of(name + "/") or -1) > index
+               for name in graph.node[position].input if name in inits)
 
 
 def _fused_forward(graph, owners) -> set[int]:

@@ -45,11 +45,15 @@ def _groups(ctx: Context, li: int) -> list:
     return _generic_groups(ctx, li) + (special(ctx, li) if special else [])
 
 
-def _score(evaluated) -> tuple:
+def _score(evaluated, own: set) -> tuple:
+    """Rank one alternative: all within tolerance, then how many, then how many were found among
+    the initializers the layer's own nodes read (a BatchNormalization with default statistics has
+    the same scale as another one, whose Mul is elsewhere; its own Conv holds it folded)."""
     ok = [f is not None and f[2] or (f is None and not np.any(j.expected)) for j, f in evaluated]
     found = [f for _, f in evaluated if f is not None]
     worst = max((max_diff(f[1], j.expected) for j, f in evaluated if f is not None), default=0.0)
-    return all(ok) and bool(found or ok), sum(ok), len(found), -worst
+    mine = sum(f[0] in own for f in found)
+    return all(ok) and bool(found or ok), sum(ok), mine, len(found), -worst
 
 
 def _key(match: WeightMatch) -> tuple:
@@ -92,9 +96,10 @@ def _search_layer(ctx: Context, li: int, entries: dict) -> None:
     for wi, name in enumerate(weight_names(layer)):
         if name in _unused(layer):  # nothing to find: passed, since the model never reads it
             _put(ctx, entries, li, wi, None, "not used at inference", 0.0, True, None)
+    own = ctx.own.get(li, set())
     for alternatives in _groups(ctx, li):
         evaluated = [[(j, ctx.find(j, li)) for j in alt] for alt in alternatives]
-        for joint, found in max(evaluated, key=_score):
+        for joint, found in max(evaluated, key=lambda e: _score(e, own)):
             _record(ctx, joint, found, entries)
 
 
