@@ -103,9 +103,10 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
             for name in graph.node[p].output:
                 if name and (name in outputs or consumers.get(name, set()) - mine):
                     tensor = name
-        if tensor is not None and (index in fused_forward
+        foreign = tensor is not None and _reads_other_weights(producer.get(tensor), graph, index,
+                                                              consumers, owners)
+        if tensor is not None and (index in fused_forward or foreign
                                    or not _same_kind(layer, kinds.get(tensor))
-                                   or _reads_other_weights(producer.get(tensor), graph, index)
                                    or not _holds_whole_output(layer, sizes.get(tensor))):
             tensor = None  # the layer's output was fused into the next layer: look through it
         layout = layouts.get(tensor)
@@ -175,15 +176,20 @@ def _same_kind(layer, is_float: bool | None) -> bool:
     return is_float is None or not dtype.startswith("float") or is_float
 
 
-def _reads_other_weights(position, graph, index) -> bool:
+def _reads_other_weights(position, graph, index, consumers, owners) -> bool:
     """The node making the tensor folded a later layer's constant in (tf2onnx merged the next
     BatchNormalization's scale into a UnitNormalization's last Mul; grappler moved a Rescaling's
-    factor into the GELU before it): the tensor is not this layer's output."""
+    factor into the GELU before it): the tensor is not this layer's output. A constant the later
+    layer's own nodes read as well is only shared (tf2onnx merges equal constants: ReLU6 bounds)."""
     if position is None:
         return False
     inits = {i.name for i in graph.initializer}
-    return any((layer_index_of(name + "/") or -1) > index
-               for name in graph.node[position].input if name in inits)
+    for name in graph.node[position].input:
+        later = layer_index_of(name + "/") if name in inits else None
+        if later is not None and later > index and \
+                all(owners[p] != later for p in consumers.get(name, ())):
+            return True
+    return False
 
 
 def _fused_forward(graph, owners) -> set[int]:
