@@ -103,9 +103,9 @@ def test_loop_compiles_its_body_once(monkeypatch):
     compiled = []
     original = interpreter._Program.__init__
 
-    def counting(self, graph, float_dtype):
+    def counting(self, graph, float_dtype, opsets):
         compiled.append(graph.name)
-        original(self, graph, float_dtype)
+        original(self, graph, float_dtype, opsets)
 
     monkeypatch.setattr(interpreter._Program, "__init__", counting)
     interp = Interpreter(loop_model(True, True))

@@ -305,23 +305,35 @@ def scales(*v):
     return np.array(v, dtype=np.float32)
 
 
+def check_resize(inputs, attrs, **kwargs):
+    """check_op for Resize, expecting the refusal of align_corners with a scale giving a fractional
+    length (ONNX's reference and ONNX Runtime disagree there)."""
+    x, s = inputs[0], inputs[2]
+    if attrs.get("coordinate_transformation_mode") == "align_corners" and s is not None and any(
+            n * f % 1 for n, f in zip(x.shape, s)):
+        with pytest.raises(UnsupportedOpError, match="disagree"):
+            check_op("Resize", inputs, attrs, **kwargs)
+        return
+    check_op("Resize", inputs, attrs, **kwargs)
+
+
 @pytest.mark.parametrize("coord", COORDS)
 @pytest.mark.parametrize("nearest_mode", NEAREST)
 def test_resize_nearest(coord, nearest_mode):
     attrs = {"mode": "nearest", "coordinate_transformation_mode": coord, "nearest_mode": nearest_mode}
-    check_op("Resize", [IMG, None, scales(1, 1, 2, 3)], attrs)
-    check_op("Resize", [IMG, None, scales(1, 1, 0.6, 0.5)], attrs)
-    check_op("Resize", [IMG, None, None, ints(1, 2, 8, 3)], attrs)
+    check_resize([IMG, None, scales(1, 1, 2, 3)], attrs)
+    check_resize([IMG, None, scales(1, 1, 0.6, 0.5)], attrs)
+    check_resize([IMG, None, None, ints(1, 2, 8, 3)], attrs)
 
 
 @pytest.mark.parametrize("coord", COORDS + ["half_pixel_symmetric"])
 def test_resize_linear(coord):
     attrs = {"mode": "linear", "coordinate_transformation_mode": coord}
     # onnx.reference does not know tf_half_pixel_for_nn
-    check_op("Resize", [IMG, None, scales(1, 1, 2, 2)], attrs, opset=19,
+    check_resize([IMG, None, scales(1, 1, 2, 2)], attrs, opset=19,
              reference=coord != "tf_half_pixel_for_nn")
-    check_op("Resize", [IMG, None, None, ints(1, 2, 3, 11)], attrs, opset=19)
-    check_op("Resize", [X3, None, scales(2, 0.5, 1.5)], attrs, opset=19)
+    check_resize([IMG, None, None, ints(1, 2, 3, 11)], attrs, opset=19)
+    check_resize([X3, None, scales(2, 0.5, 1.5)], attrs, opset=19)
 
 
 @pytest.mark.parametrize("coord", ["half_pixel", "asymmetric", "align_corners"])
@@ -330,9 +342,9 @@ def test_resize_cubic(coord, exclude_outside):
     attrs = {"mode": "cubic", "coordinate_transformation_mode": coord,
              "exclude_outside": exclude_outside}
     # onnx.reference's cubic align_corners disagrees with ONNX Runtime, which the engine follows
-    check_op("Resize", [IMG, None, scales(1, 1, 2, 1.5)], attrs, atol=1e-5,
+    check_resize([IMG, None, scales(1, 1, 2, 1.5)], attrs, atol=1e-5,
              reference=coord != "align_corners")
-    check_op("Resize", [IMG, None, None, ints(1, 2, 3, 4)],
+    check_resize([IMG, None, None, ints(1, 2, 3, 4)],
              {**attrs, "cubic_coeff_a": -0.5}, atol=1e-5)
 
 
@@ -377,7 +389,20 @@ def test_resize_property(h, w, sh, sw, mode, coord, nearest_mode):
     if int(h * sh) == 0 or int(w * sw) == 0:
         return
     attrs = {"mode": mode, "coordinate_transformation_mode": coord, "nearest_mode": nearest_mode}
+    if coord == "align_corners" and (h * sh % 1 or w * sw % 1):
+        with pytest.raises(UnsupportedOpError, match="disagree"):
+            check_op("Resize", [x, None, scales(1, 1, sh, sw)], attrs, atol=1e-5)
+        return
     check_op("Resize", [x, None, scales(1, 1, sh, sw)], attrs, atol=1e-5)
+
+
+def test_resize_align_corners_fractional_length_refused():
+    """ONNX's node test test_resize_downsample_scales_linear_align_corners (4 * 0.6 = 2.4) divides
+    by 2.4 - 1, ONNX Runtime by 2 - 1: the engine refuses instead of taking a side."""
+    x = np.arange(8, dtype=np.float32).reshape(1, 1, 2, 4)
+    attrs = {"mode": "linear", "coordinate_transformation_mode": "align_corners"}
+    with pytest.raises(UnsupportedOpError, match="disagree"):
+        check_op("Resize", [x, None, scales(1, 1, 0.6, 0.6)], attrs)
 
 
 @pytest.mark.parametrize("time_axis, batch_axis, shape", [(0, 1, (5, 4, 3)), (1, 0, (4, 5, 3)),

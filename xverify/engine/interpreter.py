@@ -30,11 +30,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from xverify.engine.fusion import fuse_conv_chains
-from xverify.engine.registry import OPS
+from xverify.engine.registry import OPS, resolve, supported_versions
 from xverify.errors import InputDataError, UnsupportedOpError
 
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                 onnx.TensorProto.BFLOAT16)
+_WIDENED = tuple(np.dtype(helper.tensor_dtype_to_np_dtype(t)) for t in _FLOAT_TYPES[:1] + _FLOAT_TYPES[2:])
 
 
 def _keep_freed_memory() -> None:
@@ -117,6 +118,22 @@ def _decode_attribute(attr: onnx.AttributeProto):
     return value
 
 
+# Attributes that never change a result: opset-1 ``consumed_inputs`` only told a runtime which
+# inputs it could overwrite.
+_IGNORED_ATTRIBUTES = ("consumed_inputs",)
+
+
+def _attributes(node: onnx.NodeProto) -> dict:
+    return {a.name: _decode_attribute(a) for a in node.attribute
+            if a.name not in _IGNORED_ATTRIBUTES}
+
+
+def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
+    """The model's opset per domain ("" for the default domain, which "ai.onnx" also names)."""
+    return {("" if o.domain in ("", "ai.onnx") else o.domain): o.version
+            for o in model.opset_import}
+
+
 def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
     graphs = []
     for attr in node.attribute:
@@ -147,16 +164,51 @@ def iter_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
             yield from iter_nodes(sub)
 
 
-def unsupported_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """The nodes (subgraphs included) whose op the engine has no kernel for."""
-    from xverify.engine import ops  # noqa: F401  (fills OPS)
+def kernel_for(node: onnx.NodeProto, opsets: dict[str, int] | None):
+    """The registry's kernel for ``node`` at the model's opset of its domain, or None."""
+    from xverify.engine import ops  # noqa: F401  (fills the registry)
 
-    return [n for n in iter_nodes(graph)
-            if n.op_type not in OPS or OPS[n.op_type].domain != _domain(n)]
+    domain = _domain(node)
+    return resolve(node.op_type, domain, (opsets or {}).get(domain))
+
+
+def unsupported_nodes(graph: onnx.GraphProto,
+                      opsets: dict[str, int] | None = None) -> list[onnx.NodeProto]:
+    """The nodes (subgraphs included) the engine has no kernel for at the model's ``opsets``
+    (``None``: any opset)."""
+    return [n for n in iter_nodes(graph) if kernel_for(n, opsets) is None]
 
 
 def _domain(node: onnx.NodeProto) -> str:
     return "" if node.domain in ("", "ai.onnx") else node.domain
+
+
+def _refusal(missing: list[onnx.NodeProto], opsets: dict[str, int]) -> UnsupportedOpError:
+    """One message naming every op (and opset) the engine cannot run, and what it supports."""
+    kinds = {}
+    for n in missing:
+        domain = _domain(n)
+        name = f"{domain}.{n.op_type}" if domain else n.op_type
+        versions = supported_versions(n.op_type, domain)
+        kinds[name] = (f"{name} at opset {opsets.get(domain, '?')} (the engine runs it at opsets "
+                       f"{versions})" if versions else name)
+    error = UnsupportedOpError(
+        f"the NumPy engine has no kernel for op(s) {', '.join(sorted(kinds.values()))} "
+        f"(first at node {missing[0].name!r}); `xverify ops` lists the supported ops and opsets. "
+        "Run the check without the numpy runtime (--runtimes onnxruntime,tensorflow) "
+        "or report the op.")
+    error.ops = sorted(kinds)
+    return error
+
+
+def _value(value, cast):
+    """A kernel's or caller's value in the interpreter's form: an array, a list of arrays (an ONNX
+    sequence) or None (an empty optional)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [cast(np.asarray(v)) for v in value]
+    return cast(np.asarray(value))
 
 
 @dataclass
@@ -168,6 +220,7 @@ class Context:
     scope: dict
     oracle: bool
     programs: dict | None = None  # compiled subgraphs, shared with the enclosing program
+    opsets: dict | None = None  # the model's opset per domain
 
     def np_dtype(self, elem_type: int) -> np.dtype:
         """The NumPy dtype for an ONNX element type under this run's dtype policy."""
@@ -182,39 +235,41 @@ class Context:
         cache = self.programs if self.programs is not None else {}
         entry = cache.get(id(graph))
         if entry is None or entry[0] is not graph:
-            entry = cache[id(graph)] = (graph, _Program(graph, self.float_dtype))
+            entry = cache[id(graph)] = (graph, _Program(graph, self.float_dtype, self.opsets))
         values = entry[1].run(feeds, scope=self.scope)
         return [values[o.name] for o in graph.output]
+
+
+_FUSED_OPS = ("Conv", "Pad", "Mul", "Add", "Clip", "Relu")
 
 
 class _Program:
     """A graph compiled to a list of steps, with the last use of every tensor precomputed."""
 
-    def __init__(self, graph: onnx.GraphProto, float_dtype: np.dtype):
-        from xverify.engine import ops  # noqa: F401  (fills OPS)
-
+    def __init__(self, graph: onnx.GraphProto, float_dtype: np.dtype, opsets: dict[str, int]):
         self.graph = graph
         self.float_dtype = np.dtype(float_dtype)
         self.oracle = self.float_dtype == np.float64
-        missing = unsupported_nodes(graph)
+        self.opsets = opsets
+        missing = unsupported_nodes(graph, opsets)
         if missing:
-            kinds = sorted({n.op_type if not n.domain else f"{n.domain}.{n.op_type}" for n in missing})
-            raise UnsupportedOpError(
-                f"the NumPy engine has no kernel for op(s) {', '.join(kinds)} "
-                f"(first at node {missing[0].name!r}); `xverify ops` lists the supported ops. "
-                "Run the check without the numpy runtime (--runtimes onnxruntime,tensorflow) "
-                "or report the op.")
+            raise _refusal(missing, opsets)
         self.constants = {init.name: self._cast(numpy_helper.to_array(init))
                           for init in graph.initializer}
-        steps = [(node, OPS[node.op_type], list(node.input), list(node.output),
-                  {a.name: _decode_attribute(a) for a in node.attribute}) for node in graph.node]
+        # The kernel of each node is chosen here, once, for the model's opset.
+        steps = [(node, kernel_for(node, opsets), list(node.input), list(node.output),
+                  _attributes(node)) for node in graph.node]
         self.keep = {o.name for o in graph.output}
         self.subprograms: dict = {}
         self.plain = self._schedule(steps)
         # Conv chains run as one step when no caller needs to see their intermediate tensors.
+        # Fusion reuses the newest kernels, so a graph with an older form of a fused op stays as is.
         pinned = self.keep | {name for node in graph.node for sub in _subgraphs(node)
                               for name in _outer_names(sub)}
-        fused, self.hidden = fuse_conv_chains(steps, self.constants, pinned)
+        newest = all(spec is OPS.get(node.op_type) for node, spec, *_ in steps
+                     if node.op_type in _FUSED_OPS)
+        fused, self.hidden = (fuse_conv_chains(steps, self.constants, pinned) if newest
+                              else (steps, set()))
         self.fused = self._schedule(fused) if self.hidden else self.plain
 
     def _schedule(self, steps: list) -> tuple:
@@ -238,7 +293,8 @@ class _Program:
         return steps, free_after, inplace
 
     def _cast(self, array: np.ndarray) -> np.ndarray:
-        if self.oracle and array.dtype.kind == "f" and array.dtype != np.float64:
+        # The float8 types are storage formats a graph casts to on purpose: they stay as they are.
+        if self.oracle and array.dtype in _WIDENED:
             return array.astype(np.float64)
         return array
 
@@ -248,7 +304,7 @@ class _Program:
         # ``scope``: the enclosing graph's tensors (already cast), visible to a subgraph; its own
         # initializers and feeds shadow them. Freeing below only drops names from this local dict.
         values = {**scope, **self.constants} if scope else dict(self.constants)
-        values.update({k: self._cast(np.asarray(v)) for k, v in feeds.items()})
+        values.update({k: _value(v, self._cast) for k, v in feeds.items()})
         keep = self.keep | (keep or set())
         plain = on_tensor is not None or not self.hidden.isdisjoint(keep)
         steps, free_after, inplace = self.plain if plain else self.fused
@@ -257,10 +313,11 @@ class _Program:
             kwargs = dict(attrs)
             if inplace[index] and inputs[0] not in keep and inputs[0] not in feeds:
                 # Held by ``values`` and ``args`` only: nobody else can see the overwrite.
-                kwargs["out"] = args[0] if _exclusive(args[0], 2) else None
+                kwargs["out"] = (args[0] if isinstance(args[0], np.ndarray)
+                                 and _exclusive(args[0], 2) else None)
             if spec.context:
                 kwargs["ctx"] = Context(self.float_dtype, node, values, self.oracle,
-                                        self.subprograms)
+                                        self.subprograms, self.opsets)
             try:
                 result = spec.kernel(*args, **kwargs)
             except KeyError:
@@ -272,7 +329,7 @@ class _Program:
                 result = (result,)
             for name, value in zip(outputs, result):
                 if name:
-                    value = self._cast(np.asarray(value))
+                    value = _value(value, self._cast)
                     values[name] = value
                     if on_tensor is not None:
                         on_tensor(name, value)
@@ -297,7 +354,8 @@ class Interpreter:
         self.model = model
         self.dtype = dtype
         _keep_freed_memory()
-        self.program = _Program(model.graph, np.dtype(dtype))
+        self.opsets = opsets_of(model)
+        self.program = _Program(model.graph, np.dtype(dtype), self.opsets)
         init_names = {i.name for i in model.graph.initializer}
         self.input_names = [i.name for i in model.graph.input if i.name not in init_names]
         self.output_names = [o.name for o in model.graph.output]

@@ -62,16 +62,13 @@ def loop(trip_count, cond, *initial, body, ctx):
     return tuple(carried) + tuple(stacked)
 
 
-@op("Scan", context=True, attributes=("body", "num_scan_inputs", "scan_input_axes",
-                                      "scan_input_directions", "scan_output_axes",
-                                      "scan_output_directions"),
+@op("Scan", context=True, since=9, attributes=("body", "num_scan_inputs", "scan_input_axes",
+                                               "scan_input_directions", "scan_output_axes",
+                                               "scan_output_directions"),
     notes="opset 9+ form (no batch axis, no sequence_lens); any axes, both directions")
 def scan(*inputs, body, num_scan_inputs, scan_input_axes=None, scan_input_directions=None,
-         scan_output_axes=None, scan_output_directions=None, directions=None, ctx):
+         scan_output_axes=None, scan_output_directions=None, ctx):
     """(state..., y_t...) = body(state..., x_t...) for each t along the scan axes."""
-    if directions is not None:
-        raise UnsupportedOpError("Scan: the opset-8 form (attribute 'directions', batch axis and "
-                                 "sequence_lens) is not supported; supported: opset 9+ Scan")
     n_state = len(inputs) - num_scan_inputs
     states, xs = list(inputs[:n_state]), inputs[n_state:]
     in_axes = list(scan_input_axes or [0] * len(xs))

@@ -43,13 +43,17 @@ def _unary(name: str, fn, notes: str = ""):
     op(name, notes=notes)(kernel)
 
 
-def _binary(name: str, fn, keep_dtype: bool = True):
+def _binary(name: str, fn, keep_dtype: bool = True, legacy: bool = True):
+    """A binary op; ``legacy``: it existed before opset 7, with the ``broadcast`` attribute."""
+
     def kernel(a, b):
         out = fn(a, b)
         return out.astype(a.dtype, copy=False) if keep_dtype else out
 
     kernel.__name__ = name.lower()
-    op(name, notes="numpy broadcasting")(kernel)
+    op(name, notes="numpy broadcasting", since=7 if legacy else 1)(kernel)
+    if legacy:
+        _legacy(name, kernel)
 
 
 def _arithmetic(name: str, fn, ufunc):
@@ -62,7 +66,28 @@ def _arithmetic(name: str, fn, ufunc):
         return fn(a, b).astype(a.dtype, copy=False)
 
     kernel.__name__ = name.lower()
-    op(name, notes="numpy broadcasting", inplace=True)(kernel)
+    op(name, notes="numpy broadcasting", inplace=True, since=7)(kernel)
+    _legacy(name, kernel)
+
+
+def legacy_broadcast(b, a_ndim: int, broadcast: int, axis) -> np.ndarray:
+    """Before opset 7, ``broadcast=1`` matched B's dimensions to A's from ``axis`` on (the suffix
+    when ``axis`` is absent), where NumPy aligns trailing dimensions: B gets trailing 1s."""
+    if not broadcast or axis is None:
+        return b
+    axis %= a_ndim
+    return b.reshape(b.shape + (1,) * (a_ndim - axis - b.ndim))
+
+
+def _legacy(name: str, kernel):
+    """The opset 1-6 form of a binary op: the ``broadcast``/``axis`` attributes."""
+
+    def legacy(a, b, broadcast=0, axis=None):
+        return kernel(a, legacy_broadcast(b, a.ndim, broadcast, axis))
+
+    legacy.__name__ = f"{name.lower()}_legacy"
+    op(name, attributes=("broadcast", "axis"), since=1, until=6,
+       notes="broadcast=1 aligns B from `axis`")(legacy)
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -126,7 +151,7 @@ _binary("Pow", _pow)
 for _name, _fn in {"Equal": np.equal, "Less": np.less, "Greater": np.greater,
                    "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
                    "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}.items():
-    _binary(_name, _fn, keep_dtype=False)
+    _binary(_name, _fn, keep_dtype=False, legacy=not _name.endswith("OrEqual"))
 
 
 def _variadic(name: str, fn):
@@ -178,19 +203,42 @@ def isinf(x, detect_negative=1, detect_positive=1):
     return np.zeros(x.shape, dtype=bool)
 
 
-@op("Cast", context=True, attributes=("to", "saturate"),
-    notes="numeric and bool types; STRING not supported; saturate only matters for float8")
-def cast(x, to, saturate=1, ctx=None):
-    if to == TensorProto.STRING or x.dtype.kind in "OSU":
+def _convert(x, dtype: np.dtype, saturate: int):
+    """``x`` as ``dtype``; for the float8 types, ``saturate`` clamps values beyond the largest
+    finite one, infinities included, to it (ONNX's table; NaN stays NaN)."""
+    if not saturate or not dtype.name.startswith("float8"):
+        return x.astype(dtype, copy=False)
+    import ml_dtypes
+
+    big = float(ml_dtypes.finfo(dtype).max)
+    return np.clip(x.astype(np.float32), -big, big).astype(dtype)
+
+
+def _refuse_cast(to_name: str, x) -> None:
+    if to_name == "STRING" or x.dtype.kind in "OSU":
         raise UnsupportedOpError(
-            f"Cast: attribute to={to} (or input dtype {x.dtype}) involves strings; "
+            f"Cast: to={to_name} (or input dtype {x.dtype}) involves strings; "
             "the NumPy engine casts between numeric and bool types only")
-    return x.astype(ctx.np_dtype(to), copy=False)
+    if to_name == "FLOAT8E8M0":  # its round_mode attribute picks the rounding; from it is exact
+        raise UnsupportedOpError("Cast: casting to FLOAT8E8M0 (a shared-exponent type) is not "
+                                 "supported; the NumPy engine casts from it, and between numeric "
+                                 "and bool types")
 
 
-@op("CastLike", attributes=("saturate",), notes="numeric and bool types")
-def cast_like(x, target, saturate=1):
-    return x.astype(target.dtype, copy=False)
+@op("Cast", context=True, attributes=("to", "saturate"),
+    notes="numeric and bool types (float8 saturating), not STRING or FLOAT8E8M0; "
+          "opset 1's to=\"FLOAT\" too")
+def cast(x, to, saturate=1, round_mode="up", ctx=None):
+    if isinstance(to, str):  # opset 1 names the type
+        to = TensorProto.DataType.Value(to)
+    _refuse_cast(TensorProto.DataType.Name(to), x)
+    return _convert(x, ctx.np_dtype(to), saturate)
+
+
+@op("CastLike", attributes=("saturate",), notes="numeric and bool types, as Cast")
+def cast_like(x, target, saturate=1, round_mode="up"):
+    _refuse_cast("FLOAT8E8M0" if target.dtype.name == "float8_e8m0fnu" else "", x)
+    return _convert(x, target.dtype, saturate)
 
 
 @op("Identity")

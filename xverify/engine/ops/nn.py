@@ -20,8 +20,9 @@ def matmul(a, b):
     return np.matmul(a, b)
 
 
-@op("Gemm", attributes=("alpha", "beta", "transA", "transB"))
-def gemm(a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0):
+@op("Gemm", attributes=("alpha", "beta", "transA", "transB"),
+    notes="opsets 1-6 `broadcast` read as NumPy's (what broadcast=1 means; =0 needs C's full shape)")
+def gemm(a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=1):
     y = np.matmul(a.T if transA else a, b.T if transB else b)
     if alpha != 1.0:
         y *= alpha
@@ -54,17 +55,41 @@ def tanh(x, out=None):
     return np.tanh(x) if out is None else in_place(np.tanh, out, x)
 
 
-@op("Softmax", attributes=("axis",), notes="opset 13 semantics: normalizes along `axis` only")
-def softmax(x, axis=-1):
+def _softmax(x, axis):
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
 
 
-@op("LogSoftmax", attributes=("axis",), notes="opset 13 semantics: normalizes along `axis` only")
-def log_softmax(x, axis=-1):
+def _log_softmax(x, axis):
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _hardmax(x, axis):
+    hot = np.expand_dims(np.argmax(x, axis=axis), axis)  # the first of equal maxima
+    out = np.zeros_like(x)
+    np.put_along_axis(out, hot, 1, axis=axis)
+    return out
+
+
+def _flattened(fn):
+    """Before opset 13, Softmax, LogSoftmax and Hardmax see x as a 2-D matrix, the dimensions
+    before ``axis`` as rows and all from ``axis`` on as one row (default axis 1)."""
+
+    def kernel(x, axis=1):
+        axis %= max(x.ndim, 1)
+        rows = x.reshape(math.prod(x.shape[:axis]), -1)
+        return fn(rows, -1).reshape(x.shape)
+
+    return kernel
+
+
+for _name, _fn in {"Softmax": _softmax, "LogSoftmax": _log_softmax, "Hardmax": _hardmax}.items():
+    op(_name, attributes=("axis",), since=13, notes="along `axis` (default -1)")(
+        lambda x, axis=-1, _fn=_fn: _fn(x, axis))
+    op(_name, attributes=("axis",), since=1, until=12,
+       notes="over all dimensions from `axis` on, flattened (default 1)")(_flattened(_fn))
 
 
 @op("Clip", attributes=("min", "max"), notes="min/max as inputs (opset 11+) or attributes (opset 6)",
@@ -87,9 +112,16 @@ def leaky_relu(x, alpha=0.01):
     return np.where(x >= 0, x, x * alpha)
 
 
-@op("PRelu", notes="slope broadcasts to x")
+@op("PRelu", since=7, notes="slope broadcasts to x (numpy, unidirectional)")
 def prelu(x, slope):
-    return np.where(x >= 0, x, x * slope)
+    return np.where(x >= 0, x, x * slope).astype(x.dtype, copy=False)
+
+
+@op("PRelu", since=1, until=6, notes="a 1-D slope of C values is per channel (axis 1)")
+def prelu_legacy(x, slope):
+    if slope.ndim == 1 and slope.size > 1 and x.ndim > 2 and slope.size == x.shape[1]:
+        slope = _channel(slope, x.ndim)
+    return prelu(x, slope)
 
 
 @op("ThresholdedRelu", attributes=("alpha",))
@@ -147,7 +179,8 @@ def gelu(x, approximate="none"):
     return (0.5 * x * (1 + erf(x * math.sqrt(0.5)))).astype(x.dtype, copy=False)
 
 
-@op("Dropout", attributes=("seed",), notes="inference only: identity; training_mode=true unsupported")
+@op("Dropout", attributes=("seed",), since=10,
+    notes="inference only: identity; training_mode=true unsupported")
 def dropout(x, ratio=None, training_mode=None, seed=None):
     if training_mode is not None and bool(training_mode):
         raise UnsupportedOpError("Dropout: input training_mode=True is not supported; "
@@ -155,15 +188,23 @@ def dropout(x, ratio=None, training_mode=None, seed=None):
     return x, np.broadcast_to(np.True_, x.shape)
 
 
+@op("Dropout", attributes=("is_test", "ratio"), since=1, until=9,
+    notes="inference only (is_test=1 before opset 7); the mask has x's type")
+def dropout_legacy(x, ratio=0.5, is_test=1):
+    if not is_test:
+        raise UnsupportedOpError("Dropout: attribute is_test=0 (training) is not supported; "
+                                 "the NumPy engine runs inference only (is_test=1)")
+    return x, np.ones(x.shape, x.dtype)
+
+
 def _channel(v, ndim):
     """A per-channel vector shaped to broadcast over (N, C, D1, ...)."""
     return v.reshape((-1,) + (1,) * (ndim - 2))
 
 
-@op("BatchNormalization", attributes=("epsilon", "momentum", "training_mode", "spatial"),
+@op("BatchNormalization", attributes=("epsilon", "momentum", "training_mode"), since=9,
     notes="inference mode only (training_mode=0)")
-def batch_normalization(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, training_mode=0,
-                        spatial=1):
+def batch_normalization(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, training_mode=0):
     if training_mode:
         raise UnsupportedOpError("BatchNormalization: attribute training_mode=1 is not supported; "
                                  "the NumPy engine runs inference only (training_mode=0)")
@@ -171,6 +212,19 @@ def batch_normalization(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, t
     y = x * _channel(a, x.ndim)
     y += _channel(bias - mean * a, x.ndim)
     return y.astype(x.dtype, copy=False)  # opset 15 allows float32 statistics for float16 x
+
+
+@op("BatchNormalization", attributes=("epsilon", "momentum", "is_test", "spatial"), since=1,
+    until=8, notes="inference only (is_test=1 before opset 7); spatial=0: statistics per (C, D...)")
+def batch_normalization_legacy(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, is_test=1,
+                               spatial=1):
+    if not is_test:
+        raise UnsupportedOpError("BatchNormalization: attribute is_test=0 (training) is not "
+                                 "supported; the NumPy engine runs inference only (is_test=1)")
+    if spatial:
+        return batch_normalization(x, scale, bias, mean, var, epsilon)
+    a = scale / np.sqrt(var + epsilon)  # each of shape x.shape[1:]: one value per element
+    return (x * a + (bias - mean * a)).astype(x.dtype, copy=False)
 
 
 @op("InstanceNormalization", attributes=("epsilon",))
@@ -201,9 +255,13 @@ def lp_normalization(x, axis=-1, p=2):
         raise UnsupportedOpError(f"LpNormalization: attribute p={p} is not supported; supported: 1, 2")
     norm = (np.sum(np.abs(x), axis=axis, keepdims=True) if p == 1
             else np.sqrt(np.sum(x * x, axis=axis, keepdims=True)))
-    return x / norm
+    # A zero vector stays zero (0/0 = 0, as ONNX's tests and ONNX Runtime have it), not NaN.
+    return np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype, copy=False)
 
 
 @op("Einsum", attributes=("equation",))
 def einsum(*xs, equation):
+    if xs[0].dtype.kind not in "biufc":  # bfloat16 (ml_dtypes): NumPy's einsum cannot add them
+        wide = [x.astype(np.float32) for x in xs]
+        return np.einsum(equation, *wide, optimize=True).astype(xs[0].dtype)
     return np.einsum(equation, *xs, optimize=True)

@@ -13,7 +13,7 @@ from xverify.engine.registry import op
 
 
 def _log_sum_exp(x, axis, keepdims):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = _extreme(np.max, "low")(x, axis, True)
     m = np.where(np.isfinite(m), m, 0)  # all -inf rows give -inf, not nan
     s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return s if keepdims else np.squeeze(s, axis=axis)
@@ -23,11 +23,30 @@ def _sum(x, axis, keepdims):
     return np.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
 
 
+def _extreme(fn, empty):
+    """np.max/np.min, with ONNX's value for a reduction over nothing (the op's identity):
+    -inf/+inf for floats, the type's lowest/highest value for ints and bools."""
+
+    def reduce(x, axis, keepdims):
+        if x.size:
+            return fn(x, axis=axis, keepdims=keepdims)
+        shape = [1 if i in axis else d for i, d in enumerate(x.shape)] if keepdims else \
+            [d for i, d in enumerate(x.shape) if i not in axis]
+        if x.dtype.kind == "f":
+            value = -np.inf if empty == "low" else np.inf
+        else:
+            info = np.iinfo(x.dtype) if x.dtype.kind in "iu" else None
+            value = (info.min if empty == "low" else info.max) if info else empty == "high"
+        return np.full(shape, value, x.dtype)
+
+    return reduce
+
+
 _REDUCERS = {
     "ReduceSum": _sum,
     "ReduceMean": lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
-    "ReduceMax": lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-    "ReduceMin": lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+    "ReduceMax": _extreme(np.max, "low"),
+    "ReduceMin": _extreme(np.min, "high"),
     "ReduceProd": lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype),
     "ReduceL1": lambda x, axis, keepdims: _sum(np.abs(x), axis, keepdims),
     "ReduceL2": lambda x, axis, keepdims: np.sqrt(_sum(x * x, axis, keepdims)),
@@ -45,7 +64,8 @@ def _reduce(name: str, fn):
             if noop_with_empty_axes:
                 return x
             axes = range(x.ndim)
-        return np.asarray(fn(x, tuple(axes), bool(keepdims))).astype(x.dtype, copy=False)
+        axes = tuple(a % x.ndim for a in axes) if x.ndim else ()
+        return np.asarray(fn(x, axes, bool(keepdims))).astype(x.dtype, copy=False)
 
     kernel.__name__ = name.lower()
     op(name, attributes=("axes", "keepdims", "noop_with_empty_axes"),

@@ -104,6 +104,16 @@ def _output_plan(x, scales, sizes, axes, policy):
     return [(a, int(np.floor(s * np.float32(x.shape[a]))), s) for a, s in zip(axes, scales)]
 
 
+def _refuse_fractional_align_corners(n_in, scale):
+    # The spec's formula divides by (length_resized - 1), the output's length (ONNX Runtime), but
+    # ONNX's own reference and node tests divide by (n_in * scale - 1): no side to take.
+    raise UnsupportedOpError(
+        f"Resize: coordinate_transformation_mode='align_corners' with a scale ({float(scale):g}) "
+        f"that gives a fractional length ({n_in} * {float(scale):g}) is not supported: ONNX's "
+        "reference and ONNX Runtime disagree on it; supported: sizes, or scales giving whole "
+        "lengths")
+
+
 @op("Resize", attributes=("mode", "coordinate_transformation_mode", "nearest_mode",
                           "cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias",
                           "axes", "keep_aspect_ratio_policy"),
@@ -134,6 +144,8 @@ def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
         n_in = x.shape[axis]
         if n_out == n_in and scale == 1 and not crop:
             continue
+        if coordinate_transformation_mode == "align_corners" and abs(n_out - n_in * scale) > 1e-4:
+            _refuse_fractional_align_corners(n_in, scale)
         r = roi[:, axis if roi.shape[1] == x.ndim else k] if crop else None
         c = _source_coords(coordinate_transformation_mode, n_out, n_in, scale, r)
         idx, w = _taps(c, n_in, mode, nearest_mode, cubic_coeff_a, exclude_outside)

@@ -32,9 +32,9 @@ def size(x):
     return np.array(x.size, dtype=np.int64)
 
 
-@op("Reshape", attributes=("allowzero",))
-def reshape(x, new_shape, allowzero=0):
-    dims = ints(new_shape)
+@op("Reshape", attributes=("allowzero", "shape"), notes="shape as input (opset 5+) or attribute")
+def reshape(x, new_shape=None, allowzero=0, shape=None):
+    dims = ints(shape if new_shape is None else new_shape)
     if not allowzero:  # 0 copies the input's dimension
         dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
     return x.reshape(dims)
@@ -66,8 +66,8 @@ def unsqueeze(x, axes):
     return np.expand_dims(x, tuple(ints(axes)))
 
 
-@op("Concat", attributes=("axis",))
-def concat(*xs, axis):
+@op("Concat", attributes=("axis",), notes="axis defaults to 1 (opsets 1-3)")
+def concat(*xs, axis=1):
     return np.concatenate(xs, axis=axis)
 
 
@@ -143,7 +143,14 @@ def scatter_nd(x, indices, updates, reduction="none"):
 
 @op("ScatterElements", attributes=("axis", "reduction"), notes="reduction=none|add|mul|max|min")
 def scatter_elements(x, indices, updates, axis=0, reduction="none"):
+    indices = np.where(indices < 0, indices + x.shape[axis], indices)
     return _scatter(x, _grid(indices, axis), updates, reduction)
+
+
+@op("Scatter", attributes=("axis",), since=9, until=10,
+    notes="ScatterElements' older name (same semantics)")
+def scatter(x, indices, updates, axis=0):
+    return scatter_elements(x, indices, updates, axis)
 
 
 @op("Expand", notes="a broadcast view")
@@ -151,8 +158,12 @@ def expand(x, new_shape):
     return np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(ints(new_shape))))
 
 
-@op("Tile")
-def tile(x, repeats):
+@op("Tile", notes="repeats per axis; opset 1's (tiles, axis) inputs too")
+def tile(x, repeats, axis=None):
+    if axis is not None:  # opset 1: ``repeats`` copies along the one axis ``axis``
+        counts = [1] * x.ndim
+        counts[ints(axis)[0]] = ints(repeats)[0]
+        return np.tile(x, counts)
     return np.tile(x, ints(repeats))
 
 
@@ -162,11 +173,11 @@ _PAD_MODES = ("constant", "reflect", "edge", "wrap")  # the same names as np.pad
 @op("Pad", attributes=("mode", "pads", "value"),
     notes="mode=constant|reflect|edge|wrap; pads/constant_value/axes as inputs or pads/value attrs; "
           "negative pads crop")
-def pad(x, pads, constant_value=None, axes=None, mode="constant", value=0.0):
+def pad(x, pads=None, constant_value=None, axes=None, mode="constant", value=0.0, paddings=None):
     if mode not in _PAD_MODES:
         raise UnsupportedOpError(f"Pad: attribute mode={mode!r} is not supported; "
                                  f"supported: {', '.join(_PAD_MODES)}")
-    pads = ints(pads)
+    pads = ints(paddings if pads is None else pads)  # ``paddings``: opset 1's name
     axes = [a % x.ndim for a in ints(axes)] if axes is not None else range(x.ndim)
     width = [[0, 0] for _ in range(x.ndim)]
     for i, a in enumerate(axes):
@@ -228,11 +239,18 @@ def depth_to_space(x, blocksize, mode="DCR"):
     return y.reshape(n, c // b**2, h * b, w * b)
 
 
-@op("SpaceToDepth", attributes=("blocksize",))
-def space_to_depth(x, blocksize):
+@op("SpaceToDepth", attributes=("blocksize", "mode"), notes="mode=DCR|CRD")
+def space_to_depth(x, blocksize, mode="DCR"):
     n, c, h, w = x.shape
     b = blocksize
-    y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    y = x.reshape(n, c, h // b, b, w // b, b)
+    if mode == "DCR":
+        y = y.transpose(0, 3, 5, 1, 2, 4)
+    elif mode == "CRD":
+        y = y.transpose(0, 1, 3, 5, 2, 4)
+    else:
+        raise UnsupportedOpError(f"SpaceToDepth: attribute mode={mode!r} is not supported; "
+                                 "supported: DCR, CRD")
     return y.reshape(n, c * b * b, h // b, w // b)
 
 
@@ -254,7 +272,8 @@ def non_zero(x):
 @op("TopK", attributes=("axis", "largest", "sorted"),
     notes="ties keep the lower index first; always sorted")
 def top_k(x, k, axis=-1, largest=1, sorted=1):  # noqa: A002 (ONNX attribute name)
-    key = -x if largest else x
+    # Descending order as an ascending key: ~x reverses unsigned and bool values, -x would wrap.
+    key = (~x if x.dtype.kind in "ub" else -x) if largest else x
     order = np.argsort(key, axis=axis, kind="stable")
     idx = np.take(order, np.arange(int(np.asarray(k).reshape(-1)[0])), axis=axis)
     return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64, copy=False)
