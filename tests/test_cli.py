@@ -97,7 +97,7 @@ def bad_files(tmp_path_factory, example_models):
     np.savez(d / "wrong_name.npz", y=np.zeros((3, 1), np.float32))
     np.savez(d / "wrong_shape.npz", x=np.zeros((3, 2), np.float32))
     np.save(d / "pickled.npy", np.array([object()], dtype=object), allow_pickle=True)
-    faults.save(faults.replace_op(example_models.onnx("seed_regression"), "Relu", "Hardmax"),
+    faults.save(faults.replace_op(example_models.onnx("seed_regression"), "Relu", "RandomUniformLike"),
                 d / "hardmax.onnx")
     return d
 
@@ -115,7 +115,7 @@ def bad_files(tmp_path_factory, example_models):
     (["check", "{m}", "--samples", "0"], ["--samples 0", "positive"]),
     (["check", "{m}", "--samples", "-4"], ["--samples -4", "positive"]),
     (["check", "{m}", "--runtimes", "numpy,pytorch"], ["pytorch", "numpy,onnxruntime,tensorflow"]),
-    (["check", "{m}", "--onnx", "{d}/hardmax.onnx"], ["Hardmax", "xverify ops"]),
+    (["check", "{m}", "--onnx", "{d}/hardmax.onnx"], ["RandomUniformLike", "xverify ops"]),
     (["check", "{m}", "--opset", "21"], ["--opset 21", "13 to 18"]),
     (["explain", "{m}", "--input", "1,2"], ["seed_regression.keras", "expected 1 input value", "found 2"]),
     (["explain", "{m}", "--input", "ten"], ["ten", "numbers"]),

@@ -17,7 +17,7 @@ import numpy as np
 
 from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
 from xverify.errors import InputDataError, UsageError
-from xverify.inputs import fit_inputs, input_specs, load_inputs, synthetic
+from xverify.inputs import dims_note, fit_inputs, fixed_batch, input_specs, load_inputs, synthetic
 from xverify.report.model import CheckReport
 
 RUNTIME_NAMES = ("numpy", "onnxruntime", "tensorflow")
@@ -84,7 +84,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     with timer.stage("inputs"):
         feeds, input_source = _feeds(inputs, specs, samples, seed)
 
-    runners = _build_runtimes(names, onnx_model, keras_model, timer)
+    batch, sample_count = fixed_batch(specs), len(next(iter(feeds.values()))) if feeds else 0
+    notes.extend(n for n in [dims_note(specs, sample_count), _batch_note(batch, sample_count)] if n)
+    runners = _build_runtimes(names, onnx_model, keras_model, timer, batch)
     outputs = {}
     for name, runner in runners.items():
         with timer.stage(f"run_{name}"):
@@ -95,9 +97,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         with timer.stage("init_oracle"):
             from xverify.runtimes import NumpyRuntime
 
-            referee = NumpyRuntime(onnx_model, "float64")
+            referee = _batched(NumpyRuntime(onnx_model, "float64"), batch)
     extra, oracle_rows = _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized,
-                                     atol, rtol, timer)
+                                     atol, rtol, timer, batch)
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
         notes.extend(_farther_from_oracle(comparisons, oracle_rows))
@@ -206,7 +208,20 @@ def _feeds(inputs, specs, samples, seed):
     return load_inputs(inputs, specs), str(inputs)
 
 
-def _build_runtimes(names, onnx_model, keras_model, timer):
+def _batched(runner, batch):
+    from xverify.runtimes.batched import Batched
+
+    return runner if batch is None else Batched(runner, batch)
+
+
+def _batch_note(batch, samples) -> str | None:
+    if batch is None or samples == batch:
+        return None
+    return (f"the model's inputs fix their first dimension to {batch}: the {samples} samples ran "
+            f"as {samples // batch} batches of {batch} in every runtime")
+
+
+def _build_runtimes(names, onnx_model, keras_model, timer, batch=None):
     from xverify.runtimes import NumpyRuntime, OnnxRuntime, SavedModelRuntime, TensorflowRuntime
 
     tensorflow = (SavedModelRuntime if _is_saved_model(keras_model) else TensorflowRuntime)
@@ -216,7 +231,7 @@ def _build_runtimes(names, onnx_model, keras_model, timer):
     runners = {}
     for name in names:
         with timer.stage(f"init_{name}"):
-            runners[name] = factories[name]()
+            runners[name] = _batched(factories[name](), None if name == "tensorflow" else batch)
     return runners
 
 
@@ -261,15 +276,17 @@ def _compare_outputs(outputs, atol, rtol):
     return diffs
 
 
-def _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized, atol, rtol, timer):
+def _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized, atol, rtol, timer,
+                batch=None):
     """ONNX Runtime optimized vs not (a comparison) and every runtime's distance from the oracle."""
     from xverify.runtimes import OnnxRuntime
 
     extra, rows, runs = [], [], dict(outputs)
     if ort_optimized and "onnxruntime" in names:
         with timer.stage("run_onnxruntime-opt"):
-            runs["onnxruntime-opt"] = _named_outputs(OnnxRuntime(onnx_model, "all").run(feeds),
-                                                     onnx_model, "onnxruntime-opt")
+            optimized = _batched(OnnxRuntime(onnx_model, "all"), batch)
+            runs["onnxruntime-opt"] = _named_outputs(optimized.run(feeds), onnx_model,
+                                                     "onnxruntime-opt")
         for name, value in runs["onnxruntime-opt"].items():
             extra.append(compare(value, outputs["onnxruntime"][name], atol=atol, rtol=rtol,
                                  a_name="onnxruntime-opt", b_name="onnxruntime", output=name))

@@ -275,7 +275,7 @@ def _unit_index(text):
 
 @app.command()
 def ops(debug: Debug = False) -> None:
-    """List the ONNX ops the NumPy engine runs, with the attributes each kernel honours."""
+    """List the ONNX ops the NumPy engine runs, the opsets of each kernel and the attributes it honours."""
 
     def body():
         from rich.table import Table
@@ -283,13 +283,15 @@ def ops(debug: Debug = False) -> None:
         from xverify.engine import supported_ops
 
         table = Table(title="ONNX ops supported by xverify's NumPy engine", title_justify="left")
-        for column in ("op", "attributes", "notes"):
+        for column in ("op", "opsets", "attributes", "notes"):
             table.add_column(column)
         specs = supported_ops()
         for spec in specs:
-            table.add_row(spec.name, ", ".join(spec.attributes) or "-", spec.notes)
+            name = f"{spec.domain}.{spec.name}" if spec.domain else spec.name
+            table.add_row(name, spec.versions, ", ".join(spec.attributes) or "-", spec.notes)
         out.print(table)
-        out.print(f"{len(specs)} ops")
+        out.print(f"{len({(s.domain, s.name) for s in specs})} ops, {len(specs)} kernels; "
+                  "opsets: the model's opset of the op's domain each kernel runs at")
 
     _run(debug, body, tensorflow=False)
 

@@ -27,9 +27,13 @@ class InputSpec:
     shape: tuple
     dtype: str
     high: int | None = None  # integer inputs: values must stay below this (vocabulary size)
+    dim_names: tuple = ()  # per axis, the symbolic name (dim_param) of an unknown dim, else None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        out = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if any(self.dim_names):
+            out["dim_names"] = list(self.dim_names)
+        return out
 
 
 def input_specs(onnx_model: onnx.ModelProto) -> list[InputSpec]:
@@ -42,9 +46,29 @@ def input_specs(onnx_model: onnx.ModelProto) -> list[InputSpec]:
             continue
         tensor = value.type.tensor_type
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        names = tuple(d.dim_param or None for d in tensor.shape.dim)
         dtype = str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-        specs.append(InputSpec(value.name, shape, dtype, bounds.get(value.name)))
+        specs.append(InputSpec(value.name, shape, dtype, bounds.get(value.name),
+                               names if any(names) else ()))
     return specs
+
+
+def fixed_batch(specs: list[InputSpec]) -> int | None:
+    """The first dimension every input fixes to the same size (an exporter's batch of 1), else None.
+
+    A model whose inputs fix their first dimension can only be fed that many rows at a time, so
+    the check runs its samples in batches of that size.
+    """
+    firsts = {s.shape[0] if s.shape else None for s in specs}
+    return firsts.pop() if len(firsts) == 1 and None not in firsts and specs else None
+
+
+def dims_note(specs: list[InputSpec], samples: int) -> str | None:
+    """A sentence naming the symbolic dimensions and the sizes the synthetic inputs gave them."""
+    named = [f"{s.name}[{axis}] = {name} ({samples if axis == 0 else DYNAMIC_DIM})"
+             for s in specs for axis, name in enumerate(s.dim_names)
+             if name and not name.startswith("unk__")]  # tf2onnx's placeholders name nothing
+    return "symbolic dimensions fed as: " + ", ".join(named) if named else None
 
 
 def _index_bounds(onnx_model: onnx.ModelProto) -> dict[str, int]:
@@ -78,6 +102,9 @@ def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0) -> dict[
         raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
     rng = np.random.default_rng(seed)
     feeds = {}
+    batch = fixed_batch(specs)
+    if batch:  # whole batches of the model's fixed size, as many as hold ``samples`` rows
+        samples = -(-samples // batch) * batch
     for spec in specs:
         shape = (samples, *[DYNAMIC_DIM if d is None else d for d in spec.shape[1:]])
         dtype = np.dtype(spec.dtype)

@@ -35,7 +35,8 @@ from xverify.errors import InputDataError, UnsupportedOpError
 
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                 onnx.TensorProto.BFLOAT16)
-_WIDENED = tuple(np.dtype(helper.tensor_dtype_to_np_dtype(t)) for t in _FLOAT_TYPES[:1] + _FLOAT_TYPES[2:])
+_WIDENED = tuple(np.dtype(helper.tensor_dtype_to_np_dtype(t))  # what the oracle computes in float64
+                 for t in _FLOAT_TYPES if t != onnx.TensorProto.DOUBLE)
 
 
 def _keep_freed_memory() -> None:

@@ -60,7 +60,9 @@ class OpSpec:
     @property
     def versions(self) -> str:
         """The opset range as ``xverify ops`` and refusals print it: ``7+``, ``1-12``."""
-        return f"{self.since}+" if self.until is None else f"{self.since}-{self.until}"
+        if self.until is None:
+            return f"{self.since}+"
+        return str(self.since) if self.since == self.until else f"{self.since}-{self.until}"
 
 
 OPS: dict[str, OpSpec] = {}  # the kernel for the newest opset of each op (what fusion reuses)

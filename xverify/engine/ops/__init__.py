@@ -1,13 +1,18 @@
 """The engine's kernels, one module per op family; importing this package registers them all."""
 
 from xverify.engine.ops import (  # noqa: F401
+    bitwise,
     control,
     conv,
+    detection,
     elementwise,
     nn,
+    normalization,
     pool,
+    quantize,
     reduce,
     resize,
     rnn,
+    sequence,
     shape,
 )

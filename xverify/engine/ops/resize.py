@@ -114,7 +114,7 @@ def _refuse_fractional_align_corners(n_in, scale):
         "lengths")
 
 
-@op("Resize", attributes=("mode", "coordinate_transformation_mode", "nearest_mode",
+@op("Resize", since=11, attributes=("mode", "coordinate_transformation_mode", "nearest_mode",
                           "cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias",
                           "axes", "keep_aspect_ratio_policy"),
     notes="mode=nearest|linear|cubic (N-d, separable); inputs of opset 11+ (X, roi, scales, "
@@ -155,3 +155,26 @@ def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
     if x.dtype.kind in "iu" and out.dtype != x.dtype:  # integer images resized with float weights
         out = np.rint(out)
     return out.astype(x.dtype, copy=False)
+
+
+@op("Upsample", attributes=("mode", "scales"), since=7, until=9,
+    notes="scales as attribute (opset 7) or input (9); nearest (floor) or linear, asymmetric")
+def upsample(x, scales, mode="nearest"):
+    """Upsample and opset 10's Resize: ``x_original = x_resized / scale``, nearest rounding down."""
+    mode = "linear" if mode == "bilinear" else mode
+    if mode not in ("nearest", "linear"):
+        raise UnsupportedOpError(f"Upsample/Resize-10: attribute mode={mode!r} is not supported; "
+                                 "supported: nearest, linear")
+    scales = np.asarray(scales, np.float32).reshape(-1)
+    if mode == "nearest" and np.any(scales < 1):
+        # ONNX Runtime rounds a shrinking axis' source index up there, the spec does not say.
+        raise UnsupportedOpError("Upsample/Resize-10: mode=nearest with a scale below 1 is not "
+                                 "supported; supported: scales >= 1, or mode=linear")
+    return resize(x, None, scales, mode=mode, coordinate_transformation_mode="asymmetric",
+                  nearest_mode="floor")
+
+
+@op("Resize", attributes=("mode",), since=10, until=10,
+    notes="opset 10's form: (X, scales), as Upsample")
+def resize_10(x, scales, mode="nearest"):
+    return upsample(x, scales, mode)

@@ -1,0 +1,75 @@
+"""ONNX files from other exporters: fixed batch dimensions fed at their size, symbolic dims named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import xverify
+from xverify.errors import InputDataError
+from xverify.runtimes.batched import Batched
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def test_light_squeezenet_passes_with_oracle_agreeing():
+    """light_squeezenet.onnx (opset 9, batch fixed to 1) used to fail: the synthetic batch ignored
+    the fixed dim, and with --samples 1 the engine applied opset 13's Softmax and blamed ORT."""
+    report = xverify.check(str(LIGHT / "light_squeezenet.onnx"), samples=3)
+    assert report.passed
+    assert any("3 batches of 1" in n for n in report.notes)
+    assert not any("farther" in n for n in report.notes)
+    assert report.inputs["samples"] == 3
+    assert all(row["max_abs_diff"] < 1e-5 for row in report.oracle)
+
+
+def _symbolic_model(batch_dim):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_dim, "seq", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch_dim, "seq", 4])
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
+    graph = helper.make_graph([node], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_symbolic_dims_are_named_in_the_report(tmp_path):
+    path = tmp_path / "symbolic.onnx"
+    onnx.save(_symbolic_model("batch"), str(path))
+    report = xverify.check(str(path), samples=5)
+    assert report.passed
+    assert report.inputs["tensors"][0]["dim_names"] == ["batch", "seq", None]
+    assert any("x[0] = batch (5)" in n and "x[1] = seq (8)" in n for n in report.notes)
+
+
+def test_fixed_batch_of_two_rounds_samples_up_to_whole_batches(tmp_path):
+    path = tmp_path / "fixed2.onnx"
+    onnx.save(_symbolic_model(2), str(path))
+    report = xverify.check(str(path), samples=5)
+    assert report.passed and report.inputs["samples"] == 6
+    assert any("3 batches of 2" in n for n in report.notes)
+
+
+class _Echo:
+    input_names = ["x"]
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, feeds, **kwargs):
+        self.calls += 1
+        assert len(feeds["x"]) == 2
+        return {"y": feeds["x"] * 2, "n": np.array(len(feeds["x"]))}
+
+
+def test_batched_runs_rows_in_order_and_joins_outputs():
+    runner = Batched(_Echo(), 2)
+    x = np.arange(12.0).reshape(6, 2)
+    out = runner.run({"x": x})
+    np.testing.assert_array_equal(out["y"], x * 2)
+    np.testing.assert_array_equal(out["n"], [2, 2, 2])  # rank-0 outputs stacked
+    assert runner.calls == 3 and runner.input_names == ["x"]
+    with pytest.raises(InputDataError, match="multiple of 2"):
+        runner.run({"x": x[:5]})
