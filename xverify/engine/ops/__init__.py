@@ -13,6 +13,8 @@ from xverify.engine.ops import (  # noqa: F401
     reduce,
     resize,
     rnn,
+    selection,
     sequence,
     shape,
+    signal,
 )

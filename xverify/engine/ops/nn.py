@@ -164,6 +164,11 @@ def softsign(x):
     return x / (1 + np.abs(x))
 
 
+@op("Swish", attributes=("alpha",), notes="x * sigmoid(alpha * x)")
+def swish(x, alpha=1.0):
+    return (x * sigmoid(x * x.dtype.type(alpha))).astype(x.dtype, copy=False)
+
+
 @op("Mish", notes="opset 18")
 def mish(x):
     return x * np.tanh(np.logaddexp(x, 0))

@@ -70,3 +70,12 @@ def group_normalization_18(x, scale, bias, epsilon=1e-5, num_groups=1):
 def shrink(x, bias=0.0, lambd=0.5):
     y = np.where(x < -lambd, x + bias, np.where(x > lambd, x - bias, 0))
     return y.astype(x.dtype, copy=False)
+
+
+@op("RMSNormalization", attributes=("axis", "epsilon", "stash_type"),
+    notes="statistics in at least float32 (stash_type=1)")
+def rms_normalization(x, scale, axis=-1, epsilon=1e-5, stash_type=1):
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    wide = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
+    rms = np.sqrt(np.mean(wide * wide, axis=axes, keepdims=True) + epsilon)
+    return (wide / rms * scale).astype(x.dtype, copy=False)

@@ -279,15 +279,21 @@ def top_k(x, k, axis=-1, largest=1, sorted=1):  # noqa: A002 (ONNX attribute nam
     return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64, copy=False)
 
 
-@op("CumSum", attributes=("exclusive", "reverse"))
-def cum_sum(x, axis, exclusive=0, reverse=0):
-    a = int(np.asarray(axis).reshape(-1)[0])
-    y = np.flip(x, a) if reverse else x
-    out = np.cumsum(y, axis=a, dtype=x.dtype)
-    if exclusive:
-        zero = np.zeros_like(np.take(out, [0], axis=a))
-        out = np.concatenate([zero, np.delete(out, -1, axis=a)], axis=a)
-    return np.flip(out, a) if reverse else out
+def _cumulative(fn, identity):
+    def kernel(x, axis, exclusive=0, reverse=0):
+        a = int(np.asarray(axis).reshape(-1)[0])
+        y = np.flip(x, a) if reverse else x
+        out = fn(y, axis=a, dtype=x.dtype)
+        if exclusive:  # shifted by one, the op's identity first
+            first = np.full_like(np.take(out, [0], axis=a), identity)
+            out = np.concatenate([first, np.delete(out, -1, axis=a)], axis=a)
+        return np.flip(out, a) if reverse else out
+
+    return kernel
+
+
+op("CumSum", attributes=("exclusive", "reverse"))(_cumulative(np.cumsum, 0))
+op("CumProd", attributes=("exclusive", "reverse"))(_cumulative(np.cumprod, 1))
 
 
 @op("Trilu", attributes=("upper",))
