@@ -59,9 +59,16 @@ def test_opset_6_batchnorm_is_test_and_training_refused():
     model = make_model("BatchNormalization", [x, *stats], {"is_test": 1, "epsilon": 0.0}, opset=6)
     np.testing.assert_allclose(Interpreter(model).run({"in0": x, **{f"in{i + 1}": s for i, s in
                                                                    enumerate(stats)}})["out0"], x)
-    model = make_model("BatchNormalization", [x, *stats], {"is_test": 0}, opset=6)
+    for attrs in ({"is_test": 0}, {}):  # before opset 7, is_test defaults to 0: training
+        model = make_model("BatchNormalization", [x, *stats], attrs, opset=6)
+        with pytest.raises(UnsupportedOpError, match="is_test=0"):
+            Interpreter(model).run({"in0": x, **{f"in{i + 1}": s for i, s in enumerate(stats)}})
+    model = make_model("Dropout", [x], {}, opset=6)
     with pytest.raises(UnsupportedOpError, match="is_test=0"):
-        Interpreter(model).run({"in0": x, **{f"in{i + 1}": s for i, s in enumerate(stats)}})
+        Interpreter(model).run({"in0": x})
+    model = make_model("Dropout", [x], {}, n_outputs=2, opset=7)
+    out, mask = Interpreter(model).run({"in0": x}).values()
+    assert np.array_equal(out, x) and mask.dtype == np.float32 and np.all(mask == 1)
 
 
 def test_op_version_without_kernel_is_refused_up_front_naming_versions():

@@ -120,8 +120,8 @@ def _decode_attribute(attr: onnx.AttributeProto):
 
 
 # Attributes that never change a result: opset-1 ``consumed_inputs`` only told a runtime which
-# inputs it could overwrite.
-_IGNORED_ATTRIBUTES = ("consumed_inputs",)
+# inputs it could overwrite; opset-1 RNN/GRU/LSTM ``output_sequence`` only whether Y is produced.
+_IGNORED_ATTRIBUTES = ("consumed_inputs", "output_sequence")
 
 
 def _attributes(node: onnx.NodeProto) -> dict:

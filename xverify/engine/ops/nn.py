@@ -193,13 +193,23 @@ def dropout(x, ratio=None, training_mode=None, seed=None):
     return x, np.broadcast_to(np.True_, x.shape)
 
 
-@op("Dropout", attributes=("is_test", "ratio"), since=1, until=9,
-    notes="inference only (is_test=1 before opset 7); the mask has x's type")
-def dropout_legacy(x, ratio=0.5, is_test=1):
+def _inference_only(op_type: str, is_test) -> None:
+    """Before opset 7, Dropout and BatchNormalization ran in training mode unless is_test=1."""
     if not is_test:
-        raise UnsupportedOpError("Dropout: attribute is_test=0 (training) is not supported; "
-                                 "the NumPy engine runs inference only (is_test=1)")
+        raise UnsupportedOpError(f"{op_type}: attribute is_test=0 (training, the default before "
+                                 "opset 7) is not supported; the NumPy engine runs inference only "
+                                 "(is_test=1)")
+
+
+@op("Dropout", attributes=("ratio",), since=7, until=9, notes="inference: identity; mask of x's type")
+def dropout_7(x, ratio=0.5):
     return x, np.ones(x.shape, x.dtype)
+
+
+@op("Dropout", attributes=("is_test", "ratio"), since=1, until=6, notes="is_test=1 (inference) only")
+def dropout_1(x, ratio=0.5, is_test=0):
+    _inference_only("Dropout", is_test)
+    return dropout_7(x)
 
 
 def _channel(v, ndim):
@@ -219,17 +229,21 @@ def batch_normalization(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, t
     return y.astype(x.dtype, copy=False)  # opset 15 allows float32 statistics for float16 x
 
 
-@op("BatchNormalization", attributes=("epsilon", "momentum", "is_test", "spatial"), since=1,
-    until=8, notes="inference only (is_test=1 before opset 7); spatial=0: statistics per (C, D...)")
-def batch_normalization_legacy(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, is_test=1,
-                               spatial=1):
-    if not is_test:
-        raise UnsupportedOpError("BatchNormalization: attribute is_test=0 (training) is not "
-                                 "supported; the NumPy engine runs inference only (is_test=1)")
+@op("BatchNormalization", attributes=("epsilon", "momentum", "spatial"), since=7, until=8,
+    notes="spatial=0: statistics per (C, D...)")
+def batch_normalization_7(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, spatial=1):
     if spatial:
         return batch_normalization(x, scale, bias, mean, var, epsilon)
     a = scale / np.sqrt(var + epsilon)  # each of shape x.shape[1:]: one value per element
     return (x * a + (bias - mean * a)).astype(x.dtype, copy=False)
+
+
+@op("BatchNormalization", attributes=("epsilon", "momentum", "is_test", "spatial"), since=1,
+    until=6, notes="is_test=1 (inference) only; spatial=0: statistics per (C, D...)")
+def batch_normalization_1(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, is_test=0,
+                          spatial=1):
+    _inference_only("BatchNormalization", is_test)
+    return batch_normalization_7(x, scale, bias, mean, var, epsilon, spatial=spatial)
 
 
 @op("InstanceNormalization", attributes=("epsilon",))
