@@ -161,9 +161,31 @@ def test_small_cnn_workbook_is_written(keras, tmp_path):
     ex = explain(model, np.random.default_rng(0).uniform(0, 1, (16, 16, 3)))
     ex.to_xlsx(tmp_path / "cnn.xlsx")
     book = openpyxl.load_workbook(tmp_path / "cnn.xlsx")
-    assert book.sheetnames == ["model", "classes"]
+    assert book.sheetnames == ["model", "bn1", "classes"]
     rows = list(book["model"].iter_rows(values_only=True))
     assert [r[1] for r in rows if r[0] == "output[0]"][0].startswith("=$C$")  # a live formula
+
+
+def test_rescaling_and_normalization_layers_stay_live(keras, tmp_path):
+    """The TensorFlow regression tutorial's model: Normalization first; changing x recomputes."""
+    rng = np.random.default_rng(3)
+    keras.utils.set_random_seed(3)
+    norm = keras.layers.Normalization()
+    norm.adapt(rng.normal(5, 2, (50, 2)))
+    bn = keras.layers.BatchNormalization()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Rescaling(0.5, offset=1.0), norm,
+                              keras.layers.Dense(4, activation="relu"), bn, keras.layers.Dense(1)])
+    bn.set_weights([rng.uniform(0.5, 1.5, 4), rng.normal(0, 0.3, 4), rng.normal(0, 0.3, 4),
+                    rng.uniform(0.5, 2.0, 4)])
+    ex = explain(model, [4.0, 7.0])
+    assert all(s.by_hand for s in ex.layers) and ex.max_abs_diff <= 1e-5
+    assert "y = (x − mean) / √variance" in ex.text()
+    path = tmp_path / "norm.xlsx"
+    ex.to_xlsx(path)
+    x_cells, out_cells, _ = _cells(path)
+    for sample in ([4.0, 7.0], [-1.0, 12.5]):
+        got = _recompute(path, dict(zip(x_cells, sample)), out_cells)
+        assert abs(got[0] - _predict(model, sample)[0]) <= 1e-5
 
 
 def test_missing_openpyxl_is_exit_2_with_the_fix(keras, tmp_path, monkeypatch):

@@ -130,7 +130,10 @@ def _parse_mine(ex, mine):
                              f"{values.size}; pass one number per output value.")
     decimals = max((len(t.split(".")[1]) if "." in t and "e" not in t.lower() else 0)
                    for t in typed)
-    tolerance = max(0.5 * 10.0 ** -decimals, 1e-5 * max(1.0, float(np.abs(values).max())))
+    # Half a unit of the last digit typed, but never more than 0.5% of the number: "0.1" typed
+    # for a softmax output would otherwise accept anything from 0.05 to 0.15.
+    largest = float(np.abs(values).max())
+    tolerance = max(min(0.5 * 10.0 ** -decimals, 5e-3 * largest), 1e-5 * max(1.0, largest))
     return values.reshape(ex.output.shape), typed, tolerance
 
 
@@ -216,7 +219,10 @@ def _sentence(ex, shown, is_output, candidates, tried) -> str:
         return (f"None of the {tried} mistakes tried (one at a time and in pairs) gives {shown}; "
                 "the calculation went wrong in some other way.")
     what = " and ".join(describe(ex, m) for m in best.mistakes)
-    return f"Your {shown} is what the model gives when {what}: {_values(best.output)}."
+    others = sum(c.matches for c in candidates) - 1
+    also = (f" ({others} other candidate{'s' * (others > 1)} also match{'es' * (others == 1)}: "
+            "type more digits to tell them apart)") if others else ""
+    return f"Your {shown} is what the model gives when {what}: {_values(best.output)}{also}."
 
 
 def _simplest(candidates) -> Candidate | None:

@@ -14,6 +14,8 @@ import numpy as np
 from xverify.explain.activations import ACTIVATIONS, clamp_bounds
 from xverify.explain.results import LayerSummary, Step
 
+SCALING_KINDS = {"Rescaling", "Normalization", "BatchNormalization"}
+
 MAX_UNITS = 64  # wider layers (or Dense layers fed by more inputs) show only their first units
 SHOWN = 5
 _ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"}
@@ -44,6 +46,11 @@ def config(layer) -> dict:
         return layer.get_config()
     except Exception:  # an activation Keras cannot serialize (functools.partial) breaks get_config
         return {}
+
+
+def weight_name(weight) -> str:
+    """A weight's own name ("gamma", "moving_mean"), without the layer's path."""
+    return str(getattr(weight, "path", weight.name)).split("/")[-1].split(":")[0]
 
 
 def summarize(call, formula: str, output, by_hand: bool, **more) -> LayerSummary:
@@ -100,6 +107,8 @@ def spell_out(call, ins, tweak=None, float16=False):
         rate = config(layer).get("rate", "?")
         return summarize(call, f"Dropout(rate {rate}) is the identity at inference: output = "
                          "input (it drops units only while training)", ins[0], True), []
+    if kind in SCALING_KINDS and len(ins) == 1:
+        return _scale(call, ins[0], float16)
     act = activation_of(layer) if len(ins) == 1 else None
     if act is None or kind not in _ELEMENTWISE | {"Dense"}:
         return None, []
@@ -128,6 +137,38 @@ def spell_out(call, ins, tweak=None, float16=False):
     summary = summarize(call, words, a, True, shown=shown, changed=int(changed.sum()),
                         clamped=int(clamped.sum()), activation=name)
     return summary, steps
+
+
+def _scale(call, x, float16):
+    """Rescaling, Normalization or BatchNormalization value by value, or (None, []) for Keras."""
+    from xverify.explain.scaling import scaling_of
+
+    scaling = scaling_of(call.layer, x.shape[-1])
+    if scaling is None:
+        return None, []
+    y = round16(scaling.apply(x), float16)
+    shown = y.size if y.size <= MAX_UNITS else SHOWN
+    channel = np.arange(y.size) % x.shape[-1]
+    steps = [Step(call.label, i, (float(x.flat[i]),), (), None, float(x.flat[i]), "", float(y.flat[i]),
+                  False, formula=_scale_terms(scaling, int(channel[i]), float(x.flat[i])))
+             for i in range(shown)]
+    return summarize(call, scaling.words, y, True, shown=shown), steps
+
+
+def _scale_terms(s, c: int, x: float) -> str:
+    """``(x − m) / d · g + b`` with the numbers of channel ``c``, leaving out the no-op parts."""
+    text = _num4(x)
+    if s.center[c] != 0:
+        text = f"({text} − {_num4(s.center[c])})"
+    if s.divisor[c] != 1:
+        text = f"{text} / {_num4(s.divisor[c])}"
+    if s.gain[c] != 1:
+        text = f"{text} · {_num4(s.gain[c])}"
+    return f"{text} + {_num4(s.shift[c])}" if s.shift[c] != 0 else text
+
+
+def _num4(v) -> str:
+    return f"{float(v):.6g}"
 
 
 def dense_weights(layer):

@@ -108,6 +108,8 @@ def _count(n, noun) -> str:
 def _unit_lines(s: Step) -> list[str]:
     """One unit's arithmetic; a sum of up to 16 terms is written out, 4 terms a line, above it."""
     head = f"  {s.layer}[{s.unit}]: "
+    if s.formula:
+        return [f"{head}{s.formula} = {_fmt(s.a)}"]
     if not s.weights:
         return [f"{head}{s.activation}({_fmt(s.z)}) = {_fmt(s.a)}{_mark(s)}"]
     terms = [f"{_num(x)} × {_fmt(w)}" for x, w in zip(s.inputs, s.weights)]
@@ -135,7 +137,7 @@ def _layer_lines(summary: LayerSummary, steps, uses: int = 1) -> list[str]:
         return lines + [f"Layer '{summary.name}' — {summary.formula}",
                 f"  computed by Keras: {summary.input_shape} → {summary.output_shape}; output min "
                 f"{_fmt(summary.min)}, max {_fmt(summary.max)}, mean {_fmt(summary.mean)}"]
-    if not summary.activation:  # by hand without an activation: only Dropout, the identity
+    if not summary.activation and not steps:  # Dropout, the identity
         return lines + [f"Layer '{summary.name}' — {summary.formula}"]
     shapes = (f"{_count(summary.input_shape[-1], 'input')} → "
               f"{_count(summary.output_shape[-1], 'unit')}" if summary.kind == "Dense"

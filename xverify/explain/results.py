@@ -24,6 +24,7 @@ class Step:
     a: float
     changed: bool  # the activation gave a value other than z (a ReLU clamped it, ...)
     clamped: bool = False  # ...and the value it gave is a bound (0 for a ReLU, 6 for relu6)
+    formula: str = ""  # a value rescaled on its own (Normalization, ...): its arithmetic in words
 
 
 @dataclass(frozen=True)

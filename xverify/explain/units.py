@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from xverify.explain.activations import ACTIVATIONS
-from xverify.explain.layers import activation_of, config
+from xverify.explain.layers import activation_of, config, weight_name
 from xverify.explain.results import UnitDetail, UnitRow
 
 
@@ -160,7 +160,7 @@ def _batchnorm(layer, x, index):
     axis = settings.get("axis", -1)
     axis = axis if isinstance(axis, int) else axis[0]
     c = index[axis if axis < 0 else axis - 1]
-    weights = dict(zip([_short(w) for w in layer.weights], layer.get_weights()))
+    weights = dict(zip([weight_name(w) for w in layer.weights], layer.get_weights()))
     gamma = float(weights["gamma"][c]) if "gamma" in weights else 1.0
     beta = float(weights["beta"][c]) if "beta" in weights else 0.0
     mean, var = float(weights["moving_mean"][c]), float(weights["moving_variance"][c])
@@ -180,7 +180,7 @@ def _layernorm(layer, x, index):
         return None  # normalized over several axes or by RMS: left to Keras
     vector = x[index[:-1]]
     c = index[-1]
-    weights = dict(zip([_short(w) for w in layer.weights], layer.get_weights()))
+    weights = dict(zip([weight_name(w) for w in layer.weights], layer.get_weights()))
     gamma = float(weights["gamma"][c]) if "gamma" in weights else 1.0
     beta = float(weights["beta"][c]) if "beta" in weights else 0.0
     mean, var, eps = float(vector.mean()), float(vector.var()), settings["epsilon"]
@@ -191,11 +191,6 @@ def _layernorm(layer, x, index):
             UnitRow("x", (float(vector[c]),), f"value {c} of them"),
             UnitRow("gamma", (gamma,), f"gamma[{c}]"), UnitRow("beta", (beta,), f"beta[{c}]"),
             UnitRow("y", (float(y),), f"gamma · (x − mean) / √(variance + {eps}) + beta")]
-
-
-def _short(weight) -> str:
-    """A weight's own name ("gamma"), without the layer's path."""
-    return str(getattr(weight, "path", weight.name)).split("/")[-1].split(":")[0]
 
 
 def _embedding(layer, x, index):

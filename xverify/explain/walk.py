@@ -78,10 +78,9 @@ def _details(graph, hand, taps, unit) -> tuple:
     spec = [unit] if isinstance(unit, int) else [int(i) for i in str(unit).replace(",", " ").split()] \
         if isinstance(unit, str) else list(unit)
     found = []
-    for call, summary in zip(graph.calls, hand.summaries):
-        if not summary.by_hand:
-            d = detail(call, [hand.values[k] for k in call.inputs], taps[call.outputs[0]], spec)
-            found += [d] if d is not None else []
+    for call in graph.calls:
+        d = detail(call, [hand.values[k] for k in call.inputs], taps[call.outputs[0]], spec)
+        found += [d] if d is not None else []
     return tuple(found)
 
 

@@ -19,7 +19,8 @@ from openpyxl.utils import get_column_letter
 
 from xverify.explain.activations import EXCEL
 from xverify.explain.formulas import formula
-from xverify.explain.layers import activation_of, dense_weights
+from xverify.explain.layers import SCALING_KINDS, activation_of, dense_weights
+from xverify.explain.scaling import scaling_of
 
 MAX_CELLS = 200_000  # a workbook is for reading by hand: refuse models whose values exceed this
 _HEADERS = ["unit", "z", "a", "", "z without activations", "a without activations"]
@@ -93,6 +94,8 @@ def _block(state, ex, index, call, skip) -> None:
     act = activation_of(call.layer)
     if summary.by_hand and summary.kind == "Dense":
         count = _dense_rows(state, call, first, act, skip)
+    elif summary.by_hand and summary.kind in SCALING_KINDS:
+        count = _scaling_rows(state, call, first)
     elif summary.by_hand:
         count = _elementwise_rows(state, call, first, act if summary.activation else None, skip)
     else:
@@ -114,6 +117,41 @@ def _dense_rows(state, call, first, act, skip) -> int:
         state.sheet.cell(row, 5, f"=SUMPRODUCT({src_skip.range},{weights})+{b}")
     _activation_columns(state, call, first, units, act, skip)
     return units
+
+
+def _scaling_rows(state, call, first) -> int:
+    """y = (x − m) / d · g + b per value, over the channel's numbers on the layer's sheet."""
+    src, src_skip = state.cells[call.inputs[0]], state.skip_cells[call.inputs[0]]
+    shape = call.node.input_tensors[0].shape
+    scaling = scaling_of(call.layer, int(shape[-1]))
+    name = _params_sheet(state, call.layer, scaling)
+    for j in range(src.count):
+        col = get_column_letter(j % len(scaling.center) + 1)
+        m, d, g, b = (f"'{name}'!${col}${row}" for row in (3, 4, 5, 6))
+        state.sheet.cell(first + j, 1, j)
+        state.sheet.cell(first + j, 2, f"={src.cell(j)}")
+        state.sheet.cell(first + j, 3, f"=({Cells('B', first, 1).cell(j)}-{m})/{d}*{g}+{b}")
+        state.sheet.cell(first + j, 5, f"={src_skip.cell(j)}")
+        state.sheet.cell(first + j, 6, f"=({Cells('E', first, 1).cell(j)}-{m})/{d}*{g}+{b}")
+    state.cells[call.outputs[0]] = Cells("C", first, src.count)
+    state.skip_cells[call.outputs[0]] = Cells("F", first, src.count)
+    return src.count
+
+
+def _params_sheet(state, layer, scaling) -> str:
+    """A rescaling layer's numbers per channel: a row each for m, d, g and b."""
+    if id(layer) in state.weight_sheets:
+        return state.weight_sheets[id(layer)]
+    name = _sheet_name(layer.name, state.book.sheetnames)
+    sheet = state.book.create_sheet(name)
+    sheet.cell(1, 1, f"{scaling.words}: a column per channel (last axis)")
+    for row, (label, values) in enumerate(zip(scaling.names, (scaling.center, scaling.divisor,
+                                                              scaling.gain, scaling.shift)), 3):
+        for j, value in enumerate(values):
+            sheet.cell(row, j + 1, float(value))
+        sheet.cell(row, len(values) + 2, label)
+    state.weight_sheets[id(layer)] = name
+    return name
 
 
 def _elementwise_rows(state, call, first, act, skip) -> int:
