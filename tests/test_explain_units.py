@@ -143,3 +143,23 @@ def test_workbook_units_sheet_shows_the_same_numbers(keras, tmp_path):
         for r in d.rows:
             written = next(row for row in rows if row[0] == r.label and row[1] == r.formula)
             assert tuple(v for v in written[2:] if v is not None) == pytest.approx(r.values)
+
+
+@pytest.mark.slow
+def test_every_unit_of_mobilenet_v2_matches_keras(keras):
+    """A model --unit was not written for: every Conv, depthwise Conv, BatchNorm and pooling."""
+    keras.utils.set_random_seed(11)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35,
+                                           classes=5)
+    rng = np.random.default_rng(11)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2, var.shape)])
+    ex = explain(model, rng.uniform(-1, 1, (32, 32, 3)), unit=[1, 1, 3])
+    assert ex.max_abs_diff <= 1e-5
+    kinds = {type(model.get_layer(d.layer)).__name__ for d in ex.units}
+    assert {"Conv2D", "DepthwiseConv2D", "BatchNormalization"} <= kinds
+    for d in ex.units:
+        assert abs(d.value - d.keras_value) <= 1e-5 * max(1.0, abs(d.keras_value)), d.layer

@@ -24,6 +24,10 @@ NORMALIZERS = {"Normalization", "Rescaling", "BatchNormalization", "LayerNormali
                "UnitNormalization", "GroupNormalization"}
 SCALES = (1 / 255, 255.0, 0.1, 10.0, 0.01, 100.0, 0.001, 1000.0)
 MAX_PAIRED = 40  # with more single mistakes, only the closest this many are paired
+# A pass reruns every layer Keras computes whose input a mistake changed: on a model with many of
+# them (MobileNetV2: ~100), pairs are limited so that about this many layer calls are made.
+CALL_BUDGET = 10_000
+MIN_PAIRED = 4
 _TWEAKS = {"skip_activation", "no_bias", "transposed", "reversed_units", "ignored"}
 _PRETTY = {"relu": "ReLU", "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "elu": "ELU",
            "selu": "SELU", "gelu": "GELU"}
@@ -100,7 +104,7 @@ def diagnose(ex, mine) -> Diagnosis:
                              "rerun with mistakes, so --mine cannot be diagnosed.")
     singles = [_evaluate(ex, (m,), values, tolerance) for m in _singles(ex)]
     singles = [c for c in singles if c is not None]
-    paired = sorted(singles, key=lambda c: c.distance)[:MAX_PAIRED]
+    paired = sorted(singles, key=lambda c: c.distance)[:_pairable(ex, len(singles))]
     pairs = [_evaluate(ex, a.mistakes + b.mistakes, values, tolerance)
              for a, b in itertools.combinations(paired, 2) if _compatible(a.mistakes[0], b.mistakes[0])]
     candidates = sorted(singles + [p for p in pairs if p is not None],
@@ -114,6 +118,16 @@ def diagnose(ex, mine) -> Diagnosis:
     sentence = _sentence(ex, ", ".join(typed), own <= tolerance, candidates, len(candidates))
     return Diagnosis(values, ex.output, tolerance, tuple(candidates), len(candidates), sentence,
                      impossible, ex)
+
+
+def _pairable(ex, singles: int) -> int:
+    """How many of the closest single mistakes to pair, within the budget of Keras layer calls."""
+    keras_calls = sum(not s.by_hand for s in ex.hand.summaries)
+    budget = CALL_BUDGET // (1 + keras_calls) - singles
+    k = MAX_PAIRED
+    while k > MIN_PAIRED and k * (k - 1) // 2 > budget:
+        k -= 1
+    return k
 
 
 def _parse_mine(ex, mine):
