@@ -1,8 +1,8 @@
 """One injected fault per generated model, in a copy of its conversion, to show detection holds.
 
 Four kinds: a weight element changed, a bias element changed, an activation dropped (its node made an
-Identity), an axis permuted (two equal axes of a layer's output swapped, or the elements along one
-axis reversed, by a node added after the layer's last node). Each fault names the Keras layer whose
+Identity), an axis permuted (two equal axes of an as-is layer output swapped, or the elements along
+one axis reversed, by a node added after the layer's last node). Each fault names the Keras layer whose
 scope token its node carries: that is where a check should localize it. A fault that moves no graph
 output (a ReLU dropped where its input is positive anyway) is no fault: another is drawn.
 """
@@ -97,8 +97,11 @@ def _axis_fault(model, rows, rng):
     position, producer = next((i, n) for i, n in enumerate(graph.node) if row.tensor in n.output)
     hidden = row.tensor + "__xv_before_fault"
     producer.output[list(producer.output).index(row.tensor)] = hidden
+    # Swap two equal axes of an as-is tensor (a Permute that should not be there). On a moved
+    # tensor (channels-first, time-major) a swap can be a valid layout change, the very thing the
+    # layout rules read back, so there the elements along an axis are reversed instead.
     pairs = [(a, b) for a in range(1, len(dims)) for b in range(a + 1, len(dims))
-             if dims[a] == dims[b] > 1]
+             if dims[a] == dims[b] > 1] if row.layout == "as-is" else []
     name = producer.name + "__xv_fault"
     if pairs:
         a, b = pairs[rng.integers(len(pairs))]

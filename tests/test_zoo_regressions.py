@@ -187,3 +187,24 @@ def test_folded_batchnorm_with_the_same_default_scale_as_another():
     model = keras.Model(x, layers.Add(name="add")([h, a]))  # default weights: no randomize()
     report = _check(model)
     assert report.passed, report.failures()
+
+
+def test_permutes_pushed_past_relus_and_merged():
+    """Two Permutes whose Transposes tf2onnx pushed past the ReLUs after them and merged into one
+    under no layer's name: the first ReLU's tensor holds its output before the permutation."""
+    x = keras.Input((2, 2, 2), name="x")
+    h = layers.ReLU(max_value=1.0, name="r1")(layers.Permute((2, 1, 3), name="p1")(x))
+    h = layers.ReLU(max_value=6.0, name="r2")(layers.Permute((3, 2, 1), name="p2")(h))
+    model = keras.Model(x, layers.GlobalAveragePooling2D(name="gap")(h))
+    report = _check(model)
+    assert report.passed, report.failures()
+    assert "r1" in {d.name for d in report.layers}
+
+
+def test_upsampling_whose_last_reshape_merged_into_the_next_reshape():
+    x = keras.Input((8, 8, 1), name="x")
+    h = layers.UpSampling2D(2, name="up")(layers.BatchNormalization(name="bn")(x))
+    model = keras.Model(x, layers.Reshape((16, 16), name="reshape")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "up" in {d.name for d in report.layers}

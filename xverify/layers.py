@@ -115,7 +115,64 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
         rows.append(LayerTensor(index, layer.name, type(layer).__name__, tensor,
                                 tuple(graph.node[p].name for p in positions), layout,
                                 _inbound(layer)))
+    _pending_permutations(rows, layers, _TransposeFinder(graph, producer, owners))
     return rows
+
+
+# Layers that keep their input's axis order, so that tf2onnx may push a Permute's Transpose past them.
+_ELEMENTWISE = {"ReLU", "Activation", "BatchNormalization", "Dropout", "LeakyReLU", "ELU", "PReLU",
+                "Rescaling", "GaussianNoise", "GaussianDropout", "Add", "Subtract", "Multiply",
+                "Average", "Maximum", "Minimum", "Softmax"}
+
+
+def _pending_permutations(rows: list, layers: list, transposes) -> None:
+    """Keras ``Permute`` layers whose Transpose tf2onnx pushed down past elementwise layers (and
+    merged with later ones, under no layer's name): the Permute has no tensor of its own, and the
+    elementwise layers after it hold their outputs before the permutation, until a Transpose is met
+    on the way. Each such tensor is read through the Permutes' composed perm (the layers' own dims,
+    so nothing is guessed from shapes)."""
+    pending: dict[str, tuple | None] = {}
+    start: dict[str, int] = {}
+    for row, layer in zip(rows, layers):
+        parents = [pending.get(name) for name in row.inbound]
+        if row.layer_class == "Permute" and row.tensor is None and len(parents) == 1:
+            dims = (0, *(int(d) for d in layer.dims))
+            base = parents[0] or tuple(range(len(dims)))
+            pending[row.name] = tuple(base[i] for i in dims)
+            start[row.name] = start.get(row.inbound[0], row.index) if parents[0] else row.index
+        elif row.layer_class in _ELEMENTWISE and parents and all(p == parents[0] for p in parents):
+            pending[row.name] = parents[0]
+            start[row.name] = start.get(row.inbound[0], row.index)
+        else:
+            pending[row.name] = None
+        perm = pending[row.name]
+        if perm and row.tensor is not None and transposes.between(row.tensor, start[row.name]):
+            pending[row.name] = perm = None  # the permutation happened here (merged, pushed)
+        if perm and row.tensor is not None and row.layout == AS_IS and perm != tuple(range(len(perm))):
+            row.layout = PERMUTED + ",".join(str(i) for i in perm)
+
+
+class _TransposeFinder:
+    """Whether a Transpose lies on the way to a tensor from the nodes of layers before ``since``."""
+
+    def __init__(self, graph, producer, owners):
+        self.graph, self.producer, self.owners = graph, producer, owners
+
+    def between(self, tensor: str, since: int) -> bool:
+        todo, seen = [tensor], set()
+        while todo and len(seen) < 200:
+            position = self.producer.get(todo.pop())
+            if position is None or position in seen:
+                continue
+            seen.add(position)
+            owner = self.owners[position]
+            if owner is not None and owner < since:
+                continue
+            node = self.graph.node[position]
+            if node.op_type == "Transpose":
+                return True
+            todo.extend(i for i in node.input if i)
+        return False
 
 
 def _pushed_permutation(tensor, graph, consumers, owners, index) -> str | None:
@@ -235,7 +292,7 @@ def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = 
         every[TIME_MAJOR] = np.swapaxes(value, 0, 1)
     if keras_shape is None:
         return [every.get(layout, value)]
-    decided = _fit(every.get(layout), tuple(keras_shape)) if layout else None
+    decided = _fit(every.get(layout), tuple(keras_shape), layout == AS_IS) if layout else None
     if decided is not None:
         return [decided]
     fitting = [r for r in (_fit(v, tuple(keras_shape)) for v in every.values()) if r is not None]
@@ -246,14 +303,18 @@ def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = 
     return distinct or [value]
 
 
-def _fit(reading, keras_shape: tuple):
+def _fit(reading, keras_shape: tuple, row_major: bool = False):
+    """``reading`` in the Keras shape where they differ only by size-1 axes; or, for a tensor the
+    graph holds as is (``row_major``), by any reshape of the same per-sample size: the layer's
+    final Reshape was merged into the next layer's (UpSampling2D's Tile before a Keras Reshape)."""
     if reading is None:
         return None
     if reading.shape == keras_shape:
         return reading
     squeezed = tuple(d for d in keras_shape if d != 1)
-    if (reading.size == int(np.prod(keras_shape)) and reading.shape[:1] == keras_shape[:1]
-            and tuple(d for d in reading.shape if d != 1) == squeezed):
+    if reading.size != int(np.prod(keras_shape)) or reading.shape[:1] != keras_shape[:1]:
+        return None
+    if row_major or tuple(d for d in reading.shape if d != 1) == squeezed:
         return reading.reshape(keras_shape)
     return None
 
