@@ -88,6 +88,8 @@ class Explanation:
         print(ex.text())            # hidden[3]: 10 × -0.1160 + 0.0000 = -1.1604 → relu → 0.0000 ...
         ex.output, ex.tensorflow_output, ex.max_abs_diff
         ex.to_csv("steps.csv")      # one row per unit: layer, unit, inputs, weights, bias, z, a
+        ex.to_xlsx("sheet.xlsx")    # live formulas: change x or a weight, everything recomputes
+        ex.diagnose(20.475).sentence  # "... when the ReLU of the first layer ('hidden') is skipped"
     """
 
     model_name: str
@@ -131,5 +133,5 @@ class Explanation:
         return diagnose(self, mine)
 
     def to_xlsx(self, path: str | os.PathLike) -> None:
-        """Write ``rows()`` to an Excel sheet (needs openpyxl)."""
+        """Write a workbook of live formulas: x, the weights, every z and activation (openpyxl)."""
         render.write_xlsx(self, path)

@@ -75,8 +75,11 @@ def skip_hidden(graph, hand) -> Variant:
 
 
 def _details(graph, hand, taps, unit) -> tuple:
-    spec = [unit] if isinstance(unit, int) else [int(i) for i in str(unit).replace(",", " ").split()] \
-        if isinstance(unit, str) else list(unit)
+    """``--unit``: the element ``unit`` of every layer ``units`` can spell out, where it fits."""
+    if isinstance(unit, str):
+        spec = [int(i) for i in unit.replace(",", " ").split()]
+    else:
+        spec = [int(i) for i in np.ravel(unit)]
     found = []
     for call in graph.calls:
         d = detail(call, [hand.values[k] for k in call.inputs], taps[call.outputs[0]], spec)

@@ -23,7 +23,7 @@ from xverify.explain.layers import SCALING_KINDS, activation_of, dense_weights
 from xverify.explain.scaling import scaling_of
 
 MAX_CELLS = 200_000  # a workbook is for reading by hand: refuse models whose values exceed this
-_HEADERS = ["unit", "z", "a", "", "z without activations", "a without activations"]
+_HEADERS = ["unit", "z", "a", "note", "z without activations", "a without activations"]
 
 
 @dataclass(frozen=True)
