@@ -208,3 +208,45 @@ def test_upsampling_whose_last_reshape_merged_into_the_next_reshape():
     report = _check(randomize(model))
     assert report.passed, report.failures()
     assert "up" in {d.name for d in report.layers}
+
+
+def test_layer_norm_mean_written_as_a_global_pool():
+    """tf2onnx writes LayerNormalization's mean over the last axis as a GlobalAveragePool; the
+    tensor it reads is as is, not channels-first (a false alarm at the Dense before it)."""
+    x = keras.Input((7, 3), name="seq")
+    h = layers.Permute((2, 1), name="permute")(layers.GRU(3, return_sequences=True, name="g1")(x))
+    h = layers.Dense(3, name="dense")(layers.GRU(2, return_sequences=True, name="g2")(h))
+    model = keras.Model(x, layers.LayerNormalization(name="ln")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+
+
+def test_single_channel_transposed_conv_then_reshape():
+    x = keras.Input((3, 3, 3), name="x")
+    h = layers.Conv2DTranspose(1, 2, padding="same", name="deconv")(x)
+    h = layers.GlobalMaxPooling1D(name="pool")(layers.Reshape((3, 3), name="reshape")(h))
+    report = _check(randomize(keras.Model(x, h)))
+    assert report.passed, report.failures()
+    assert "reshape" in {d.name for d in report.layers}
+
+
+def test_hard_sigmoid_conv_then_batchnorm_takes_its_one_sixth():
+    """The 1/6 of hard_sigmoid is folded into the next BatchNormalization's scale: the Conv has no
+    tensor of its own and the scale is matched with the 1/6 (two false alarms before)."""
+    x = keras.Input((8, 12), name="seq")
+    h = layers.Conv1D(1, 3, padding="same", activation="hard_sigmoid", name="conv")(x)
+    model = keras.Model(x, layers.BatchNormalization(name="bn")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+
+
+def test_shared_depthwise_conv_is_compared_at_its_last_call():
+    """The fused Conv nodes of both calls are renamed into the weights' (first call's) scope, so
+    the call is told by which input its nodes read."""
+    left, right = keras.Input((6, 6, 1), name="left"), keras.Input((6, 6, 1), name="right")
+    shared = layers.DepthwiseConv2D(3, padding="same", name="dw")
+    h = layers.Add(name="add")([shared(left), shared(right)])
+    model = keras.Model([left, right], layers.GlobalMaxPooling2D(name="gmp")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "dw" in {d.name for d in report.layers}

@@ -10,6 +10,7 @@ graph (``xverify.layout``) and the tensor is moved back before it is compared wi
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -94,7 +95,9 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     for index, layer in enumerate(layers):
         positions = [p for p, owner in enumerate(owners) if owner == index]
         if len(getattr(layer, "_inbound_nodes", ())) > 1:
-            positions = _last_call(positions, graph)
+            sources = _last_call_sources(layer, rows, graph)
+            positions = (_reached_from(sources, positions, graph) if sources
+                         else _last_call(positions, graph))
         mine = set(positions)
         tensor = None
         for p in positions:
@@ -190,6 +193,36 @@ def _pushed_permutation(tensor, graph, consumers, owners, index) -> str | None:
     return None
 
 
+def _last_call_sources(layer, rows, graph) -> list[str] | None:
+    """The ONNX tensors the layer's last call reads: model inputs by name, earlier layers by their
+    tensor; None when one is not known (a layer reused on its own output)."""
+    inputs = {i.name for i in graph.input}
+    tensors = {r.name: r.tensor for r in rows}
+    sources = []
+    for tensor in getattr(layer._inbound_nodes[-1], "input_tensors", []):
+        history = getattr(tensor, "_keras_history", None)
+        operation = getattr(history, "operation", None)
+        name = getattr(operation, "name", None)
+        if type(operation).__name__ == "InputLayer" and name in inputs:
+            sources.append(name)
+        elif tensors.get(name):
+            sources.append(tensors[name])
+        else:
+            return None
+    return sources or None
+
+
+def _reached_from(sources: list[str], positions: list[int], graph) -> list[int]:
+    """The layer's nodes downstream of its last call's inputs (the data decides the call, where
+    fused nodes renamed into the weights' scope carry the first call's name)."""
+    reached = set(sources)
+    for node in graph.node:
+        if any(i in reached for i in node.input):
+            reached.update(o for o in node.output if o)
+    mine = [p for p in positions if any(o in reached for o in graph.node[p].output)]
+    return mine or positions
+
+
 def _last_call(positions: list[int], graph) -> list[int]:
     """The nodes of a shared or reused layer's last call. TensorFlow numbers the scope of each call
     (``dense_1/xvl3``, then ``dense_3/xvl3``), so the call with the highest numbers in the scope
@@ -254,13 +287,32 @@ def _fused_forward(graph, owners) -> set[int]:
     (a SeparableConv2D's pointwise Conv folded with the next BatchNorm), so no tensor holds their
     output."""
     weights = _weight_owners(graph)
+    scalars = _scalar_owners(graph)
+    readers: dict[str, set] = {}
+    for node, owner in zip(graph.node, owners):
+        for name in node.input:
+            readers.setdefault(name, set()).add(owner)
     fused = set()
     for node, owner in zip(graph.node, owners):
         for name in node.input:
             source = weights.get(name)
             if source is not None and owner is not None and source != owner:
                 fused.add(source)
+            # A scalar only when the layer's own nodes no longer read it (tf2onnx shares equal
+            # scalars): hard_sigmoid's 1/6 folded into the next BatchNormalization's scale.
+            source = scalars.get(name)
+            if source is not None and owner is not None and owner > source \
+                    and source not in readers[name]:
+                fused.add(source)
     return fused
+
+
+def _scalar_owners(graph) -> dict[str, int]:
+    from xverify.convert import is_float
+
+    return {i.name: index for i in graph.initializer
+            if is_float(i) and math.prod(i.dims) == 1
+            and (index := layer_index_of(i.name + "/")) is not None}
 
 
 def _holds_whole_output(layer, onnx_size: int | None) -> bool:

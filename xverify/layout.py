@@ -7,11 +7,10 @@ whenever two dimensions are equal: a 6x6 ``Permute((2, 1))`` output, a cube of 3
 
 - ``as-is``: graph inputs, and what an as-is tensor becomes through any layout-preserving op, a
   reshape, a matmul, or a Transpose that is a Keras ``Permute`` (it does not feed a channels-first op);
-- ``channels-first``: the output of a channels-first op (Conv, ConvTranspose, pools,
-  BatchNormalization, InstanceNormalization, LRN, DepthToSpace, SpaceToDepth) of rank >= 3, a
-  channels-last tensor moved channels-first by a Transpose that feeds such an op, and any tensor of
-  rank >= 3 such an op reads through layout-preserving ops (its Transpose cancelled against a Keras
-  ``Permute``); a channels-first
+- ``channels-first``: the output of a channels-first op (Conv, ConvTranspose, windowed pools,
+  BatchNormalization, InstanceNormalization, LRN, DepthToSpace, SpaceToDepth) of rank >= 3, and a
+  channels-last tensor moved channels-first by a Transpose that feeds such an op (global pools keep
+  their input's reading: tf2onnx also writes LayerNormalization's mean as one); a channels-first
   tensor stays so through layout-preserving ops and is back to ``as-is`` after the inverse Transpose;
 - ``time-major``: the outputs of a recurrent op (LSTM, GRU, RNN, a Loop's scan outputs) and a
   batch-time swap of an as-is tensor, until the swap back;
@@ -32,6 +31,9 @@ _CHANNELS_FIRST_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPoo
                        "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "BatchNormalization",
                        "InstanceNormalization", "LRN", "DepthToSpace", "SpaceToDepth",
                        "MaxUnpool", "ConvInteger", "QLinearConv"}
+# Reductions over every axis after the second: channels-first pooling, or a mean over the last axes
+# (LayerNormalization's moments); either way the output keeps the input's reading.
+_GLOBAL_POOLS = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"}
 _RECURRENT_OPS = {"LSTM", "GRU", "RNN"}
 # Ops whose output keeps the axis order of their data inputs (elementwise, or along a named axis).
 _PRESERVING = {"Relu", "Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "PRelu", "HardSigmoid",
@@ -87,16 +89,14 @@ def tensor_layouts(onnx_model, shapes: dict | None = None) -> dict[str, str | No
         for out in node.output:
             if out:
                 layout[out] = _rule(node, first, data, layout, out, feeding, shapes)
-                if out in feeding and layout[out] == AS_IS and len(shapes.get(out) or ()) >= 3:
-                    # A channels-first op reads it as is: the Transpose that would have moved it
-                    # cancelled against a Keras Permute before it (Permute then a 1-D pooling).
-                    layout[out] = CHANNELS_FIRST
     return layout
 
 
 def _rule(node, first, data, layout, out, feeding, shapes):  # noqa: C901 - one table of cases
     op = node.op_type
     rank = len(shapes.get(out) or ())
+    if op in _GLOBAL_POOLS:
+        return first
     if op in _CHANNELS_FIRST_OPS:
         return CHANNELS_FIRST if rank >= 3 or rank == 0 else AS_IS
     if op in _RECURRENT_OPS:  # Y is (time, directions, batch, units); Y_h, Y_c lead with directions
@@ -145,6 +145,8 @@ def _reshape(first, before, after, feeds_channels_first):
         return None
     if feeds_channels_first:
         return CHANNELS_FIRST
+    if first == CHANNELS_FIRST and before[1:2] == [1]:
+        return AS_IS  # one channel: channels-first and channels-last hold the same order
     if first == TIME_MAJOR and before[:1] == [1] and list(after) == list(before[1:]):
         return AS_IS  # the time axis (one step: a recurrent layer's last output) squeezed away
     if first == CHANNELS_FIRST and len(before) == len(after):

@@ -50,6 +50,13 @@ def bn_groups(ctx: Context, li: int) -> list:
         Joint(bn.on_offset, beta - mean * bn.scale, none(len(bn.on_offset)),
               ("BN offset beta-mean*scale",) * 2, True)]]
     pi = _previous(ctx, li)
+    activation = getattr(getattr(ctx.layers[pi], "activation", None), "__name__", "") \
+        if pi is not None else ""
+    if activation == "hard_sigmoid":  # relu6(x + 3) / 6: TensorFlow folds the 1/6 into the scale
+        alternatives.append([
+            Joint(bn.on_scale, bn.scale / 6, none(len(bn.on_scale)),
+                  ("BN scale gamma/sqrt(var+eps) / 6 (hard_sigmoid's 1/6 folded in)",) * 2, True),
+            alternatives[0][1]])
     return [alternatives + (_folded(ctx, pi, bn) if pi is not None else [])]
 
 
