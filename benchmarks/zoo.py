@@ -93,7 +93,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     generated, apps = RESULTS / "generated.jsonl", RESULTS / "applications.jsonl"
     if args.fresh:
-        for path in (generated, apps):
+        for path in (generated, apps, RESULTS / "commands.txt"):
             path.unlink(missing_ok=True)
     if not args.render:
         if args.apps or args.only:
@@ -102,8 +102,12 @@ def main() -> None:
             zoo_apps.main(str(apps), args.app_timeout, args.only)
         if args.generated:
             run_generated(args.seed, args.generated, args.batch, generated)
-    command = "python benchmarks/zoo.py " + " ".join(sys.argv[1:])
-    (HERE / "ZOO.md").write_text(render(apps, generated, command))
+    commands = RESULTS / "commands.txt"
+    if not args.render:
+        with commands.open("a") as f:
+            f.write("python benchmarks/zoo.py " + " ".join(sys.argv[1:]) + "\n")
+    made_by = commands.read_text().splitlines() if commands.exists() else []
+    (HERE / "ZOO.md").write_text(render(apps, generated, made_by))
     print(f"wrote {HERE / 'ZOO.md'}")
 
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from xverify.compare import compare
 from xverify.convert import flat_layers
-from xverify.layers import LayerTensor, map_layers, readings, with_effective_inputs
+from xverify.layers import LayerTensor, map_layers, with_effective_inputs
+from xverify.layout import readings
 from xverify.report.model import LayerDiff
 
 CHUNK_BYTES = 512 << 20  # per runtime: tapped tensors held at once (3 runtimes: ~1.5 GiB)

@@ -1,4 +1,5 @@
-"""Each ONNX tensor's reading in Keras terms, decided from the operations the graph applies.
+"""Each ONNX tensor's reading in Keras terms, decided from the operations the graph applies, and
+the readings of a layer's tensor that the comparison uses (``readings``).
 
 tf2onnx runs convolutions and pools channels-first (NCHW) with Transposes at the edges, and
 recurrent layers time-major, so an intermediate ONNX tensor may hold a Keras layer's output moved
@@ -21,6 +22,8 @@ channels-first moved, which TensorFlow's CPU kernels do not support anyway.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 AS_IS, CHANNELS_FIRST, TIME_MAJOR = "as-is", "channels-first", "time-major"
 # "permuted:0,2,1": the layer's output is this tensor transposed by that perm (a Keras Permute whose
@@ -155,3 +158,126 @@ def _reshape(first, before, after, feeds_channels_first):
             return AS_IS  # the inverse Transpose, written as a Reshape (channels of size 1)
         return CHANNELS_FIRST if list(after) == list(before) else None
     return first
+
+
+# Layers that keep their input's axis order, so that tf2onnx may push a Permute's Transpose past them.
+_ELEMENTWISE = {"ReLU", "Activation", "BatchNormalization", "Dropout", "LeakyReLU", "ELU", "PReLU",
+                "Rescaling", "GaussianNoise", "GaussianDropout", "Add", "Subtract", "Multiply",
+                "Average", "Maximum", "Minimum", "Softmax"}
+
+
+def pending_permutations(rows: list, layers: list, transposes) -> None:
+    """Keras ``Permute`` layers whose Transpose tf2onnx pushed down past elementwise layers (and
+    merged with later ones, under no layer's name): the Permute has no tensor of its own, and the
+    elementwise layers after it hold their outputs before the permutation, until a Transpose is met
+    on the way. Each such tensor is read through the Permutes' composed perm (the layers' own dims,
+    so nothing is guessed from shapes)."""
+    pending: dict[str, tuple | None] = {}
+    start: dict[str, int] = {}
+    for row, layer in zip(rows, layers):
+        parents = [pending.get(name) for name in row.inbound]
+        if row.layer_class == "Permute" and row.tensor is None and len(parents) == 1:
+            dims = (0, *(int(d) for d in layer.dims))
+            base = parents[0] or tuple(range(len(dims)))
+            pending[row.name] = tuple(base[i] for i in dims)
+            start[row.name] = start.get(row.inbound[0], row.index) if parents[0] else row.index
+        elif row.layer_class in _ELEMENTWISE and parents and all(p == parents[0] for p in parents):
+            pending[row.name] = parents[0]
+            start[row.name] = start.get(row.inbound[0], row.index)
+        else:
+            pending[row.name] = None
+        perm = pending[row.name]
+        if perm and row.tensor is not None and transposes.between(row.tensor, start[row.name]):
+            pending[row.name] = perm = None  # the permutation happened here (merged, pushed)
+        if perm and row.tensor is not None and row.layout == AS_IS and perm != tuple(range(len(perm))):
+            row.layout = PERMUTED + ",".join(str(i) for i in perm)
+
+
+class TransposeFinder:
+    """Whether a Transpose lies on the way to a tensor from the nodes of layers before ``since``."""
+
+    def __init__(self, graph, producer, owners):
+        self.graph, self.producer, self.owners = graph, producer, owners
+
+    def between(self, tensor: str, since: int) -> bool:
+        todo, seen = [tensor], set()
+        while todo and len(seen) < 200:
+            position = self.producer.get(todo.pop())
+            if position is None or position in seen:
+                continue
+            seen.add(position)
+            owner = self.owners[position]
+            if owner is not None and owner < since:
+                continue
+            node = self.graph.node[position]
+            if node.op_type == "Transpose":
+                return True
+            todo.extend(i for i in node.input if i)
+        return False
+
+
+def pushed_permutation(tensor, graph, consumers, owners, index) -> str | None:
+    """A Keras ``Permute`` whose Transpose tf2onnx pushed past this layer (elementwise, such as a
+    BatchNormalization's scale and offset): the Transpose still carries the earlier layer's token
+    and reads this layer's tensor, which therefore holds the output before that permutation."""
+    for p in consumers.get(tensor, ()):
+        node = graph.node[p]
+        if node.op_type == "Transpose" and owners[p] is not None and owners[p] < index:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+            if perm:
+                return PERMUTED + ",".join(str(i) for i in perm)
+    return None
+
+
+def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = None) -> list:
+    """The ONNX tensor read as the Keras layer's output: one reading where the graph decided the
+    layout (``xverify.layout``); where it could not, every distinct reading that fits the Keras
+    shape (as is, channels-first moved last, time-major), for the caller to compare each and say so.
+
+    A reading that differs from the Keras shape only by size-1 axes is reshaped to it (1-D pooling
+    runs as a 2-D pool with a unit height). A tensor no reading fits is returned as is, and the
+    comparison reports the shape mismatch.
+    """
+    every = {AS_IS: value}
+    if layout and layout.startswith(PERMUTED):
+        perm = [int(i) for i in layout[len(PERMUTED):].split(",")]
+        if len(perm) == value.ndim:
+            every[layout] = np.transpose(value, perm)
+    if value.ndim >= 3:
+        every[CHANNELS_FIRST] = np.moveaxis(value, 1, -1)
+    if value.ndim >= 2:
+        every[TIME_MAJOR] = np.swapaxes(value, 0, 1)
+    if keras_shape is None:
+        return [every.get(layout, value)]
+    decided = _fit(every.get(layout), tuple(keras_shape), layout == AS_IS) if layout else None
+    if decided is not None:
+        return [decided]
+    fitting = [r for r in (_fit(v, tuple(keras_shape)) for v in every.values()) if r is not None]
+    distinct = []
+    for r in fitting:
+        if not any(np.array_equal(r, d, equal_nan=True) for d in distinct):
+            distinct.append(r)
+    return distinct or [value]
+
+
+def _fit(reading, keras_shape: tuple, row_major: bool = False):
+    """``reading`` in the Keras shape where they differ only by size-1 axes; or, for a tensor the
+    graph holds as is (``row_major``), by any reshape of the same per-sample size: the layer's
+    final Reshape was merged into the next layer's (UpSampling2D's Tile before a Keras Reshape)."""
+    if reading is None:
+        return None
+    if reading.shape == keras_shape:
+        return reading
+    squeezed = tuple(d for d in keras_shape if d != 1)
+    if reading.size != int(np.prod(keras_shape)) or reading.shape[:1] != keras_shape[:1]:
+        return None
+    if row_major or tuple(d for d in reading.shape if d != 1) == squeezed:
+        return reading.reshape(keras_shape)
+    return None
+
+
+def to_keras_layout(value: np.ndarray, layout: str | None, keras_shape: tuple | None = None):
+    """The first of ``readings``: the one reading where the layout is decided."""
+    return readings(value, layout, keras_shape)[0]
+
+
