@@ -73,3 +73,8 @@ def test_batched_runs_rows_in_order_and_joins_outputs():
     assert runner.calls == 3 and runner.input_names == ["x"]
     with pytest.raises(InputDataError, match="multiple of 2"):
         runner.run({"x": x[:5]})
+
+
+def test_batched_refuses_to_stream_over_several_batches():
+    with pytest.raises(TypeError, match="on_tensor"):
+        Batched(_Echo(), 2).run({"x": np.zeros((4, 2))}, on_tensor=lambda name, value: None)

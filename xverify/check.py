@@ -84,7 +84,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     with timer.stage("inputs"):
         feeds, input_source = _feeds(inputs, specs, samples, seed)
 
-    batch, sample_count = fixed_batch(specs), len(next(iter(feeds.values()))) if feeds else 0
+    # Fixed batches are split for ONNX files alone: layer comparisons stream whole tensors.
+    batch = fixed_batch(specs) if not _is_keras(keras_model) else None
+    sample_count = len(next(iter(feeds.values()))) if feeds else 0
     notes.extend(n for n in [dims_note(specs, sample_count), _batch_note(batch, sample_count)] if n)
     runners = _build_runtimes(names, onnx_model, keras_model, timer, batch)
     outputs = {}

@@ -284,3 +284,8 @@ def einsum(*xs, equation):
         wide = [x.astype(np.float32) for x in xs]
         return np.einsum(equation, *wide, optimize=True).astype(xs[0].dtype)
     return np.einsum(equation, *xs, optimize=True)
+
+
+@op("SwiGLU", attributes=("alpha",), notes="Swish_alpha(A) * B")
+def swiglu(a, b, alpha=1.0):
+    return (swish(a, alpha) * b).astype(a.dtype, copy=False)

@@ -6,6 +6,7 @@ import numpy as np
 
 from xverify.engine.ops.shape import ints
 from xverify.engine.registry import op
+from xverify.errors import UnsupportedOpError
 
 
 @op("Compress", attributes=("axis",), notes="the flattened input when axis is omitted")
@@ -44,3 +45,57 @@ def center_crop_pad(x, shape, axes=None):
             width[a] = ((size - n) // 2, size - n - (size - n) // 2)
             out = np.pad(out, width)
     return out
+
+
+@op("TensorScatter", attributes=("axis", "mode"),
+    notes="writes update into a copy of past_cache along `axis` at each sample's write index; "
+          "mode=linear|circular")
+def tensor_scatter(past_cache, update, write_indices=None, axis=-2, mode="linear"):
+    axis %= past_cache.ndim
+    out = past_cache.copy()
+    length, capacity = update.shape[axis], past_cache.shape[axis]
+    starts = (np.zeros(past_cache.shape[0], np.int64) if write_indices is None
+              else np.asarray(write_indices, np.int64).reshape(-1))
+    for b, start in enumerate(starts):
+        positions = start + np.arange(length)
+        if mode == "circular":
+            positions %= capacity
+        target = np.moveaxis(out[b], axis - 1, 0)  # a view: writes land in ``out``
+        target[positions] = np.moveaxis(update[b], axis - 1, 0)
+    return out
+
+
+@op("BitCast", context=True, attributes=("to",), notes="the same bits as another type of equal width")
+def bit_cast(x, to, ctx=None):
+    from onnx import helper
+
+    target = np.dtype(helper.tensor_dtype_to_np_dtype(to))
+    if x.dtype.itemsize != target.itemsize and ctx.oracle and x.dtype == np.float64:
+        # The oracle widened the graph's float; its bits are those of the float of the target's
+        # width, which is float32 for 4 bytes (2 bytes: float16 or bfloat16, not known here).
+        if target.itemsize != 4:
+            raise UnsupportedOpError("BitCast: the float64 oracle cannot recover a 16-bit float's "
+                                     "bits; run the check without --oracle")
+        x = x.astype(np.float32)
+    return x.copy(order="C").view(target)
+
+
+@op("MaxUnpool", attributes=("kernel_shape", "pads", "strides"),
+    notes="X written at MaxPool's flat indices I, zeros elsewhere; output_shape only if inferred")
+def max_unpool(x, indices, output_shape=None, kernel_shape=(), pads=None, strides=None):
+    n = len(kernel_shape)
+    strides = strides or [1] * n
+    pads = pads or [0] * (2 * n)
+    # The indices address the shape MaxPool read (inferred from X); output_shape only pads it.
+    shape = list(x.shape[:2]) + [(size - 1) * s + k - pads[i] - pads[i + n] for i, (size, s, k)
+                                 in enumerate(zip(x.shape[2:], strides, kernel_shape))]
+    out = np.zeros(int(np.prod(shape)), x.dtype)
+    out[np.asarray(indices, np.int64).reshape(-1)] = x.reshape(-1)
+    if output_shape is not None and [int(v) for v in np.asarray(output_shape).reshape(-1)] != shape:
+        # ONNX's node test reads I in the inferred shape and pads; ONNX Runtime reads I in
+        # output_shape: no side to take.
+        raise UnsupportedOpError(
+            f"MaxUnpool: an output_shape ({[int(v) for v in np.asarray(output_shape).reshape(-1)]}) "
+            f"other than the inferred {shape} is not supported: ONNX's reference and ONNX Runtime "
+            "disagree on where the indices point; supported: no output_shape, or the inferred one")
+    return out.reshape(shape)
