@@ -17,4 +17,5 @@ from xverify.engine.ops import (  # noqa: F401
     sequence,
     shape,
     signal,
+    transformer,
 )
