@@ -113,6 +113,9 @@ CASES = {
     "Unique": ([np.array([3, 1, 3, 2, 1], np.int64)], {"sorted": 0}, ()),
     "CenterCropPad": ([IMG, i64(3, 8)], {"axes": [2, 3]}, (1,)),
     "SwiGLU": ([F, G], {}, ()), "BitCast": ([F], {"to": 6}, ()),
+    "DFT": ([F.reshape(2, 12, 1), None, np.array(-2, np.int64)], {}, (2,)),
+    "STFT": ([rng.standard_normal((2, 16, 1)).astype(np.float32), np.array(4, np.int64),
+              np.hanning(8).astype(np.float32)], {}, (1,)),
     "RotaryEmbedding": ([rng.standard_normal((2, 3, 8)).astype(np.float32),
                          rng.standard_normal((5, 2)).astype(np.float32),
                          rng.standard_normal((5, 2)).astype(np.float32),
@@ -192,6 +195,7 @@ _OLD_FORMS = {
     "Upsample": (8, lambda i, a: ([i[0]], {**a, "scales": [1.0, 1.0, 2.0, 3.0]}, ())),
     "Resize": (10, lambda i, a: ([i[0], i[2]], a, (1,))),
     "GroupNormalization": (20, lambda i, a: ([i[0], f32(1, 2), f32(0, 1)], a, ())),
+    "DFT": (19, lambda i, a: ([i[0]], {**a, "axis": 1}, ())),
 }
 
 
