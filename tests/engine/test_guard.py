@@ -113,6 +113,8 @@ CASES = {
     "Unique": ([np.array([3, 1, 3, 2, 1], np.int64)], {"sorted": 0}, ()),
     "CenterCropPad": ([IMG, i64(3, 8)], {"axes": [2, 3]}, (1,)),
     "SwiGLU": ([F, G], {}, ()), "BitCast": ([F], {"to": 6}, ()),
+    "GridSample": ([IMG, rng.uniform(-1.2, 1.2, (1, 3, 4, 2)).astype(np.float32)],
+                   {"padding_mode": "reflection"}, ()),
     "DFT": ([F.reshape(2, 12, 1), None, np.array(-2, np.int64)], {}, (2,)),
     "STFT": ([rng.standard_normal((2, 16, 1)).astype(np.float32), np.array(4, np.int64),
               np.hanning(8).astype(np.float32)], {}, (1,)),

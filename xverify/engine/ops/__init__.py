@@ -6,6 +6,7 @@ from xverify.engine.ops import (  # noqa: F401
     conv,
     detection,
     elementwise,
+    grid,
     nn,
     normalization,
     pool,
