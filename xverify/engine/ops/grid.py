@@ -1,4 +1,5 @@
-"""Kernels: GridSample (spatial transformers, optical flow warps), N-d and separable.
+"""Kernels: GridSample (spatial transformers, optical flow warps), N-d and separable; AffineGrid;
+Col2Im.
 
 Each spatial axis gets, per output position, tap indices and weights (1 nearest, 2 linear,
 4 cubic), computed from the grid's normalized coordinate in float64; the output sums the input at
@@ -85,3 +86,42 @@ def grid_sample(x, grid, align_corners=0, mode="linear", padding_mode="zeros"):
         index = tuple(idx[..., k] for (idx, _), k in zip(taps, combo))
         out += weight[..., None] * x[(batch, slice(None)) + index]  # (N, *out, C)
     return np.moveaxis(out, -1, 1).astype(x.dtype, copy=False)
+
+
+def _linspace(n, align_corners):
+    """n positions spanning [-1, 1]: corner pixel centers (align_corners) or their outer edges."""
+    if align_corners:
+        return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    return (2 * np.arange(n) + 1) / n - 1
+
+
+@op("AffineGrid", attributes=("align_corners",), notes="2-D (theta N,2,3) and 3-D (N,3,4)")
+def affine_grid(theta, size, align_corners=0):
+    spatial = [int(v) for v in np.asarray(size).reshape(-1)[2:]]
+    axes = [_linspace(n, align_corners) for n in spatial]  # (D,) H, W
+    mesh = np.meshgrid(*axes, indexing="ij")
+    # Homogeneous positions (x, y[, z], 1): x runs along the last axis.
+    base = np.stack(list(mesh[::-1]) + [np.ones_like(mesh[0])], axis=-1)
+    grid = np.einsum("...k,nik->n...i", base, theta.astype(np.float64))
+    return grid.astype(theta.dtype)
+
+
+@op("Col2Im", attributes=("dilations", "pads", "strides"),
+    notes="N-d; sums the overlapping blocks (PyTorch's fold)")
+def col2im(x, image_shape, block_shape, dilations=None, pads=None, strides=None):
+    image = [int(v) for v in np.asarray(image_shape).reshape(-1)]
+    block = [int(v) for v in np.asarray(block_shape).reshape(-1)]
+    r = len(image)
+    dilations, strides = dilations or [1] * r, strides or [1] * r
+    pads = pads or [0] * (2 * r)
+    padded = [n + pads[i] + pads[i + r] for i, n in enumerate(image)]
+    counts = [(p - d * (k - 1) - 1) // s + 1 for p, k, d, s in zip(padded, block, dilations, strides)]
+    n, c = x.shape[0], x.shape[1] // int(np.prod(block))
+    cols = x.reshape([n, c] + block + counts)
+    out = np.zeros([n, c] + padded, dtype=x.dtype)
+    for offsets in itertools.product(*(range(k) for k in block)):
+        window = tuple(slice(o * d, o * d + (m - 1) * s + 1, s)
+                       for o, d, m, s in zip(offsets, dilations, counts, strides))
+        out[(slice(None), slice(None)) + window] += cols[(slice(None), slice(None)) + offsets]
+    crop = tuple(slice(pads[i], pads[i] + image[i]) for i in range(r))
+    return out[(slice(None), slice(None)) + crop]
