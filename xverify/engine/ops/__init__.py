@@ -5,6 +5,7 @@ from xverify.engine.ops import (  # noqa: F401
     control,
     conv,
     detection,
+    detection_roi,
     elementwise,
     grid,
     nn,
