@@ -1,4 +1,5 @@
-"""GridSample against ONNX Runtime: every mode, padding mode and align_corners, 2-D and 3-D."""
+"""GridSample against ONNX Runtime: every mode, padding mode and align_corners, 2-D and 3-D; and
+RoiAlign's modes and coordinate modes."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def test_grid_sample_3d():
     x = rng.standard_normal((1, 2, 3, 4, 5)).astype(np.float32)
     grid = rng.uniform(-1, 1, (1, 2, 3, 4, 3)).astype(np.float32)
     check_op("GridSample", [x, grid], {"mode": "linear"}, opset=20, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("coordinate_mode", ["half_pixel", "output_half_pixel"])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_roi_align(mode, coordinate_mode, sampling_ratio):
+    rois = np.array([[0.5, 0.5, 3.2, 4.1], [1, 0, 5.5, 2], [-1, -1, 7, 6]], np.float32)
+    attrs = {"mode": mode, "coordinate_transformation_mode": coordinate_mode,
+             "output_height": 3, "output_width": 2, "sampling_ratio": sampling_ratio,
+             "spatial_scale": 0.9}
+    check_op("RoiAlign", [X, rois, np.array([0, 1, 1], np.int64)], attrs, opset=16, atol=1e-4)

@@ -113,6 +113,8 @@ CASES = {
     "Unique": ([np.array([3, 1, 3, 2, 1], np.int64)], {"sorted": 0}, ()),
     "CenterCropPad": ([IMG, i64(3, 8)], {"axes": [2, 3]}, (1,)),
     "SwiGLU": ([F, G], {}, ()), "BitCast": ([F], {"to": 6}, ()),
+    "RoiAlign": ([IMG, np.array([[0.5, 0.5, 3.2, 4.1], [1, 0, 4, 2]], np.float32), i64(0, 0)],
+                 {"output_height": 2, "output_width": 3}, ()),
     "AffineGrid": ([rng.standard_normal((2, 2, 3)).astype(np.float32), i64(2, 3, 4, 5)],
                    {"align_corners": 0}, (1,)),
     "Col2Im": ([rng.standard_normal((1, 8, 12)).astype(np.float32), i64(3, 4), i64(2, 2)],
@@ -170,7 +172,7 @@ REFERENCE_MISSING = {"GlobalLpPool", "Scatter", ("DequantizeLinear", 10), ("Dequ
 # onnx's shape inference gives the one-node model no output type ORT would accept (Compress-9):
 # the engine is compared with onnx.reference alone there.
 ORT_MISSING = {("GlobalLpPool", 22), ("GroupNormalization", 18), ("GroupNormalization", 21),
-               ("Compress", 9)}
+               ("Compress", 9), ("RoiAlign", 22)}
 N_OUTPUTS = {"TopK": 2, "DynamicQuantizeLinear": 3, "Split": 2, "Unique": 4}
 
 
