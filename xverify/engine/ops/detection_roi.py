@@ -57,3 +57,12 @@ def roi_align(x, rois, batch_indices, coordinate_transformation_mode="half_pixel
         samples = samples.reshape(x.shape[1], output_height, output_width, -1)
         out[r] = samples.max(-1) if mode == "max" else samples.sum(-1) / max(grid_h * grid_w, 1)
     return out.astype(x.dtype)
+
+
+@op("RoiAlign", attributes=("mode", "output_height", "output_width", "sampling_ratio",
+                            "spatial_scale"), since=10, until=15,
+    notes="opset 10's coordinates: output_half_pixel (no half-pixel shift)")
+def roi_align_10(x, rois, batch_indices, mode="avg", output_height=1, output_width=1,
+                 sampling_ratio=0, spatial_scale=1.0):
+    return roi_align(x, rois, batch_indices, "output_half_pixel", mode, output_height,
+                     output_width, sampling_ratio, spatial_scale)
