@@ -46,8 +46,9 @@ def explain(model, x, unit=None) -> Explanation:
     tf_out = np.asarray(first(model(_structured(model, feed), training=False)), np.float64)
     if graph is None:  # a subclassed model: its call() is Python code with no graph to follow
         whole = LayerSummary(model.name, type(model).__name__, "the whole model, computed by Keras "
-                             "(a subclassed model: its call() is Python code, so its layers cannot "
-                             "be followed one by one)", sample.shape, tf_out.shape, tf_out, False)
+                             "(a subclassed model: its call() is Python code, not a graph of layer "
+                             "calls, so its layers cannot be followed one by one)", sample.shape,
+                             tf_out.shape, tf_out, False)
         unknown = np.full_like(tf_out, np.nan)
         return Explanation(model.name, sample, (), (whole,), tf_out, tf_out, unknown, 0.0)
     taps = keras_pass(graph, feed)
