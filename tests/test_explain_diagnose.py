@@ -45,6 +45,11 @@ def test_learner_relu_skipped(learner):
     assert d.best.distance < 1e-4 and d
 
 
+def test_decimal_comma_as_a_spreadsheet_writes_it(learner):
+    d = xverify.explain(learner[0], 10).diagnose("20,475")
+    assert _kinds(d) == [("skip_activation", 0)] and d.sentence.startswith("Your 20.475 ")
+
+
 def test_cli_mine(keras):
     from typer.testing import CliRunner
 

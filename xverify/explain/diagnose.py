@@ -132,6 +132,8 @@ def _pairable(ex, singles: int) -> int:
 
 def _parse_mine(ex, mine):
     """The user's values shaped like the output, as typed, and half a unit of the last digit."""
+    if isinstance(mine, str) and ex.output.size == 1 and mine.count(",") == 1 and "." not in mine:
+        mine = mine.replace(",", ".")  # "20,475" as a spreadsheet with a decimal comma shows it
     typed = [p for p in str(mine).replace(";", ",").replace(",", " ").split() if p] \
         if isinstance(mine, str) else [_g(float(v)) for v in np.ravel(mine)]
     try:
