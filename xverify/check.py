@@ -102,6 +102,7 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
             referee = _batched(NumpyRuntime(onnx_model, "float64"), batch)
     extra, oracle_rows = _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized,
                                      atol, rtol, timer, batch)
+    ort_blame = _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch)
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
         notes.extend(_farther_from_oracle(comparisons, oracle_rows))
@@ -124,7 +125,8 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         tolerance={"atol": atol, "rtol": rtol},
         comparisons=tuple(comparisons), weights=weights, unattributed=unattributed,
         layers=tuple(layer_rows), first_divergence=first, suspects=tuple(suspects),
-        oracle=tuple(oracle_rows), versions=versions(), timings=timer.timings, notes=tuple(notes))
+        oracle=tuple(oracle_rows), versions=versions(), timings=timer.timings, notes=tuple(notes),
+        ort_optimizations=ort_blame)
 
 
 def _validate(atol, rtol, runtimes, inputs, samples) -> tuple[str, ...]:
@@ -302,6 +304,18 @@ def _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized, atol,
                 rows.append({"runtime": runtime, "output": name, "max_abs_diff": d.max_abs_diff,
                              "mean_abs_diff": d.mean_abs_diff})
     return extra, rows
+
+
+def _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch):
+    """When ONNX Runtime optimized and unoptimized disagree, the graph transformers to blame."""
+    bad = [d.output for d in extra if not d]
+    if not bad:
+        return None
+    from xverify.ort_bisect import blame
+
+    with timer.stage("ort_bisect"):
+        return blame(onnx_model, feeds, outputs["onnxruntime"], bad, atol=atol, rtol=rtol,
+                     batch=batch).to_dict()
 
 
 def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:

@@ -55,6 +55,7 @@ class CheckReport:
     versions: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    ort_optimizations: dict | None = None  # ort_bisect.OrtBlame.to_dict() when opt != unopt
 
     @property
     def passed(self) -> bool:
@@ -101,4 +102,5 @@ class CheckReport:
             "versions": self.versions,
             "timings": self.timings,
             "notes": list(self.notes),
+            "ort_optimizations": self.ort_optimizations,
         }

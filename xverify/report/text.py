@@ -114,6 +114,11 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
             console.print("  other suspects (error grew most across): " + ", ".join(
                 f"{escape(s['layer'])} (x{10 ** s['growth']:.3g})" for s in report.suspects[1:4]
                 if s["growth"] != float("inf")), highlight=False)
+    if report.ort_optimizations:
+        from xverify.ort_bisect import sentence
+
+        console.print(f"[bold]ONNX Runtime optimization to blame:[/] "
+                      f"{escape(sentence(report.ort_optimizations))}", highlight=False)
     for note in report.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
     worst = max((d.min_atol for d in report.comparisons), default=0.0)

@@ -23,39 +23,52 @@ def _ort():
     return onnxruntime
 
 
+def make_session(model: onnx.ModelProto, optimization: str, disabled_optimizers=(),
+                 log_severity: int = 3):
+    """A CPU InferenceSession at an optimization level, without the named graph transformers.
+
+    ``log_severity`` 0 makes ONNX Runtime log which transformers changed the graph (ort_bisect.py)."""
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+    options.log_severity_level = log_severity
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(disabled_optimizers))
+
+
 class OnnxRuntime:
     """Run an ONNX model in ONNX Runtime.
 
     Args:
         onnx_model: the ``onnx.ModelProto``.
         optimization: "disabled" (the graph as written) or "all" (what users deploy; fusions on).
+        disabled_optimizers: names of ONNX Runtime graph transformers to leave out (ort_bisect.py).
     """
 
-    def __init__(self, onnx_model: onnx.ModelProto, optimization: str = "disabled"):
+    def __init__(self, onnx_model: onnx.ModelProto, optimization: str = "disabled",
+                 disabled_optimizers=()):
         if optimization not in LEVELS:
             raise UsageError(f"optimization {optimization!r}: expected one of {LEVELS}.")
         self.model = onnx_model
         self.optimization = optimization
+        self.disabled_optimizers = tuple(disabled_optimizers)
         self.name = "onnxruntime" if optimization == "disabled" else "onnxruntime-opt"
         self._sessions: dict[tuple, object] = {}
 
     def _session(self, taps: tuple[str, ...]):
         if taps not in self._sessions:
-            ort = _ort()
             model = self.model
             if taps:
                 model = onnx.ModelProto()
                 model.CopyFrom(self.model)
                 model.graph.output.extend(self._value_infos()[t] for t in taps)
-            options = ort.SessionOptions()
-            options.graph_optimization_level = {
-                "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.optimization]
-            options.log_severity_level = 3
-            self._sessions[taps] = ort.InferenceSession(model.SerializeToString(), options,
-                                                        providers=["CPUExecutionProvider"])
+            self._sessions[taps] = make_session(model, self.optimization,
+                                                self.disabled_optimizers)
         return self._sessions[taps]
 
     def _value_infos(self) -> dict[str, onnx.ValueInfoProto]:
