@@ -123,6 +123,7 @@ def check(
     json: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON report here.")] = None,
     junit: Annotated[Optional[Path], typer.Option(help="Write a JUnit XML report here.")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Write an HTML report here.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(help="Write a Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every weight and layer.")] = False,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file (Lambda layers). Only for files you trust.")] = False,
     debug: Debug = False,
@@ -133,12 +134,13 @@ def check(
         import xverify
         from xverify.report.text import render
 
-        _refuse_overwrite([json, junit, html], [model, onnx, inputs])
+        _refuse_overwrite([json, junit, html, markdown], [model, onnx, inputs])
         report = xverify.check(model, onnx=onnx, inputs=inputs, samples=samples, seed=seed,
                                atol=atol, rtol=rtol, runtimes=runtimes, layers=layers,
                                oracle=oracle, cache=cache, opset=opset, unsafe=unsafe)
         render(report, out, verbose=verbose)
         _write_reports(report, json, junit, html)
+        _write_markdown(report, markdown)
         raise typer.Exit(0 if report.passed else 1)
 
     _run(debug, body)
@@ -166,6 +168,17 @@ def _write_reports(report, json_path, junit_path, html_path) -> None:
         from xverify.report.html import write_html
 
         write_html(report, html_path)
+
+
+def _write_markdown(report, path) -> None:
+    """--markdown FILE, and GitHub Actions' job summary (appended) when $GITHUB_STEP_SUMMARY is set."""
+    from xverify.report.markdown import step_summary_path, write_markdown
+
+    summary = step_summary_path()
+    if path and not (summary and os.path.realpath(path) == os.path.realpath(summary)):
+        write_markdown(report, path)
+    if summary:
+        write_markdown(report, summary, append=True)
 
 
 @app.command()
