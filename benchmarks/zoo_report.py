@@ -9,7 +9,16 @@ from pathlib import Path
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.open() if line.strip()] if path.exists() else []
+    """The rows of one results file; an application checked twice (two runners over the catalogue)
+    counts once, its first row."""
+    rows = [json.loads(line) for line in path.open() if line.strip()] if path.exists() else []
+    seen, out = set(), []
+    for row in rows:
+        key = row.get("model") or row.get("seed")
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
 
 
 def cause(message: str) -> str:

@@ -250,3 +250,45 @@ def test_shared_depthwise_conv_is_compared_at_its_last_call():
     report = _check(randomize(model))
     assert report.passed, report.failures()
     assert "dw" in {d.name for d in report.layers}
+
+
+def test_shared_layer_also_called_on_another_graphs_input():
+    """A shared Dense first called on a throwaway Input (an inbound node outside the model) and the
+    two calls at the same depth: TensorFlow's taps give the model's last call, whichever order
+    Keras ran them in (false alarm before)."""
+    left, right = keras.Input((5,), name="left"), keras.Input((5,), name="right")
+    dense, reshape = layers.Dense(18, name="dense"), layers.Reshape((3, 3, 2), name="reshape")
+    reshape(dense(keras.Input((5,))))
+    h = layers.Add(name="add")([reshape(dense(left)), reshape(dense(right))])
+    model = keras.Model([left, right], layers.GlobalMaxPooling2D(name="gmp")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+
+
+def test_shared_upsampling_runs_channels_first_between_two_transposes():
+    left, right = keras.Input((5, 5, 5), name="left"), keras.Input((5, 5, 5), name="right")
+    up = layers.UpSampling2D(2, name="up")
+    h = layers.Add(name="add")([up(left), up(right)])
+    model = keras.Model([left, right], layers.Dense(2, name="out")(layers.Flatten(name="f")(h)))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "add" in {d.name for d in report.layers}
+
+
+def test_reversed_lstm_sequence_then_pooling():
+    """The LSTM node has no layer token: its last tensor "used outside" was its reversed input."""
+    x = keras.Input((5, 3), name="seq")
+    h = layers.LSTM(2, return_sequences=True, go_backwards=True, name="lstm")(x)
+    model = keras.Model(x, layers.MaxPooling1D(2, padding="same", name="pool")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "lstm" in {d.name for d in report.layers}
+
+
+def test_permute_pushed_past_zero_padding():
+    x = keras.Input((8,), name="x")
+    h = layers.Reshape((2, 2, 2), name="reshape")(x)
+    h = layers.ZeroPadding2D(((1, 0), (1, 1)), name="pad")(layers.Permute((3, 1, 2), name="p")(h))
+    model = keras.Model(x, layers.GlobalAveragePooling2D(name="gap")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()

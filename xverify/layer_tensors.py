@@ -16,6 +16,36 @@ import re
 from xverify.convert import layer_index_of
 
 
+_RECURRENT = {"LSTM", "GRU", "RNN"}
+_RESHAPES = {"Squeeze", "Unsqueeze", "Transpose", "Reshape"}
+
+
+def adopt_unnamed(graph, owners: list) -> list:
+    """A one-direction recurrent node tf2onnx named afresh (no layer token), and the reshapes right
+    after it, belong to the layer whose nodes feed it (a Bidirectional's pair is left as it was): the layer's output is computed there (a reversed
+    LSTM's last tensor "used outside" was its reversed input before)."""
+    inits = {i.name for i in graph.initializer}
+    producer: dict[str, int] = {}
+    owners = list(owners)
+    adopted: set[int] = set()
+    for position, node in enumerate(graph.node):
+        if owners[position] is None:
+            sources = {producer.get(i) for i in node.input if i and i not in inits}
+            sources = {owners[p] if p is not None else None for p in sources}
+            feeds_me = any(producer.get(i) in adopted for i in node.input)
+            recurrent = node.op_type in _RECURRENT and not any(
+                a.name == "direction" and a.s == b"bidirectional" for a in node.attribute)
+            if recurrent:  # its initial states may come from unnamed nodes
+                sources.discard(None)
+            if len(sources) == 1 and None not in sources and (
+                    recurrent or (node.op_type in _RESHAPES and feeds_me)):
+                owners[position] = sources.pop()
+                adopted.add(position)
+        for out in node.output:
+            producer[out] = position
+    return owners
+
+
 def weight_owners(graph) -> dict[str, int]:
     """Weights (not shared scalars or shapes) and the layer whose scope token they carry."""
     from xverify.convert import is_weight
@@ -30,7 +60,7 @@ def last_call_sources(layer, rows, graph) -> list[str] | None:
     inputs = {i.name for i in graph.input}
     tensors = {r.name: r.tensor for r in rows}
     sources = []
-    for tensor in getattr(layer._inbound_nodes[-1], "input_tensors", []):
+    for tensor in getattr(layer._inbound_nodes[-1], "input_tensors", []):  # see tensorflow_rt
         history = getattr(tensor, "_keras_history", None)
         operation = getattr(history, "operation", None)
         name = getattr(operation, "name", None)

@@ -17,6 +17,7 @@ import numpy as np
 
 from xverify.convert import LAYERS_METADATA_KEY, flat_layers, layer_index_of
 from xverify.layer_tensors import (
+    adopt_unnamed,
     element_kinds,
     fused_forward,
     last_call,
@@ -87,7 +88,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     """Every flat Keras layer with the ONNX tensor that holds its output."""
     layers = flat_layers(keras_model)
     graph = onnx_model.graph
-    owners = _node_layer_indices(onnx_model, layers)
+    owners = adopt_unnamed(graph, _node_layer_indices(onnx_model, layers))
     consumers: dict[str, set[int]] = {}
     for position, node in enumerate(graph.node):
         for name in node.input:

@@ -10,7 +10,8 @@ whenever two dimensions are equal: a 6x6 ``Permute((2, 1))`` output, a cube of 3
   reshape, a matmul, or a Transpose that is a Keras ``Permute`` (it does not feed a channels-first op);
 - ``channels-first``: the output of a channels-first op (Conv, ConvTranspose, windowed pools,
   BatchNormalization, InstanceNormalization, LRN, DepthToSpace, SpaceToDepth) of rank >= 3, and a
-  channels-last tensor moved channels-first by a Transpose that feeds such an op (global pools keep
+  channels-last tensor moved channels-first by a Transpose that feeds such an op or the inverse
+  Transpose (a Resize between the two: UpSampling2D) (global pools keep
   their input's reading: tf2onnx also writes LayerNormalization's mean as one); a channels-first
   tensor stays so through layout-preserving ops and is back to ``as-is`` after the inverse Transpose;
 - ``time-major``: the outputs of a recurrent op (LSTM, GRU, RNN, a Loop's scan outputs) and a
@@ -63,10 +64,14 @@ def _to_last(rank: int) -> list[int]:
 
 
 def _feeds_channels_first(graph) -> set[str]:
-    """Tensors that reach the data input of a channels-first op through layout-preserving ops."""
+    """Tensors that reach, through layout-preserving ops, the data input of a channels-first op or
+    of a Transpose back to channels-last (a Resize or Pad between two Transposes runs channels-first
+    too: UpSampling2D)."""
     feeding: set[str] = set()
     for node in reversed(graph.node):
-        if node.op_type in _CHANNELS_FIRST_OPS and node.input:
+        perm = _perm(node) if node.op_type == "Transpose" else []
+        back = len(perm) >= 3 and perm == _to_last(len(perm))
+        if (node.op_type in _CHANNELS_FIRST_OPS or back) and node.input:
             feeding.add(node.input[0])
         elif node.op_type in _PRESERVING and any(o in feeding for o in node.output):
             feeding.update(i for i in node.input if i)
@@ -160,10 +165,13 @@ def _reshape(first, before, after, feeds_channels_first):
     return first
 
 
-# Layers that keep their input's axis order, so that tf2onnx may push a Permute's Transpose past them.
+# Layers that keep their input's axis order (elementwise, or padding, cropping, repeating along
+# each axis), so that tf2onnx may push a Permute's Transpose past them.
 _ELEMENTWISE = {"ReLU", "Activation", "BatchNormalization", "Dropout", "LeakyReLU", "ELU", "PReLU",
                 "Rescaling", "GaussianNoise", "GaussianDropout", "Add", "Subtract", "Multiply",
-                "Average", "Maximum", "Minimum", "Softmax"}
+                "Average", "Maximum", "Minimum", "Softmax", "ZeroPadding1D", "ZeroPadding2D",
+                "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D",
+                "UpSampling2D", "UpSampling3D"}
 
 
 def pending_permutations(rows: list, layers: list, transposes) -> None:

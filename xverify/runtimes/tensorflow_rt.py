@@ -64,22 +64,40 @@ class TensorflowRuntime:
         A tap model (``keras.Model(inputs, layer.output)``) cannot reach the layers of a nested
         model (their outputs belong to the inner model's graph: "Output ... is not connected to
         inputs"), so each tapped layer's ``call`` is wrapped for one forward pass and its output
-        kept. A layer called more than once (shared, reused) keeps its last call's output, as the
-        layer map keeps the last ONNX tensor of its nodes.
+        kept. A layer called more than once (shared, reused) gives its last inbound node's output,
+        as the layer map takes that call's ONNX tensor.
         """
         from xverify.convert import flat_layers, patched_calls
 
         wanted = set(taps)
-        seen: dict[str, object] = {}
+        seen: dict[str, list] = {}
 
         def record(layer, result):
             if layer.name in wanted:
-                seen[layer.name] = result[0] if isinstance(result, (list, tuple)) else result
+                seen.setdefault(layer.name, []).append(
+                    result[0] if isinstance(result, (list, tuple)) else result)
 
         layers = [la for la in flat_layers(self.model) if la.name in wanted]
         with patched_calls(layers, lambda index, layer, call: _recording(layer, call, record)):
             self._call(self.model, feeds)
-        return {name: np.asarray(seen[name]) for name in taps if name in seen}
+        by_name = {layer.name: layer for layer in layers}
+        return {name: np.asarray(seen[name][_last_call_position(self.model, by_name[name])])
+                for name in taps if name in seen}
+
+
+def _last_call_position(model, layer) -> int:
+    """Which of a layer's recorded calls is its last inbound node in ``model``'s graph (the call the
+    layer map compares): Keras runs a functional graph depth by depth, so two calls at the same
+    depth may run in either order. A layer called once, or not run by ``model`` itself, is its
+    last call."""
+    nodes_by_depth = getattr(model, "_nodes_by_depth", None)
+    inbound = getattr(layer, "_inbound_nodes", [])
+    if len(inbound) < 2 or not nodes_by_depth:
+        return -1
+    order = [node for depth in sorted(nodes_by_depth, reverse=True)
+             for node in nodes_by_depth[depth] if node.operation is layer]
+    in_graph = [node for node in inbound if node in order]  # not calls on other graphs' inputs
+    return order.index(in_graph[-1]) if in_graph else -1
 
 
 def _recording(layer, call, record):
