@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from xverify.errors import UsageError
-from xverify.report.model import CheckReport
+from xverify.report.model import CheckReport, first_divergence_lines
 
 _ROWS = 20  # failing rows shown per table; the rest are counted
 
@@ -65,20 +65,10 @@ def _weights_and_layers(report: CheckReport) -> list[str]:
 
 
 def _first_divergence(report: CheckReport) -> list[str]:
-    fd = report.first_divergence
-    if not fd:
+    if not report.first_divergence:
         return []
-    lines = ["### First divergence", "",
-             f"Layer {_code(fd['layer'])} ({fd.get('class', '')}): {fd['a']} vs {fd['b']}, "
-             f"max abs diff {_num(fd['max_abs_diff'])}."]
-    if fd.get("diverged"):
-        lines.append(f"{fd['diverged']}.")
-    nodes = fd.get("onnx_nodes") or []
-    if nodes:
-        shown = ", ".join(_code(n) for n in nodes[:6]) + (f" (+{len(nodes) - 6} more)"
-                                                         if len(nodes) > 6 else "")
-        lines.append(f"ONNX node(s) of that layer: {shown}.")
-    return lines + [""]
+    return ["### First divergence", ""] + first_divergence_lines(report.first_divergence,
+                                                                 _code) + [""]
 
 
 def to_markdown(report: CheckReport) -> str:

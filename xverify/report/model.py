@@ -30,6 +30,20 @@ class LayerDiff:
                 "growth": self.growth, "passed": self.passed}
 
 
+def first_divergence_lines(fd: dict, quote=repr) -> list[str]:
+    """The first divergent layer in plain sentences (Markdown and test failures); ``quote`` wraps
+    names."""
+    lines = [f"Layer {quote(fd['layer'])} ({fd.get('class', '')}): {fd['a']} vs {fd['b']}, "
+             f"max abs diff {fd['max_abs_diff']:.3g}."]
+    if fd.get("diverged"):
+        lines.append(f"{fd['diverged']}.")
+    nodes = fd.get("onnx_nodes") or []
+    if nodes:
+        more = f" (+{len(nodes) - 6} more)" if len(nodes) > 6 else ""
+        lines.append(f"ONNX node(s) of that layer: {', '.join(quote(n) for n in nodes[:6])}{more}.")
+    return lines
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """The result of one ``xverify.check``; ``bool(report)`` is ``report.passed``.
