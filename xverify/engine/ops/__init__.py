@@ -4,6 +4,7 @@ from xverify.engine.ops import (  # noqa: F401
     bitwise,
     control,
     conv,
+    deform,
     detection,
     detection_roi,
     elementwise,
