@@ -99,3 +99,20 @@ def scan(*inputs, body, num_scan_inputs, scan_input_axes=None, scan_input_direct
         stacked = np.stack(store[::-1] if out_dirs[k] else store)
         results.append(np.moveaxis(stacked, 0, out_axes[k] % stacked.ndim))
     return tuple(states) + tuple(results)
+
+
+@op("Scan", context=True, since=8, until=8, attributes=("body", "directions", "num_scan_inputs"),
+    notes="opset 8's form: axis 0 is a batch, scanned along axis 1; full-length sequences only")
+def scan_8(sequence_lens, *inputs, body, num_scan_inputs, directions=None, ctx):
+    """Opset 8's Scan: the opset-9 scan run once per batch row (axis 0), time on axis 1."""
+    if sequence_lens is not None:
+        lengths = np.asarray(sequence_lens).reshape(-1)
+        full = inputs[-num_scan_inputs].shape[1]
+        if np.any(lengths != full):
+            raise UnsupportedOpError("Scan (opset 8): sequence_lens shorter than the scan axis are "
+                                     "not supported; supported: full-length sequences")
+    rows = []
+    for b in range(inputs[0].shape[0]):
+        rows.append(scan(*(x[b] for x in inputs), body=body, num_scan_inputs=num_scan_inputs,
+                         scan_input_directions=directions, ctx=ctx))
+    return tuple(np.stack(parts) for parts in zip(*rows))
