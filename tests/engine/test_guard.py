@@ -113,6 +113,8 @@ CASES = {
     "Unique": ([np.array([3, 1, 3, 2, 1], np.int64)], {"sorted": 0}, ()),
     "CenterCropPad": ([IMG, i64(3, 8)], {"axes": [2, 3]}, (1,)),
     "SwiGLU": ([F, G], {}, ()), "BitCast": ([F], {"to": 6}, ()),
+    "MelWeightMatrix": ([np.array(10, np.int64), np.array(64, np.int64), np.array(16000, np.int64),
+                         np.float32(100), np.float32(7000)], {}, (0, 1, 2, 3, 4)),
     "DeformConv": ([IMG, rng.standard_normal((4, 2, 2, 2)).astype(np.float32),
                     rng.uniform(-1.5, 1.5, (1, 16, 4, 4)).astype(np.float32), f32(0.1, 0.2, 0.3, 0.4),
                     rng.random((1, 8, 4, 4)).astype(np.float32)],

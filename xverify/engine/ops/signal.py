@@ -1,4 +1,4 @@
-"""Kernels: signal processing (DFT, STFT, HannWindow, HammingWindow, BlackmanWindow) and Det."""
+"""Kernels: signal processing (DFT, STFT, MelWeightMatrix, Hann/Hamming/Blackman windows) and Det."""
 
 from __future__ import annotations
 
@@ -76,3 +76,32 @@ def stft(signal, frame_step, window=None, frame_length=None, onesided=1):
     if window is not None:
         frames = frames * np.asarray(window).reshape(1, 1, -1, 1)
     return _dft(frames.astype(signal.dtype), None, 2, 0, onesided)
+
+
+def _mel(hz):
+    return 2595 * np.log10(1 + hz / 700)
+
+
+def _hz(mel):
+    return 700 * (10 ** (mel / 2595) - 1)
+
+
+@op("MelWeightMatrix", context=True, attributes=("output_datatype",),
+    notes="triangular filters on whole DFT bins, peak 1 (as ONNX Runtime)")
+def mel_weight_matrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz,
+                      output_datatype=1, ctx=None):
+    bins, length = int(num_mel_bins), int(dft_length)
+    rate = float(sample_rate)
+    low, high = _mel(float(lower_edge_hertz)), _mel(float(upper_edge_hertz))
+    edges = np.floor((length + 1) * _hz(low + np.arange(bins + 2) * (high - low) / (bins + 2))
+                     / rate).astype(np.int64)
+    out = np.zeros((length // 2 + 1, bins))
+    for i in range(bins):
+        lower, center, upper = edges[i:i + 3]
+        if center == lower:
+            out[center, i] = 1
+        else:
+            out[lower:center + 1, i] = (np.arange(lower, center + 1) - lower) / (center - lower)
+        if upper > center:
+            out[center:upper, i] = (upper - np.arange(center, upper)) / (upper - center)
+    return out.astype(ctx.np_dtype(output_datatype))
