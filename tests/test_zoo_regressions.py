@@ -292,3 +292,14 @@ def test_permute_pushed_past_zero_padding():
     model = keras.Model(x, layers.GlobalAveragePooling2D(name="gap")(h))
     report = _check(randomize(model))
     assert report.passed, report.failures()
+
+
+def test_single_channel_conv_reshaped_then_permuted_into_a_1d_pool():
+    """Seed 500: the Permute's Transpose cancelled against the 1-D pooling's, so the pooling's
+    GlobalAveragePool reads the Reshape as is; a global pool does not make its input channels-first."""
+    x = keras.Input((4, 4, 1), name="x")
+    h = layers.Reshape((3, 3), name="reshape")(layers.Conv2D(1, 2, name="conv")(x))
+    h = layers.GlobalAveragePooling1D(name="gap")(layers.Permute((2, 1), name="permute")(h))
+    report = _check(randomize(keras.Model(x, layers.Dense(3, name="out")(h))))
+    assert report.passed, report.failures()
+    assert "reshape" in {d.name for d in report.layers}

@@ -122,9 +122,10 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
                                    or not same_kind(layer, kinds.get(tensor))
                                    or not _holds_whole_output(layer, sizes.get(tensor))):
             tensor = None  # the layer's output was fused into the next layer: look through it
-        layout = layouts.get(tensor)
-        if layout == AS_IS:
-            layout = pushed_permutation(tensor, graph, consumers, owners, index) or layout
+        # A Transpose of an earlier layer reading this tensor says how it reads, whatever the
+        # propagation found (a Permute merged with a Conv's transpose back to channels-last).
+        layout = (pushed_permutation(tensor, graph, consumers, owners, index)
+                  or layouts.get(tensor))
         rows.append(LayerTensor(index, layer.name, type(layer).__name__, tensor,
                                 tuple(graph.node[p].name for p in positions), layout,
                                 _inbound(layer)))

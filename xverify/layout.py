@@ -71,7 +71,8 @@ def _feeds_channels_first(graph) -> set[str]:
     for node in reversed(graph.node):
         perm = _perm(node) if node.op_type == "Transpose" else []
         back = len(perm) >= 3 and perm == _to_last(len(perm))
-        if (node.op_type in _CHANNELS_FIRST_OPS or back) and node.input:
+        windowed = node.op_type in _CHANNELS_FIRST_OPS and node.op_type not in _GLOBAL_POOLS
+        if (windowed or back) and node.input:
             feeding.add(node.input[0])
         elif node.op_type in _PRESERVING and any(o in feeding for o in node.output):
             feeding.update(i for i in node.input if i)
