@@ -303,3 +303,17 @@ def test_single_channel_conv_reshaped_then_permuted_into_a_1d_pool():
     report = _check(randomize(keras.Model(x, layers.Dense(3, name="out")(h))))
     assert report.passed, report.failures()
     assert "reshape" in {d.name for d in report.layers}
+
+
+def test_a_model_keras_cannot_call_is_refused_not_an_internal_error():
+    """Zoo seed 1301: a mask reaching a Softmax makes Keras itself fail to call the model (the
+    conversion traced it); exit 2 with the reason, not an internal error."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from zoo_forms import generate
+
+    with pytest.raises(xverify.XverifyError) as info:
+        _check(generate(1301).model)
+    assert info.value.exit_code == 2 and "TensorFlow could not run" in str(info.value)

@@ -34,7 +34,17 @@ class TensorflowRuntime:
         args = [feeds[n] for n in self.input_names]
         from xverify.convert import structured_feed
 
-        result = model(structured_feed(model, args), training=False)
+        try:
+            result = model(structured_feed(model, args), training=False)
+        except Exception as exc:  # Keras itself cannot run the model: not a verdict, not our bug
+            from xverify.errors import XverifyError
+
+            first = str(exc).strip().splitlines()
+            raise XverifyError(
+                f"TensorFlow could not run the Keras model {self.model.name!r} "
+                f"({type(exc).__name__}: {' '.join(first[:2])[:300]}); xverify compares against "
+                "the model's own outputs, so it cannot check a model Keras cannot call. Check "
+                "the model runs with model(x) first.") from exc
         if isinstance(result, dict):
             result = list(result.values())
         elif not isinstance(result, (list, tuple)):
