@@ -128,3 +128,22 @@ def test_sentences_name_the_transformers_or_say_why_not():
     lost = dict(base, culprits=[], restored=False)
     assert "does not restore agreement" in sentence(lost) and "GeluFusionL2, X" in sentence(lost)
     assert "agreed when rerun" in sentence(dict(lost, first_level=None))
+
+
+def test_a_converted_cnn_at_zero_tolerance(example_models, tmp_path):
+    """A model the bisection was not written for: small_cnn's optimized rounding, blamed exactly."""
+    exact = dict(atol=0.0, rtol=0.0)
+    model = example_models.onnx("small_cnn")
+    path = tmp_path / "small_cnn.onnx"
+    onnx.save(model, str(path))
+    name = model.graph.input[0].name
+    feeds = {name: np.random.default_rng(1).standard_normal((8, 16, 16, 3)).astype(np.float32)}
+    report = xverify.check(path, inputs=feeds, runtimes="numpy,onnxruntime", oracle=False, **exact)
+    blamed = report.ort_optimizations
+    if blamed is None:
+        pytest.skip("this ONNX Runtime build rounds small_cnn identically with and without fusions")
+    assert blamed["restored"] and blamed["culprits"]
+    assert set(blamed["culprits"]) <= set(blamed["applied"])
+    plain = make_session(model, "disabled").run(None, feeds)[0]
+    fixed = make_session(model, "all", blamed["culprits"]).run(None, feeds)[0]
+    assert compare(fixed, plain, **exact)
