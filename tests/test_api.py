@@ -6,7 +6,7 @@ import sys
 import xverify
 
 PUBLIC = ["CheckReport", "ConversionError", "InputDataError", "LayerDiff", "MismatchError",
-          "MissingDependencyError", "ModelFileError", "TensorDiff", "UnsupportedOpError",
+          "MissingDependencyError", "ModelFileError", "ResourceLimitError", "TensorDiff", "UnsupportedOpError",
           "UsageError", "XverifyError", "__version__", "check", "convert", "explain",
           "extract_weights", "runtimes"]
 

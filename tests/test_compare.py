@@ -29,9 +29,17 @@ def test_rtol_is_relative_to_reference_b():
     assert not compare(np.array([100.0]), np.array([90.0]), atol=0, rtol=0.1)
 
 
-def test_nan_never_passes_and_equal_infinities_do():
-    nan = compare(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), atol=1, rtol=1)
-    assert not nan and "NaN" in nan.note
+def test_non_finite_values_compared_position_by_position():
+    both = compare(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), atol=0, rtol=0)
+    assert both and both.max_abs_diff == 0.0 and both.min_atol == 0.0 and both.min_rtol == 0.0
+    assert "both sides" in both.note
+    for a, b in (([np.nan, 1.0], [1.0, 1.0]), ([1.0, 1.0], [np.nan, 1.0]),
+                 ([np.nan, 1.0], [1.0, np.nan])):  # one side only, or not at the same place
+        lone = compare(np.array(a), np.array(b), atol=1e9, rtol=1)
+        assert not lone and lone.max_abs_diff == np.inf and "one side only" in lone.note
+        assert lone.mismatch_fraction == pytest.approx(np.isnan(a).sum() / 2 + np.isnan(b).sum() / 2
+                                                       - (np.isnan(a) & np.isnan(b)).sum() / 2)
+    assert not compare(np.array([np.nan]), np.array([np.inf]), atol=1e9, rtol=1)
     assert compare(np.array([np.inf, -np.inf]), np.array([np.inf, -np.inf]), atol=0, rtol=0)
     assert not compare(np.array([np.inf]), np.array([-np.inf]), atol=1e9, rtol=1)
     assert within_tolerance(np.array([np.inf]), np.array([np.inf]), 0, 0).all()
@@ -53,14 +61,15 @@ def _reference(a, b, atol, rtol):
     keep +inf: it reported 'no rtol passes' as 1.8e308): what the blockwise one must reproduce."""
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ok = within_tolerance(a64, b64, atol, rtol)
-    nan = np.isnan(a64) | np.isnan(b64)
+    agree = (np.isnan(a64) & np.isnan(b64)) | (np.isinf(a64) & (a64 == b64))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         diff = np.abs(a64 - b64)
-        diff[np.isinf(a64) & (a64 == b64)] = 0.0
-        diff[nan | (np.isinf(a64) | np.isinf(b64)) & (a64 != b64)] = np.inf
-        rel = np.nan_to_num(diff / (np.abs(b64) + 1e-12), nan=np.inf)
-        min_atol = float(np.max(diff - rtol * np.abs(b64)))
-        need = np.where(diff > atol, (diff - atol) / np.abs(b64), 0.0)
+        diff[agree] = 0.0
+        diff[~agree & ~(np.isfinite(a64) & np.isfinite(b64))] = np.inf
+        absb = np.where(np.isfinite(b64), np.abs(b64), 0.0)
+        rel = np.nan_to_num(diff / (absb + 1e-12), nan=np.inf)
+        min_atol = float(np.max(diff - rtol * absb))
+        need = np.where(diff > atol, (diff - atol) / absb, 0.0)
     return dict(max_abs_diff=float(diff.max()), max_rel_diff=float(rel.max()),
                 mean_abs_diff=float(diff.mean()), mismatch_fraction=float(1 - ok.mean()),
                 min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import onnx
@@ -110,3 +111,134 @@ def test_unconverted_op_names_the_op_the_layer_and_the_reason():
 def test_check_never_passes_a_model_with_unconverted_ops():
     with pytest.raises(ConversionError):
         xverify.check(_digamma_model(), samples=2)
+
+
+def _bn_gru_model():
+    """Conv + BatchNorm (folded by tf2onnx's optimizers), a GRU (a Loop with a body graph), Dense."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Reshape((6, 24))(keras.layers.ReLU()(x))
+    x = keras.layers.GRU(5)(x)
+    return keras.Model(inp, keras.layers.Dense(2)(x))
+
+
+def _structure(graph, outer=None):
+    """The graph up to names: each tensor as a digest of what computes it (op, attributes, its
+    inputs' digests; initializers by value). tf2onnx names the nodes it makes with a process-wide
+    counter and walks some node sets in id order, so names (and which of two equal nodes survives
+    a merge) differ from run to run; the computation does not."""
+    import collections
+    import hashlib
+
+    from onnx import numpy_helper
+
+    producers = {out: (node, k) for node in graph.node for k, out in enumerate(node.output)}
+    values = {i.name: repr((i.data_type, tuple(i.dims), numpy_helper.to_array(i).tobytes()))
+              for i in graph.initializer}
+    memo: dict = {}
+
+    def digest(tensor):
+        if tensor not in memo:
+            if tensor in values:
+                key = values[tensor]
+            elif tensor not in producers:
+                key = outer(tensor) if outer and not any(i.name == tensor for i in graph.input) \
+                    else re.sub(r"__\d+", "", f"input {tensor}")
+            else:
+                node, k = producers[tensor]
+                memo[tensor] = "cycle"
+                attrs = sorted(repr(_structure(a.g, digest)) if a.HasField("g") else
+                               re.sub(r"__\d+", "", str(a)) for a in node.attribute)
+                key = repr((node.op_type, attrs, k, [digest(x) for x in node.input]))
+            memo[tensor] = hashlib.sha1(key.encode()).hexdigest()
+        return memo[tensor]
+
+    nodes = collections.Counter(digest(node.output[0]) for node in graph.node if node.output)
+    return sorted(digest(o.name) for o in graph.output), nodes
+
+
+def _model(example_models, name):
+    return _bn_gru_model() if name == "bn_gru" else example_models.keras(name)
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "text_lstm", "bn_gru"])
+def test_lean_optimizer_makes_the_graph_tf2onnx_makes(example_models, monkeypatch, name):
+    """tf2onnx_steps.optimize_graph (rollback copies that share the constants) leaves the graph
+    node for node and byte for byte as tf2onnx's own optimize_graph does."""
+    import copy
+
+    from tf2onnx import optimizer
+    from tf2onnx.graph import Node
+
+    original = Node.get_onnx_attrs
+    steps = importlib.import_module("xverify.tf2onnx_steps")
+    lean = steps.optimize_graph
+    made = {}
+
+    def both(graph):
+        patched = Node.get_onnx_attrs  # tf2onnx's own route, without tf2onnx_steps' patch
+        Node.get_onnx_attrs = original
+        try:
+            made["tf2onnx"] = optimizer.optimize_graph(copy.deepcopy(graph)).make_model("m")
+        finally:
+            Node.get_onnx_attrs = patched
+        result = lean(graph)
+        made["xverify"] = result.make_model("m")
+        return result
+
+    monkeypatch.setattr(steps, "optimize_graph", both)
+    xverify.convert(_model(example_models, name))
+    ours, theirs = made["xverify"].graph, made["tf2onnx"].graph
+
+    assert _structure(ours) == _structure(theirs)
+    assert len(ours.initializer) > 0
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "text_lstm", "bn_gru"])
+def test_lean_conversion_computes_what_plain_tf2onnx_computes(example_models, name):
+    """Weights kept out of grappler (folded by tf2onnx instead): same outputs as plain tf2onnx."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    model = _model(example_models, name)
+    signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=f"in{i}")
+                 for i, t in enumerate(model.inputs)]
+    function = tf.function(lambda *args: model(args[0], training=False), input_signature=signature)
+    plain, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=17)
+    ours = xverify.convert(model)
+    rng = np.random.default_rng(0)
+    results = []
+    for proto in (ours, plain):
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        feed = {}
+        for inp in session.get_inputs():
+            shape = [4 if not isinstance(d, int) else d for d in inp.shape]
+            feed[inp.name] = (rng.integers(0, 10, shape).astype(np.int64 if "int64" in inp.type
+                                                                    else np.int32)
+                              if "int" in inp.type else rng.standard_normal(shape).astype(np.float32))
+        rng = np.random.default_rng(0)
+        results.append(session.run(None, feed)[0])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+    sizes = [sum(len(i.raw_data) for i in p.graph.initializer) for p in (ours, plain)]
+    assert sizes[0] == pytest.approx(sizes[1], rel=0.05)
+
+
+def test_models_over_the_protobuf_limit_are_saved_with_external_data(example_models, tmp_path):
+    from xverify.convert import save_onnx
+    from xverify.load import load_onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(example_models.onnx("small_cnn"))
+    path = tmp_path / "big.onnx"
+    save_onnx(model, path, limit=1000)  # as if the model were over 2 GiB
+    assert (tmp_path / "big.onnx.data").stat().st_size > 1000
+    assert path.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
+    loaded = load_onnx(path)
+    original = example_models.onnx("small_cnn")
+    assert [i.SerializeToString() for i in loaded.graph.initializer] == \
+        [i.SerializeToString() for i in original.graph.initializer]

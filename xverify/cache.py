@@ -79,6 +79,10 @@ def cached_convert(converter, source, opset=None):
         if model is not None:
             return model, True
     model = converter()
+    from xverify.convert import PROTOBUF_LIMIT
+
+    if model.ByteSize() > PROTOBUF_LIMIT:  # cannot be one protobuf file: not cached
+        return model, False
     data = model.SerializeToString()
     try:
         _write_atomic(path, data)

@@ -8,6 +8,7 @@ sequences them and times each stage.
 from __future__ import annotations
 
 import itertools
+import math
 import platform
 import time
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xverify.budget import Budget, require_graph
 from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
 from xverify.errors import InputDataError, UsageError
 from xverify.inputs import dims_note, fit_inputs, fixed_batch, input_specs, load_inputs, synthetic
@@ -52,7 +54,7 @@ def parse_runtimes(runtimes) -> tuple[str, ...]:
 def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol: float | None = None,
           rtol: float | None = None, runtimes=RUNTIME_NAMES, layers: bool = True, *,
           opset: int | None = None, oracle: bool = True, ort_optimized: bool = True,
-          cache: bool = True, unsafe: bool = False) -> CheckReport:
+          cache: bool = True, unsafe: bool = False, max_memory=None) -> CheckReport:
     """Check that the ONNX export of a model computes what the model computes.
 
     Args:
@@ -68,21 +70,27 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         ort_optimized: also compare ONNX Runtime with graph optimizations on against off.
         cache: reuse a cached conversion of an unchanged model file.
         unsafe: allow Keras to run code stored in the model file (Lambda layers).
+        max_memory: the memory budget (bytes, or text such as ``"6GiB"``; default a quarter of the
+            machine's): a file, input batch or tensor declaring more is refused before it is read
+            or allocated.
 
     Returns:
         A CheckReport; ``bool(report)`` is True when everything agreed within tolerance.
     """
     timer = _Timer()
-    atol = DEFAULT_ATOL if atol is None else float(atol)
-    rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-    names = _validate(atol, rtol, runtimes, inputs, samples)
+    atol, rtol = _tolerance(atol, DEFAULT_ATOL, "atol"), _tolerance(rtol, DEFAULT_RTOL, "rtol")
+    names = _validate(runtimes, inputs, samples)
+    budget = Budget.parse(max_memory)
     with timer.stage("load"):
-        keras_model, source = _load_model(model, unsafe)
-    onnx_model, onnx_path, notes = _onnx_model(keras_model, source, onnx, opset, cache, timer)
+        keras_model, source = _load_model(model, unsafe, budget)
+    onnx_model, onnx_path, notes = _onnx_model(keras_model, source, onnx, opset, cache, timer,
+                                               budget)
     names = _usable_runtimes(names, keras_model, oracle, notes)
     specs = input_specs(onnx_model)
     with timer.stage("inputs"):
-        feeds, input_source = _feeds(inputs, specs, samples, seed)
+        feeds, input_source = _feeds(inputs, specs, samples, seed, budget)
+        require_graph(onnx_model, int(next(iter(feeds.values())).shape[0]) if feeds else 1, budget)
+        notes.extend(_non_finite_inputs(feeds))
 
     # Fixed batches are split for ONNX files alone: layer comparisons stream whole tensors.
     batch = fixed_batch(specs) if not _is_keras(keras_model) else None
@@ -94,14 +102,9 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         with timer.stage(f"run_{name}"):
             outputs[name] = _named_outputs(runner.run(_feeds_for(name, feeds, runner)), onnx_model,
                                            name)
-    referee = None
-    if oracle and "numpy" in names:
-        with timer.stage("init_oracle"):
-            from xverify.runtimes import NumpyRuntime
-
-            referee = _batched(NumpyRuntime(onnx_model, "float64"), batch)
-    extra, oracle_rows = _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized,
-                                     atol, rtol, timer, batch)
+    extra, oracle_rows, referee = _extra_runs(names, onnx_model, feeds, outputs,
+                                              oracle and "numpy" in names, ort_optimized,
+                                              atol, rtol, timer, batch)
     ort_blame = _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch)
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
@@ -129,10 +132,37 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         ort_optimizations=ort_blame)
 
 
-def _validate(atol, rtol, runtimes, inputs, samples) -> tuple[str, ...]:
-    """Argument checks that need no file: tolerances, runtime names, sample count."""
-    if atol < 0 or rtol < 0:
-        raise UsageError(f"tolerances must be >= 0 (got atol={atol}, rtol={rtol}).")
+def _tolerance(value, default: float, name: str) -> float:
+    """A tolerance must be a finite number >= 0 (NaN would pass or fail everything silently)."""
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or number < 0:
+        raise UsageError(f"--{name} {value}: expected a finite number >= 0 (default {default}).")
+    return number
+
+
+def _non_finite_inputs(feeds) -> list[str]:
+    """A note naming the inputs that hold NaN or infinities (compared position by position)."""
+    found = []
+    for name, array in feeds.items():
+        if array.dtype.kind != "f":
+            continue
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        if nan or inf:
+            found.append(f"{name!r} {nan} NaN and {inf} infinite value(s)")
+    if not found:
+        return []
+    return [f"the inputs hold non-finite values ({'; '.join(found)}): outputs are compared "
+            "position by position, where NaN on both sides at the same place agrees, NaN on one "
+            "side only is a mismatch, and equal infinities agree"]
+
+
+def _validate(runtimes, inputs, samples) -> tuple[str, ...]:
+    """Argument checks that need no file: runtime names, sample count."""
     names = parse_runtimes(runtimes)
     if inputs is None and int(samples) < 1:
         raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
@@ -166,30 +196,39 @@ def _weights(keras_model, onnx_model, notes, timer):
     return tuple(w for layer in report.layers for w in layer.weights), tuple(report.unattributed)
 
 
-def _load_model(model, unsafe):
+def _load_model(model, unsafe, budget):
     from xverify import load
 
     if isinstance(model, (str, Path)):
-        loaded, source = load.open_model(model, unsafe=unsafe)
+        loaded, source = load.open_model(model, unsafe=unsafe, budget=budget)
         if source.format == "onnx":
             return None, source
         return loaded, source
     return model, None
 
 
-def _onnx_model(keras_model, source, onnx, opset, cache, timer):
+def _onnx_model(keras_model, source, onnx, opset, cache, timer, budget):
     from xverify import load
-    from xverify.convert import convert, convert_saved_model
 
     notes = []
     if onnx is not None:
         with timer.stage("load_onnx"):
             if isinstance(onnx, (str, Path)):
-                return load.load_onnx(onnx), str(onnx), notes
+                return load.load_onnx(onnx, budget), str(onnx), notes
+            load.check_initializers(onnx, "the ONNX model")
             return onnx, None, notes
     if keras_model is None:  # the model itself is an ONNX file
         with timer.stage("load_onnx"):
-            return load.load_onnx(source.path), source.path, notes
+            return load.load_onnx(source.path, budget), source.path, notes
+    onnx_model = _converted(keras_model, source, opset, cache, timer, notes)
+    load.check_initializers(onnx_model, source.path if source else "the Keras model")
+    return onnx_model, None, notes
+
+
+def _converted(keras_model, source, opset, cache, timer, notes):
+    """The Keras model (or SavedModel) converted here, or its cached conversion."""
+    from xverify.convert import convert, convert_saved_model
+
     saved = source is not None and source.format == "savedmodel"
     converter = ((lambda: convert_saved_model(source.path, opset)) if saved
                  else (lambda: convert(keras_model, opset)))
@@ -201,15 +240,15 @@ def _onnx_model(keras_model, source, onnx, opset, cache, timer):
             notes.append("conversion reused from cache" if hit else "conversion cached")
         else:
             onnx_model = converter()
-    return onnx_model, None, notes
+    return onnx_model
 
 
-def _feeds(inputs, specs, samples, seed):
+def _feeds(inputs, specs, samples, seed, budget):
     if inputs is None:
-        return synthetic(specs, samples, seed), "synthetic"
+        return synthetic(specs, samples, seed, budget), "synthetic"
     if isinstance(inputs, dict):
         return fit_inputs(inputs, specs, "inputs"), "dict"
-    return load_inputs(inputs, specs), str(inputs)
+    return load_inputs(inputs, specs, budget), str(inputs)
 
 
 def _batched(runner, batch):
@@ -280,10 +319,14 @@ def _compare_outputs(outputs, atol, rtol):
     return diffs
 
 
-def _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized, atol, rtol, timer,
+def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, rtol, timer,
                 batch=None):
-    """ONNX Runtime optimized vs not (a comparison) and every runtime's distance from the oracle."""
-    from xverify.runtimes import OnnxRuntime
+    """ONNX Runtime optimized vs not (a comparison) and every runtime's distance from the oracle.
+
+    The optimized session is dropped before the float64 oracle (twice the weights) is built, so
+    the two never hold their weights at once. Returns the oracle too (None when off)."""
+    from xverify.budget import release_freed_memory
+    from xverify.runtimes import NumpyRuntime, OnnxRuntime
 
     extra, rows, runs = [], [], dict(outputs)
     if ort_optimized and "onnxruntime" in names:
@@ -291,9 +334,15 @@ def _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized, atol,
             optimized = _batched(OnnxRuntime(onnx_model, "all"), batch)
             runs["onnxruntime-opt"] = _named_outputs(optimized.run(feeds), onnx_model,
                                                      "onnxruntime-opt")
+            optimized = None
+            release_freed_memory()
         for name, value in runs["onnxruntime-opt"].items():
             extra.append(compare(value, outputs["onnxruntime"][name], atol=atol, rtol=rtol,
                                  a_name="onnxruntime-opt", b_name="onnxruntime", output=name))
+    referee = None
+    if oracle:
+        with timer.stage("init_oracle"):
+            referee = _batched(NumpyRuntime(onnx_model, "float64"), batch)
     if referee is not None:
         with timer.stage("run_oracle"):
             exact = _named_outputs(referee.run(feeds), onnx_model, "oracle")
@@ -303,7 +352,7 @@ def _extra_runs(names, onnx_model, feeds, outputs, referee, ort_optimized, atol,
                             b_name="oracle", output=name)
                 rows.append({"runtime": runtime, "output": name, "max_abs_diff": d.max_abs_diff,
                              "mean_abs_diff": d.mean_abs_diff})
-    return extra, rows
+    return extra, rows, referee
 
 
 def _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch):

@@ -22,6 +22,9 @@ out = Console()
 err = Console(stderr=True)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+MaxMemory = Annotated[Optional[str], typer.Option(
+    "--max-memory", help="Memory budget, e.g. 6GiB (default: a quarter of RAM). Files, input batches "
+    "and tensors declaring more are refused before anything is allocated.", show_default=False)]
 ModelArg = Annotated[Path, typer.Argument(help="A .keras/.h5 model, a SavedModel directory or an .onnx file.",
                                           show_default=False)]
 
@@ -126,6 +129,7 @@ def check(
     markdown: Annotated[Optional[Path], typer.Option(help="Write a Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every weight and layer.")] = False,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file (Lambda layers). Only for files you trust.")] = False,
+    max_memory: MaxMemory = None,
     debug: Debug = False,
 ) -> None:
     """Convert MODEL to ONNX and compare NumPy, ONNX Runtime and TensorFlow on the same inputs."""
@@ -137,7 +141,8 @@ def check(
         _refuse_overwrite([json, junit, html, markdown], [model, onnx, inputs])
         report = xverify.check(model, onnx=onnx, inputs=inputs, samples=samples, seed=seed,
                                atol=atol, rtol=rtol, runtimes=runtimes, layers=layers,
-                               oracle=oracle, cache=cache, opset=opset, unsafe=unsafe)
+                               oracle=oracle, cache=cache, opset=opset, unsafe=unsafe,
+                               max_memory=max_memory)
         render(report, out, verbose=verbose)
         _write_reports(report, json, junit, html)
         _write_markdown(report, markdown)
@@ -187,18 +192,21 @@ def convert(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the ONNX model.")],
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset, 13 to 18 (default 17).")] = None,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
+    max_memory: MaxMemory = None,
     debug: Debug = False,
 ) -> None:
     """Convert a Keras model to ONNX (tf2onnx, inputs/outputs named after the Keras model's)."""
 
     def body():
+        from xverify.budget import Budget
         from xverify.convert import check_opset, save_onnx
         from xverify.convert import convert as convert_keras
         from xverify.load import load_keras
 
         _refuse_overwrite([output], [model])
         opset_used = check_opset(opset)
-        onnx_model = convert_keras(load_keras(model, unsafe=unsafe), opset_used)
+        budget = Budget.parse(max_memory)
+        onnx_model = convert_keras(load_keras(model, unsafe=unsafe, budget=budget), opset_used)
         save_onnx(onnx_model, output, inputs=[model])
         ops = sorted({n.op_type for n in onnx_model.graph.node})
         out.print(f"wrote {output} (opset {opset_used}, {len(onnx_model.graph.node)} "

@@ -1,7 +1,8 @@
 """Compare two tensors: the metrics and the tolerance verdict, computed in float64.
 
-An element passes when ``|a - b| <= atol + rtol * |b|`` (``b`` is the reference side). NaN never passes;
-two infinities of the same sign do. Every comparison also reports the smallest atol (at the given
+An element passes when ``|a - b| <= atol + rtol * |b|`` (``b`` is the reference side). Non-finite
+values are compared position by position: NaN on both sides at the same place agrees (inputs holding
+NaN propagate it), NaN on one side only is a mismatch, and two infinities of the same sign agree. Every comparison also reports the smallest atol (at the given
 rtol) and the smallest rtol (at the given atol) that would have passed, so a gate can be set on
 evidence.
 """
@@ -59,12 +60,17 @@ def _json_float(value):
 
 
 def within_tolerance(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> np.ndarray:
-    """Elementwise verdict in float64 (NaN fails; equal infinities pass)."""
+    """Elementwise verdict in float64 (NaN against NaN and equal infinities agree)."""
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         finite = np.isfinite(a64) & np.isfinite(b64)  # an infinite b would make rtol*|b| infinite
         ok = finite & (np.abs(a64 - b64) <= atol + rtol * np.abs(b64))
-    return ok | (np.isinf(a64) & (a64 == b64))
+    return ok | _same_non_finite(a64, b64)
+
+
+def _same_non_finite(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Where both sides hold the same non-finite value: NaN and NaN, or equal infinities."""
+    return (np.isnan(x) & np.isnan(y)) | (np.isinf(x) & (x == y))
 
 
 _BLOCK = 1 << 18  # elements compared at a time: the float64 temporaries stay in cache
@@ -101,7 +107,16 @@ def compare(a: np.ndarray, b: np.ndarray, *, atol: float, rtol: float, a_name: s
                       mean_abs_diff=stats.sum_abs / a.size, mismatch_fraction=stats.fails / a.size,
                       min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),
                       min_rtol=stats.min_rtol, passed=stats.fails == 0,
-                      note=f"{stats.nans} NaN element(s)" if stats.nans else "", **name)
+                      note=_nan_note(stats), **name)
+
+
+def _nan_note(stats: "_Stats") -> str:
+    parts = []
+    if stats.nans:
+        parts.append(f"{stats.nans} NaN element(s) on one side only")
+    if stats.nan_pairs:
+        parts.append(f"{stats.nan_pairs} NaN element(s) on both sides at the same place (agree)")
+    return "; ".join(parts)
 
 
 def _blocks(a: np.ndarray, b: np.ndarray):
@@ -125,9 +140,9 @@ class _Stats:
     def __init__(self):
         self.max_abs = self.max_rel = self.sum_abs = self.min_rtol = 0.0
         self.min_atol = -np.inf
-        self.fails = self.nans = 0
+        self.fails = self.nans = self.nan_pairs = 0
 
-    def add(self, diff, rel_max, min_atol, min_rtol, fails, nans):
+    def add(self, diff, rel_max, min_atol, min_rtol, fails, nans, nan_pairs=0):
         self.max_abs = max(self.max_abs, float(diff.max()))
         self.sum_abs += float(diff.sum())
         self.max_rel = max(self.max_rel, rel_max)
@@ -135,6 +150,7 @@ class _Stats:
         self.min_rtol = max(self.min_rtol, min_rtol)
         self.fails += int(fails)
         self.nans += int(nans)
+        self.nan_pairs += int(nan_pairs)
 
 
 def _compare_block(x: np.ndarray, y: np.ndarray, atol: float, rtol: float, stats: _Stats) -> None:
@@ -152,13 +168,15 @@ def _compare_block(x: np.ndarray, y: np.ndarray, atol: float, rtol: float, stats
             min_rtol = float(((diff[over] - atol) / absy[over]).max())
         stats.add(diff, float((diff / (absy + _EPS)).max()), min_atol, min_rtol, fails, 0)
         return
-    nan = np.isnan(x) | np.isnan(y)
-    same_inf = np.isinf(x) & (x == y)
-    diff[same_inf] = 0.0
-    diff[nan | (np.isinf(x) | np.isinf(y)) & (x != y)] = np.inf
+    agree = _same_non_finite(x, y)
+    nan_pair = np.isnan(x) & np.isnan(y)
+    lone_nan = (np.isnan(x) | np.isnan(y)) & ~nan_pair
+    diff[agree] = 0.0
+    diff[~agree & ~np.isfinite(x) | ~agree & ~np.isfinite(y)] = np.inf
+    absy = np.where(np.isfinite(y), absy, 0.0)  # an agreeing pair allows nothing more
     ok = within_tolerance(x, y, atol, rtol)
     need = np.where(diff > atol, (diff - atol) / absy, 0.0)
     rel = np.nan_to_num(diff / (absy + _EPS), nan=np.inf)  # inf/inf: an infinite difference
     stats.add(diff, float(rel.max()), float(np.max(diff - rtol * absy)),
               float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max()), np.count_nonzero(~ok),
-              nan.sum())
+              lone_nan.sum(), nan_pair.sum())

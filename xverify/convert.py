@@ -21,11 +21,12 @@ import re
 import numpy as np
 
 from xverify.errors import ConversionError, UsageError
+from xverify.tf2onnx_steps import convert_graph_def, freeze
 
 DEFAULT_OPSET = 17
 # Bumped whenever what convert() does to tf2onnx's output changes (scopes, metadata, freezing):
 # part of the cache key, so a conversion cached by an older revision is never reused.
-CONVERSION_REVISION = 2
+CONVERSION_REVISION = 3
 MIN_OPSET, MAX_OPSET = 13, 18
 LAYER_TOKEN = "xvl"
 LAYERS_METADATA_KEY = "xverify.layers"
@@ -204,7 +205,6 @@ def _from_function(function, opset: int):
     """
     import tensorflow as tf
     from tf2onnx import convert as tfconvert
-    from tf2onnx import tf_loader
 
     concrete = function.get_concrete_function()
     captured = {t.ref() for t in concrete.graph.internal_captures}
@@ -213,11 +213,11 @@ def _from_function(function, opset: int):
     output_names = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
     renames = tfconvert.tensor_names_from_structed(concrete, input_names, output_names)
     with tf.device("/cpu:0"):
-        graph_def = tf_loader.from_function(concrete, input_names, output_names)
-        onnx_model, _ = tfconvert._convert_common(  # what from_function runs after freezing
+        graph_def, values = freeze(concrete, input_names, output_names)
+        return convert_graph_def(  # what from_function runs after freezing, lighter on memory
             graph_def, name=concrete.name, continue_on_error=True, opset=opset,
-            input_names=input_names, output_names=output_names, tensors_to_rename=renames)
-    return onnx_model
+            input_names=input_names, output_names=output_names, tensors_to_rename=renames,
+            const_node_values=values)
 
 
 @contextlib.contextmanager
@@ -344,16 +344,32 @@ def _set_metadata(onnx_model, layers):
     onnx_model.producer_name = "xverify (tf2onnx)"
 
 
-def save_onnx(onnx_model, path, *, inputs=()) -> None:
-    """Write an ONNX model, refusing to overwrite any of ``inputs`` (xverify never writes over them)."""
+# A protobuf message cannot be serialized past 2 GiB; keep a margin for the graph around the weights.
+PROTOBUF_LIMIT = 2**31 - 2**26
+
+
+def save_onnx(onnx_model, path, *, inputs=(), limit: int = PROTOBUF_LIMIT) -> None:
+    """Write an ONNX model, refusing to overwrite any of ``inputs`` (xverify never writes over them).
+
+    A model over ``limit`` bytes (protobuf's 2 GiB) is written with its weights as ONNX external
+    data in ``<path>.data`` beside it (the model's tensors are moved there, so the in-memory model
+    no longer holds them).
+    """
     import os
 
     import onnx
 
-    target = os.path.realpath(path)
-    if any(os.path.realpath(p) == target for p in inputs if p):
+    external = onnx_model.ByteSize() > limit
+    data = f"{path}.data"
+    targets = {os.path.realpath(path)} | ({os.path.realpath(data)} if external else set())
+    if any(os.path.realpath(p) in targets for p in inputs if p):
         raise UsageError(f"{path}: refusing to overwrite an input file; choose another output path.")
-    onnx.save(onnx_model, str(path))
+    if external:
+        onnx.save_model(onnx_model, str(path), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=os.path.basename(data),
+                        size_threshold=1024)
+    else:
+        onnx.save(onnx_model, str(path))
 
 
 def convert_saved_model(path, opset: int | None = None):
@@ -374,10 +390,9 @@ def convert_saved_model(path, opset: int | None = None):
                 str(path), None, None, tag=None, signatures=["serving_default"],
                 return_initialized_tables=True, return_tensors_to_rename=True)
             with tf.device("/cpu:0"):
-                onnx_model, _ = tfconvert._convert_common(  # the tf2onnx CLI's own route
+                onnx_model = convert_graph_def(  # the tf2onnx CLI's own route, lighter on memory
                     graph_def, name=str(path), opset=opset, input_names=inputs,
-                    output_names=outputs, tensors_to_rename=renames, initialized_tables=tables,
-                    custom_op_handlers={}, extra_opset=[])
+                    output_names=outputs, tensors_to_rename=renames, initialized_tables=tables)
         except Exception as exc:
             raise ConversionError(f"{path}: tf2onnx could not convert the SavedModel "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."

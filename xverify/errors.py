@@ -9,7 +9,9 @@ returns for it; anything else escaping xverify is an internal bug and shows a tr
      ├── UnsupportedOpError         the NumPy engine has no kernel for an op
      ├── InputDataError             --inputs file or values that do not fit the model
      ├── MissingDependencyError     an optional package is not installed
-     ├── UsageError                 an argument out of range (--samples 0, unknown runtime)
+     ├── UsageError                 an argument out of range (--samples 0, --atol nan); also a
+     │                              ValueError, so library callers may catch either
+     ├── ResourceLimitError         the work would allocate beyond the memory budget (--max-memory)
      └── MismatchError              exit 1: the check ran and found a mismatch
 """
 
@@ -42,8 +44,12 @@ class MissingDependencyError(XverifyError):
     """An optional dependency needed for the requested work is not installed."""
 
 
-class UsageError(XverifyError):
+class UsageError(XverifyError, ValueError):
     """An argument whose value is out of range or unknown."""
+
+
+class ResourceLimitError(XverifyError):
+    """A tensor, an input batch or a file's declared contents larger than the memory budget."""
 
 
 class MismatchError(XverifyError):

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from xverify.budget import Budget, tensor_bytes
 from xverify.errors import InputDataError, UsageError
 
 DYNAMIC_DIM = 8  # size given to an unknown non-batch dimension (a sequence length, say)
@@ -96,17 +97,34 @@ def _index_bounds(onnx_model: onnx.ModelProto) -> dict[str, int]:
     return {k: v for k, v in bounds.items() if k in integer}
 
 
-def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random inputs: ``samples`` rows for each input of ``specs``."""
+def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0,
+              budget: Budget | None = None) -> dict[str, np.ndarray]:
+    """Seeded random inputs: ``samples`` rows for each input of ``specs``.
+
+    Raises:
+        ResourceLimitError: the batch would not fit ``budget`` (default: a quarter of the memory).
+    """
     if samples < 1:
         raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
+    shapes = {spec.name: (samples, *[DYNAMIC_DIM if d is None else d for d in spec.shape[1:]])
+              for spec in specs}
+    # standard_normal draws float64 before the cast: count that draw, the largest transient
+    need = sum(tensor_bytes(shapes[s.name], np.dtype(s.dtype).itemsize) for s in specs)
+    need += max((tensor_bytes(shape, 8) for shape in shapes.values()), default=0)
+    largest = max(specs, key=lambda s: tensor_bytes(shapes[s.name], 1), default=None)
+    if largest is not None:
+        (budget or Budget.default()).require(
+            need, f"the synthetic inputs ({samples} samples; input {largest.name!r} of shape "
+            f"{shapes[largest.name]} {largest.dtype})",
+            "Pass fewer --samples, raise --max-memory if the machine has the memory, or pass "
+            "--inputs FILE with smaller data if the model accepts other shapes.")
     rng = np.random.default_rng(seed)
     feeds = {}
     batch = fixed_batch(specs)
     if batch:  # whole batches of the model's fixed size, as many as hold ``samples`` rows
         samples = -(-samples // batch) * batch
     for spec in specs:
-        shape = (samples, *[DYNAMIC_DIM if d is None else d for d in spec.shape[1:]])
+        shape = shapes[spec.name]
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -120,13 +138,20 @@ def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0) -> dict[
     return feeds
 
 
-def load_inputs(path: str | Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """Read inputs from ``.npz``, ``.npy`` or ``.csv`` and check them against ``specs``."""
+def load_inputs(path: str | Path, specs: list[InputSpec],
+                budget: Budget | None = None) -> dict[str, np.ndarray]:
+    """Read inputs from ``.npz``, ``.npy`` or ``.csv`` and check them against ``specs``.
+
+    The arrays' declared sizes (``.npy`` headers, ``.npz`` members, a ``.csv``'s length) are checked
+    against ``budget`` before anything is read."""
     p = Path(path)
     if not p.is_file():
         raise InputDataError(f"{p}: no such inputs file. Expected .npz (arrays by input name), "
                              ".npy (one input) or .csv (one row per sample).")
     suffix = p.suffix.lower()
+    (budget or Budget.default()).require(
+        _declared_bytes(p, suffix), f"{p}: the arrays it holds",
+        "Pass fewer samples in the file, or raise --max-memory if the machine has the memory.")
     try:
         if suffix == ".npz":
             with np.load(p, allow_pickle=False) as archive:
@@ -149,6 +174,37 @@ def load_inputs(path: str | Path, specs: list[InputSpec]) -> dict[str, np.ndarra
     except Exception as exc:
         raise InputDataError(f"{p}: cannot read inputs ({type(exc).__name__}: {exc}).") from exc
     return fit_inputs(arrays, specs, str(p))
+
+
+def _declared_bytes(path: Path, suffix: str) -> float:
+    """What reading the file would allocate, from its headers (nothing is decompressed)."""
+    import zipfile
+
+    try:
+        if suffix == ".npy":
+            with open(path, "rb") as handle:
+                return _npy_header_bytes(handle)
+        if suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                total = 0.0
+                for info in archive.infolist():
+                    with archive.open(info) as member:
+                        total += _npy_header_bytes(member)
+                return total
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputDataError(f"{path}: cannot read inputs ({type(exc).__name__}: {exc}). Save "
+                             "plain numeric arrays (np.save / np.savez).") from exc
+    return float(path.stat().st_size) * 8  # a .csv: a float64 per value is at most 8x the text
+
+
+def _npy_header_bytes(handle) -> float:
+    """The size an ``.npy`` header declares (shape x itemsize), read without the data."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(handle)
+    reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    shape, _, dtype = reader(handle)
+    return tensor_bytes(shape, dtype.itemsize)
 
 
 def _only(specs, path, what) -> InputSpec:

@@ -4,6 +4,11 @@ Formats are told by their bytes, not only their names: a ``.keras`` file is a zi
 file starts with the HDF5 signature, a SavedModel is a directory holding ``saved_model.pb``, and an
 ``.onnx`` file is a protobuf that ``onnx.load`` must parse and the ONNX checker accept. Keras files are
 loaded with ``safe_mode=True``, so a Lambda layer's pickled code is never run unless the caller asks.
+
+What a file declares is checked against the memory budget (``budget.py``) before it is read: a
+``.keras`` archive's members by their declared sizes and compression ratios (nothing is
+decompressed first), an ``.h5`` file's datasets by their shapes, an ``.onnx`` file by its size and
+each initializer's declared shape against the bytes it holds.
 """
 
 from __future__ import annotations
@@ -13,11 +18,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from xverify.budget import Budget, human, tensor_bytes
 from xverify.errors import ModelFileError
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 KERAS_FORMATS = ("keras", "h5", "savedmodel")
+# Keras writes its archive members stored (ratio 1); deflate cannot exceed ~1032:1. A large member
+# inflating more than this is a bomb (Keras' own guard uses 100x, but only above 4 GiB).
+_MAX_RATIO = 100
+_RATIO_FLOOR = 64 * 2**20  # members smaller than this are too small to matter whatever their ratio
+_MAX_JSON = 64 * 2**20  # config.json / metadata.json: a real one is kilobytes to a few megabytes
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,58 @@ def detect_format(path: str | os.PathLike) -> str:
                          "format? Re-save it with model.save('model.keras').")
 
 
-def load_keras(path: str | os.PathLike, *, unsafe: bool = False):
+def check_keras_archive(path: Path, budget: Budget) -> None:
+    """Refuse a ``.keras`` zip whose members declare more than the budget, a config larger than any
+    real one, or a large member inflating more than ``_MAX_RATIO`` times: read from the zip's
+    directory, before anything is decompressed."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: is not a readable .keras archive ({exc}). Was it truncated? "
+                             "Re-save it with model.save('model.keras').") from exc
+    what = "Re-save the model with model.save('model.keras'); do not load files of unknown origin."
+    for info in members:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.filename.endswith(".json") and info.file_size > _MAX_JSON:
+            raise ModelFileError(f"{path}: member {info.filename!r} declares {human(info.file_size)}, "
+                                 f"but a Keras model's JSON is at most a few MiB. {what}")
+        if info.file_size > _RATIO_FLOOR and ratio > _MAX_RATIO:
+            raise ModelFileError(f"{path}: member {info.filename!r} would inflate from "
+                                 f"{human(info.compress_size)} to {human(info.file_size)} "
+                                 f"({ratio:.0f}x; Keras stores members uncompressed), a "
+                                 f"decompression bomb. {what}")
+    total = sum(float(info.file_size) for info in members)
+    budget.require(total, f"{path}: the archive's members (declared sizes)",
+                   "Raise --max-memory if the machine has the memory and the file is trusted.")
+
+
+def check_h5(path: Path, budget: Budget) -> None:
+    """Refuse an ``.h5`` file whose datasets declare more than the budget (read from its headers)."""
+    try:
+        import h5py
+    except ImportError:
+        return  # Keras needs h5py to read the file at all and says so itself
+    total = 0.0
+
+    def visit(_, item):
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            total += tensor_bytes(item.shape or (), item.dtype.itemsize)
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(visit)
+    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError on damaged files
+        raise ModelFileError(f"{path}: is not a readable HDF5 file ({type(exc).__name__}: {exc}). "
+                             "Was it truncated? Re-save it with model.save('model.keras').") from exc
+    budget.require(total, f"{path}: the datasets it declares",
+                   "Raise --max-memory if the machine has the memory and the file is trusted.")
+
+
+def load_keras(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget | None = None):
     """Load a ``.keras`` or ``.h5`` model with Keras' safe mode on (unless ``unsafe``).
 
     Returns:
@@ -89,6 +151,8 @@ def load_keras(path: str | os.PathLike, *, unsafe: bool = False):
     fmt = detect_format(path)
     if fmt not in ("keras", "h5"):
         raise ModelFileError(f"{path}: is a {fmt} model, not a Keras .keras/.h5 file.")
+    budget = budget or Budget.default()
+    (check_keras_archive if fmt == "keras" else check_h5)(Path(path), budget)
     import keras
 
     try:
@@ -106,7 +170,7 @@ def load_keras(path: str | os.PathLike, *, unsafe: bool = False):
                              "version? Re-save it with model.save('model.keras').") from exc
 
 
-def load_onnx(path: str | os.PathLike):
+def load_onnx(path: str | os.PathLike, budget: Budget | None = None):
     """Parse an ``.onnx`` file and run the ONNX checker on it.
 
     Returns:
@@ -116,6 +180,10 @@ def load_onnx(path: str | os.PathLike):
 
     p = Path(path)
     detect_format(p)
+    # parsing holds the file's bytes and the parsed message at once
+    (budget or Budget.default()).require(
+        2.0 * p.stat().st_size, f"{p}: parsing this ONNX file",
+        "Raise --max-memory if the machine has the memory.")
     try:
         model = onnx.load(str(p))
     except Exception as exc:
@@ -131,10 +199,54 @@ def load_onnx(path: str | os.PathLike):
         first = str(exc).strip().splitlines()[0]
         raise ModelFileError(f"{p}: the ONNX checker rejects this model ({first}). "
                              "Re-export it with `xverify convert`.") from exc
+    check_initializers(model, str(p))
     return model
 
 
-def open_model(path: str | os.PathLike, *, unsafe: bool = False):
+_PLAIN_TYPES: dict = {}
+
+
+def check_initializers(model, origin: str) -> None:
+    """Every initializer holds the bytes its shape declares, and no float weight holds NaN.
+
+    The ONNX checker leaves both to the runtimes, where a short tensor ends in a reshape error deep
+    in a kernel and NaN weights make every output NaN on every side (a check that shows nothing).
+    """
+    import numpy as np
+
+    _PLAIN_TYPES or _PLAIN_TYPES.update(_plain_types())
+    for init in model.graph.initializer:
+        dtype, field = _PLAIN_TYPES.get(init.data_type, (None, None))
+        if dtype is None or init.data_location == 1:  # packed, string or external tensors: onnx's
+            continue
+        count = len(init.raw_data) // dtype.itemsize if init.raw_data else len(getattr(init, field))
+        declared = tensor_bytes(init.dims, 1)
+        if count != declared:
+            raise ModelFileError(f"{origin}: initializer {init.name!r} declares shape "
+                                 f"{tuple(init.dims)} ({declared:.0f} values) but holds {count}. "
+                                 "The file is damaged or hand-edited; re-export it.")
+        if dtype.kind == "f" and init.raw_data and np.isnan(np.frombuffer(init.raw_data, dtype)).any():
+            raise ModelFileError(
+                f"{origin}: initializer {init.name!r} (shape {tuple(init.dims)}) holds NaN; "
+                "every output it reaches is NaN on every runtime, so no comparison can show "
+                "whether the conversion is right. Fix or retrain the weights first.")
+
+
+def _plain_types() -> dict:
+    """ONNX element types stored one value per element -> (numpy dtype, typed storage field)."""
+    import numpy as np
+    from onnx import TensorProto as T
+
+    table = {T.FLOAT: ("float32", "float_data"), T.DOUBLE: ("float64", "double_data"),
+             T.INT64: ("int64", "int64_data"), T.UINT64: ("uint64", "uint64_data"),
+             T.UINT32: ("uint32", "uint64_data"), T.INT32: ("int32", "int32_data"),
+             T.FLOAT16: ("float16", "int32_data"), T.INT16: ("int16", "int32_data"),
+             T.UINT16: ("uint16", "int32_data"), T.INT8: ("int8", "int32_data"),
+             T.UINT8: ("uint8", "int32_data"), T.BOOL: ("bool", "int32_data")}
+    return {k: (np.dtype(d), f) for k, (d, f) in table.items()}
+
+
+def open_model(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget | None = None):
     """Load any supported model file.
 
     Returns:
@@ -143,10 +255,10 @@ def open_model(path: str | os.PathLike, *, unsafe: bool = False):
     fmt = detect_format(path)
     source = ModelSource(str(path), fmt, sha256_of(path))
     if fmt == "onnx":
-        return load_onnx(path), source
+        return load_onnx(path, budget), source
     if fmt == "savedmodel":
         return load_savedmodel(path), source
-    return load_keras(path, unsafe=unsafe), source
+    return load_keras(path, unsafe=unsafe, budget=budget), source
 
 
 def load_savedmodel(path: str | os.PathLike):
