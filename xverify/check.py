@@ -7,6 +7,7 @@ sequences them and times each stage.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import platform
@@ -91,6 +92,8 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
         feeds, input_source = _feeds(inputs, specs, samples, seed, budget)
         require_graph(onnx_model, int(next(iter(feeds.values())).shape[0]) if feeds else 1, budget)
         notes.extend(_non_finite_inputs(feeds))
+    # before any runtime holds its copy of the weights: matching makes several of its own
+    weights, unattributed = _weights(keras_model, onnx_model, notes, timer)
 
     # Fixed batches are split for ONNX files alone: layer comparisons stream whole tensors.
     batch = fixed_batch(specs) if not _is_keras(keras_model) else None
@@ -109,11 +112,12 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
         notes.extend(_farther_from_oracle(comparisons, oracle_rows))
-    weights, unattributed = _weights(keras_model, onnx_model, notes, timer)
     layer_rows, first, suspects = (), None, ()
     if layers and _is_keras(keras_model):
         with timer.stage("layers"):
             from xverify.divergence import compare_layers
+
+            _fresh_onnxruntime(runners, onnx_model, batch)
 
             layer_rows, first, suspects, layer_notes = compare_layers(
                 keras_model, onnx_model, feeds, runners, atol=atol, rtol=rtol, oracle=referee)
@@ -193,7 +197,10 @@ def _weights(keras_model, onnx_model, notes, timer):
         from xverify.extract import match_weights
 
         report = match_weights(keras_model, onnx_model)
-    return tuple(w for layer in report.layers for w in layer.weights), tuple(report.unattributed)
+    # the report keeps the figures, not each weight's two arrays (a second copy of the model)
+    weights = tuple(dataclasses.replace(w, keras_value=None, onnx_value=None)
+                    for layer in report.layers for w in layer.weights)
+    return weights, tuple(report.unattributed)
 
 
 def _load_model(model, unsafe, budget):
@@ -262,6 +269,18 @@ def _batch_note(batch, samples) -> str | None:
         return None
     return (f"the model's inputs fix their first dimension to {batch}: the {samples} samples ran "
             f"as {samples // batch} batches of {batch} in every runtime")
+
+
+def _fresh_onnxruntime(runners, onnx_model, batch) -> None:
+    """Replace ONNX Runtime's runner with an unused one: the per-layer pass builds its own session
+    (every layer tensor an output), and the whole-model session would hold a second copy of the
+    weights beside it."""
+    from xverify.budget import release_freed_memory
+    from xverify.runtimes import OnnxRuntime
+
+    if "onnxruntime" in runners:
+        runners["onnxruntime"] = _batched(OnnxRuntime(onnx_model, "disabled"), batch)
+        release_freed_memory()
 
 
 def _build_runtimes(names, onnx_model, keras_model, timer, batch=None):

@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from xverify.budget import release_freed_memory
 from xverify.errors import ConversionError, UsageError
 from xverify.tf2onnx_steps import convert_graph_def, freeze
 
@@ -164,6 +165,7 @@ def convert(model, opset: int | None = None):
 
     opset = check_opset(opset)
     _register_erfc()
+    release_freed_memory()  # loading the model read its weights file whole: give that memory back
     in_specs, out_specs = keras_io(model)
     signature = [tf.TensorSpec(shape, tf.as_dtype(dtype), name=name)
                  for name, shape, dtype in in_specs]
