@@ -118,7 +118,6 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
             from xverify.divergence import compare_layers
 
             _fresh_onnxruntime(runners, onnx_model, batch)
-
             layer_rows, first, suspects, layer_notes = compare_layers(
                 keras_model, onnx_model, feeds, runners, atol=atol, rtol=rtol, oracle=referee)
             notes.extend(layer_notes)

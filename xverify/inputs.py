@@ -106,6 +106,9 @@ def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0,
     """
     if samples < 1:
         raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
+    batch = fixed_batch(specs)
+    if batch:  # whole batches of the model's fixed size, as many as hold ``samples`` rows
+        samples = -(-samples // batch) * batch
     shapes = {spec.name: (samples, *[DYNAMIC_DIM if d is None else d for d in spec.shape[1:]])
               for spec in specs}
     # standard_normal draws float64 before the cast: count that draw, the largest transient
@@ -120,9 +123,6 @@ def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0,
             "--inputs FILE with smaller data if the model accepts other shapes.")
     rng = np.random.default_rng(seed)
     feeds = {}
-    batch = fixed_batch(specs)
-    if batch:  # whole batches of the model's fixed size, as many as hold ``samples`` rows
-        samples = -(-samples // batch) * batch
     for spec in specs:
         shape = shapes[spec.name]
         dtype = np.dtype(spec.dtype)
