@@ -80,7 +80,7 @@ def _summary(apps, gen) -> list[str]:
 
 
 def _causes(rows) -> list[str]:
-    counts = Counter(cause(r.get("message", "")) for r in rows
+    counts = Counter(cause(r.get("message") or f"{r.get('verdict')} (exit {r.get('exit')})") for r in rows
                      if r.get("verdict") in ("refused", "internal error", "crash")
                      or str(r.get("verdict", "")).startswith("killed"))
     lines = ["| count | cause (names and numbers blanked) |", "|---|---|"]
