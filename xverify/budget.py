@@ -57,10 +57,11 @@ class Budget:
     """
 
     nbytes: int
+    chosen: bool = True  # False for the default (a quarter of the memory)
 
     @classmethod
     def default(cls) -> "Budget":
-        return cls(physical_memory() // 4)
+        return cls(physical_memory() // 4, chosen=False)
 
     @classmethod
     def parse(cls, value) -> "Budget":
@@ -85,10 +86,10 @@ class Budget:
     def require(self, nbytes: float, what: str, remedy: str) -> None:
         """Raise ResourceLimitError unless ``nbytes`` (needed for ``what``) fits the budget."""
         if nbytes > self.nbytes:
+            origin = "set by --max-memory" if self.chosen else "a quarter of this machine's memory"
             raise ResourceLimitError(
                 f"{what} would need {human(nbytes)}, over the memory budget of {human(self.nbytes)} "
-                f"(a quarter of this machine's memory unless --max-memory says otherwise). "
-                f"{remedy}")
+                f"({origin}). {remedy}")
 
 
 def tensor_bytes(shape, itemsize: int) -> float:
