@@ -170,3 +170,19 @@ def test_output_disagreement_names_the_runtime_farther_from_oracle():
     notes = _farther_from_oracle(comparisons, rows)
     assert notes == ["numpy and onnxruntime disagree on 'y': onnxruntime is farther from the float64 "
                      "oracle (0.5 against 1e-07 for numpy)"]
+
+
+def test_equal_oracle_distances_take_no_side():
+    """Regression: two runtimes equally far from the oracle were reported as one being "farther"
+    ("onnxruntime is farther (1.61e-07 against 1.61e-07)")."""
+    from xverify.check import _farther_from_oracle
+    from xverify.compare import compare
+
+    a, b = np.array([1.0, 2.0]), np.array([1.0, 2.0 + 3.2e-7])
+    comparisons = [compare(a, b, atol=0, rtol=0, a_name="onnxruntime-opt", b_name="onnxruntime",
+                           output="y")]
+    rows = [{"runtime": "onnxruntime-opt", "output": "y", "max_abs_diff": 1.61e-7},
+            {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 1.61e-7}]
+    notes = _farther_from_oracle(comparisons, rows)
+    assert notes == ["onnxruntime-opt and onnxruntime disagree on 'y': both are 1.61e-07 from the "
+                     "float64 oracle, which therefore takes neither side"]
