@@ -85,8 +85,7 @@ def measure(command: list[str], limit_bytes: int, log: Path) -> Run:
     """Run ``command`` under the watchdog; its peak RSS from ``os.wait4``."""
     start = time.perf_counter()
     with open(log, "w") as out:
-        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     killed = threading.Event()
 
     def watchdog():
@@ -114,8 +113,9 @@ def build(name: str, directory: Path) -> tuple[Path, int]:
     path = directory / f"{name}.keras"
     size_file = directory / f"{name}.weight_bytes"
     if not path.exists() or not size_file.exists():
-        out = subprocess.run([sys.executable, "-c", BUILD, name, str(path)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", BUILD, name, str(path)], capture_output=True, text=True, check=True
+        )
         size_file.write_text(out.stdout.strip().splitlines()[-1])
     return path, int(size_file.read_text())
 
@@ -126,8 +126,7 @@ def commands(tool: str, model: Path, out: Path) -> list[str]:
     if tool == "xverify":
         return [sys.executable, "-m", "xverify.cli", "convert", str(model), "-o", str(out)]
     if tool == "check":
-        return [sys.executable, "-m", "xverify.cli", "check", str(model), "--samples", "2",
-                "--no-cache"]
+        return [sys.executable, "-m", "xverify.cli", "check", str(model), "--samples", "2", "--no-cache"]
     raise SystemExit(f"unknown tool {tool!r}")
 
 
@@ -136,22 +135,27 @@ def main() -> None:
     parser.add_argument("--models", default="resnet50,vgg16")
     parser.add_argument("--tools", default="xverify,tf2onnx")
     parser.add_argument("--limit-gib", type=float, default=10.0)
-    parser.add_argument("--dir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "xverify-bench")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "xverify-bench")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     limit = int(args.limit_gib * 2**30)
-    print(f"{'model':<12} {'weights':>9} {'target':>8} {'tool':<8} {'peak GiB':>9} "
-          f"{'x weights':>9} {'seconds':>8}  status", flush=True)
+    print(
+        f"{'model':<12} {'weights':>9} {'target':>8} {'tool':<8} {'peak GiB':>9} "
+        f"{'x weights':>9} {'seconds':>8}  status",
+        flush=True,
+    )
     for name in args.models.split(","):
         model, weight_bytes = build(name, args.dir)
         target = (4 * weight_bytes + 2**31) / 2**30
         for tool in args.tools.split(","):
             out = args.dir / f"{name}.{tool}.onnx"
             run = measure(commands(tool, model, out), limit, args.dir / f"{name}.{tool}.log")
-            print(f"{name:<12} {weight_bytes / 2**20:>6.0f} MB {target:>6.2f} G {tool:<8} "
-                  f"{run.peak_gib:>9.2f} {run.peak_gib * 2**30 / weight_bytes:>9.1f} "
-                  f"{run.seconds:>8.1f}  {run.status}", flush=True)
+            print(
+                f"{name:<12} {weight_bytes / 2**20:>6.0f} MB {target:>6.2f} G {tool:<8} "
+                f"{run.peak_gib:>9.2f} {run.peak_gib * 2**30 / weight_bytes:>9.1f} "
+                f"{run.seconds:>8.1f}  {run.status}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

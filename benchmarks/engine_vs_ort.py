@@ -64,8 +64,11 @@ def blas_core() -> str:
     forced = os.environ.get("OPENBLAS_CORETYPE")
     why = f" (OPENBLAS_CORETYPE={forced!r})" if forced is not None else ""
     for path in glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*")):
-        for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
-                       "openblas_get_corename"):
+        for symbol in (
+            "scipy_openblas_get_corename64_",
+            "scipy_openblas_get_corename",
+            "openblas_get_corename",
+        ):
             try:
                 get = getattr(ctypes.CDLL(path), symbol)
             except (OSError, AttributeError):
@@ -93,8 +96,7 @@ def bench_model(name: str, batch: int, repeat: int, ref_repeat: int, cache: Path
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     engine32, engine64 = Interpreter(model, "float32"), Interpreter(model, "float64")
     out_name = engine32.output_names[0]
 
@@ -128,12 +130,17 @@ def bench_model(name: str, batch: int, repeat: int, ref_repeat: int, cache: Path
             f32_near_ref.append(timed(run32))
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "model": name, "batch": batch, "convert_s": convert_s, "median": med,
-        "ratio_ort": med["f32"] / med["ort"], "ratio_oracle": med["f64"] / med["f32"],
+        "model": name,
+        "batch": batch,
+        "convert_s": convert_s,
+        "median": med,
+        "ratio_ort": med["f32"] / med["ort"],
+        "ratio_oracle": med["f64"] / med["f32"],
         "diff_ort": float(np.max(np.abs(y32.astype(np.float64) - y_ort))),
         "diff_oracle": float(np.max(np.abs(y64 - y_ort))),
         "out_max": float(np.max(np.abs(y_ort))),
-        "ort_runs": times["ort"], "f32_runs": times["f32"],
+        "ort_runs": times["ort"],
+        "f32_runs": times["f32"],
     }
     if ref_times:
         result["median"]["reference"] = statistics.median(ref_times)
@@ -142,19 +149,29 @@ def bench_model(name: str, batch: int, repeat: int, ref_repeat: int, cache: Path
 
 
 def table(results: list[dict]) -> str:
-    ms = lambda s: f"{s * 1e3:8.1f}"
-    lines = [(f"{'model':12s} {'ORT ms':>8s} {'f32 ms':>8s} {'f64 ms':>8s} {'ref ms':>9s} "
-             f"{'f32/ORT':>8s} {'ref/f32':>8s} {'f64/f32':>8s} {'|f32-ORT|':>10s} {'|f64-ORT|':>10s} "
-             f"{'max|ORT|':>9s}")]
+    def ms(s):
+        return f"{s * 1e3:8.1f}"
+
+    lines = [
+        (
+            f"{'model':12s} {'ORT ms':>8s} {'f32 ms':>8s} {'f64 ms':>8s} {'ref ms':>9s} "
+            f"{'f32/ORT':>8s} {'ref/f32':>8s} {'f64/f32':>8s} {'|f32-ORT|':>10s} {'|f64-ORT|':>10s} "
+            f"{'max|ORT|':>9s}"
+        )
+    ]
     for r in results:
         m = r["median"]
         ref = f"{m['reference'] * 1e3:9.0f}" if "reference" in m else f"{'-':>9s}"
         rref = f"{r['ratio_reference']:7.1f}x" if "ratio_reference" in r else f"{'-':>8s}"
-        lines.append(f"{r['model']:12s} {ms(m['ort'])} {ms(m['f32'])} {ms(m['f64'])} {ref} "
-                     f"{r['ratio_ort']:7.2f}x {rref} {r['ratio_oracle']:7.2f}x "
-                     f"{r['diff_ort']:10.2e} {r['diff_oracle']:10.2e} {r['out_max']:9.2e}")
-    lines.append(f"targets: f32/ORT <= {TARGETS['ort']}x, ref/f32 >= {TARGETS['reference']}x, "
-                 f"f64/f32 <= {TARGETS['oracle']}x")
+        lines.append(
+            f"{r['model']:12s} {ms(m['ort'])} {ms(m['f32'])} {ms(m['f64'])} {ref} "
+            f"{r['ratio_ort']:7.2f}x {rref} {r['ratio_oracle']:7.2f}x "
+            f"{r['diff_ort']:10.2e} {r['diff_oracle']:10.2e} {r['out_max']:9.2e}"
+        )
+    lines.append(
+        f"targets: f32/ORT <= {TARGETS['ort']}x, ref/f32 >= {TARGETS['reference']}x, "
+        f"f64/f32 <= {TARGETS['oracle']}x"
+    )
     verdicts = []
     for r in results:
         ok = [r["ratio_ort"] <= TARGETS["ort"], r["ratio_oracle"] <= TARGETS["oracle"]]
@@ -167,16 +184,24 @@ def table(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="mobilenetv2,resnet50",
-                        help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument(
+        "--models", default="mobilenetv2,resnet50", help=f"comma-separated, from {','.join(MODELS)}"
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=10, help="timed runs of ORT and the engine")
-    parser.add_argument("--ref-repeat", type=int, default=3,
-                        help="timed runs of onnx.reference, after an untimed one (0 skips it; "
-                             "~1 s a run on MobileNetV2, ~5 s on ResNet50)")
-    parser.add_argument("--cache", type=Path,
-                        default=Path(tempfile.gettempdir()) / "xverify-bench",
-                        help="where converted .onnx files are kept between runs")
+    parser.add_argument(
+        "--ref-repeat",
+        type=int,
+        default=3,
+        help="timed runs of onnx.reference, after an untimed one (0 skips it; "
+        "~1 s a run on MobileNetV2, ~5 s on ResNet50)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "xverify-bench",
+        help="where converted .onnx files are kept between runs",
+    )
     args = parser.parse_args(argv)
     names = [n.strip().lower() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
@@ -184,16 +209,22 @@ def main(argv=None) -> int:
         parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     import onnxruntime
 
-    print(f"numpy {np.__version__}, onnxruntime {onnxruntime.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, batch {args.batch}, "
-          f"{args.repeat} runs (reference {args.ref_repeat}), {blas_core()}", flush=True)
+    print(
+        f"numpy {np.__version__}, onnxruntime {onnxruntime.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, batch {args.batch}, "
+        f"{args.repeat} runs (reference {args.ref_repeat}), {blas_core()}",
+        flush=True,
+    )
     results = []
     for name in names:
         r = bench_model(name, args.batch, args.repeat, args.ref_repeat, args.cache)
         note = f" (converted in {r['convert_s']:.0f} s)" if r["convert_s"] else ""
-        print(f"{name}: done{note}; f32 runs ms "
-              f"{[round(t * 1e3) for t in r['f32_runs']]}, ORT runs ms "
-              f"{[round(t * 1e3) for t in r['ort_runs']]}", flush=True)
+        print(
+            f"{name}: done{note}; f32 runs ms "
+            f"{[round(t * 1e3) for t in r['f32_runs']]}, ORT runs ms "
+            f"{[round(t * 1e3) for t in r['ort_runs']]}",
+            flush=True,
+        )
         results.append(r)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(table(results))

@@ -46,8 +46,9 @@ print("built", report.timings.get("convert"))
 
 
 def run(code: str, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         env=os.environ.copy())
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=os.environ.copy()
+    )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     return out.stdout.strip().splitlines()[-1]
@@ -66,8 +67,9 @@ def main() -> None:
     run(BUILD, args.model, path)
     results = {}
     for layers in (False, True):
-        data = json.loads(run(CHILD, args.model, str(args.batch), str(args.repeat),
-                              "1" if layers else "0", path))
+        data = json.loads(
+            run(CHILD, args.model, str(args.batch), str(args.repeat), "1" if layers else "0", path)
+        )
         results[layers] = data
     base, full = results[False], results[True]
     t0, t1 = statistics.median(base["times"]), statistics.median(full["times"])
@@ -75,8 +77,10 @@ def main() -> None:
     print(f"{'configuration':<28}{'median s':>10}{'peak MiB':>10}")
     print(f"{'check --no-layers':<28}{t0:>10.2f}{base['peak_mib']:>10.0f}")
     print(f"{'check (layers: ' + str(full['layers']) + ')':<28}{t1:>10.2f}{full['peak_mib']:>10.0f}")
-    print(f"time ratio layers/no-layers: {t1 / t0:.2f}x (goal <= 2x); "
-          f"extra peak memory: {(full['peak_mib'] - base['peak_mib']) / 1024:.2f} GiB (goal <= 2 GiB)")
+    print(
+        f"time ratio layers/no-layers: {t1 / t0:.2f}x (goal <= 2x); "
+        f"extra peak memory: {(full['peak_mib'] - base['peak_mib']) / 1024:.2f} GiB (goal <= 2 GiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,9 @@ def node_cases() -> list[Case]:
     cases = []
     for tc in collect_testcases():
         names = [i.name for i in tc.model.graph.input]
-        sets = [(dict(zip(names, _normalize(list(ins)))), _normalize(list(outs)))
-                for ins, outs in tc.data_sets]
+        sets = [
+            (dict(zip(names, _normalize(list(ins)))), _normalize(list(outs))) for ins, outs in tc.data_sets
+        ]
         cases.append(Case(tc.name, tc.model, sets, tc.rtol, tc.atol))
     return cases
 
@@ -122,10 +123,14 @@ def data_cases(kinds=DATA_KINDS) -> list[Case]:
             for data_dir in sorted(glob.glob(str(model_dir / "test_data_set*"))):
                 n_in = len(glob.glob(os.path.join(data_dir, "input_*.pb")))
                 n_out = len(glob.glob(os.path.join(data_dir, "output_*.pb")))
-                feeds = {inputs[i].name: _read_value(os.path.join(data_dir, f"input_{i}.pb"),
-                                                     inputs[i].type) for i in range(n_in)}
-                outs = [_read_value(os.path.join(data_dir, f"output_{i}.pb"),
-                                    model.graph.output[i].type) for i in range(n_out)]
+                feeds = {
+                    inputs[i].name: _read_value(os.path.join(data_dir, f"input_{i}.pb"), inputs[i].type)
+                    for i in range(n_in)
+                }
+                outs = [
+                    _read_value(os.path.join(data_dir, f"output_{i}.pb"), model.graph.output[i].type)
+                    for i in range(n_out)
+                ]
                 sets.append((feeds, outs))
             cases.append(Case(f"{kind}/{model_dir.name}", model, sets))
     return cases
@@ -140,12 +145,10 @@ def light_cases() -> list[Case]:
         for x in model.graph.input:
             if x.name in inits:
                 continue
-            shape = tuple(d.dim_value if d.HasField("dim_value") else 1
-                          for d in x.type.tensor_type.shape.dim)
+            shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in x.type.tensor_type.shape.dim)
             n = int(np.prod(shape))
             feeds[x.name] = (np.arange(n).reshape(shape) / n).astype(np.float32)
-        expected = numpy_helper.to_array(onnx.load_tensor(str(path.with_name(
-            path.stem + "_output_0.pb"))))
+        expected = numpy_helper.to_array(onnx.load_tensor(str(path.with_name(path.stem + "_output_0.pb"))))
         cases.append(Case(f"light/{path.stem}", model, [(feeds, [expected])]))
     return cases
 
@@ -165,21 +168,21 @@ def _compare(got, want, rtol, atol, oracle: bool) -> None:
     if want.dtype == object:
         np.testing.assert_array_equal(got, want)
         return
-    if oracle and want.dtype.kind == "f" or want.dtype.name == "bfloat16":
+    if (oracle and want.dtype.kind == "f") or want.dtype.name == "bfloat16":
         assert got.dtype.kind == "f" or got.dtype.name == "bfloat16", f"dtype {got.dtype}"
     else:
         assert got.dtype == want.dtype, f"dtype {got.dtype} != {want.dtype}"
     if want.dtype.name == "bfloat16" or got.dtype.name == "bfloat16":
-        rtol = max(rtol, 2 ** -6)
+        rtol = max(rtol, 2**-6)
     if oracle and want.dtype in (np.float16, np.float32) and want.size:
         # The expected values carry the rounding of their type at every step, the oracle's none:
         # 4 ulps of the expected type, relative to each value and to the output's scale.
         eps = 4 * float(np.finfo(want.dtype).eps)
         scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0))
         rtol, atol = max(rtol, eps if want.dtype == np.float16 else rtol), max(atol, eps * scale)
-    if want.dtype.kind not in "biuf":  # float8 / float4 / int4 types from ml_dtypes
-        got, want = got.astype(np.float64), want.astype(np.float64)
-    elif want.dtype.kind == "f" and got.dtype != want.dtype:
+    if want.dtype.kind not in "biuf" or (
+        want.dtype.kind == "f" and got.dtype != want.dtype
+    ):  # float8 / float4 / int4 types from ml_dtypes
         got, want = got.astype(np.float64), want.astype(np.float64)
     elif want.dtype.name == "bfloat16":
         got, want = got.astype(np.float32), want.astype(np.float32)
@@ -210,7 +213,7 @@ def run_case(case: Case, dtype: str) -> Outcome:
         return Outcome(case.name, dtype, "refused", _refused_op(exc, case.model), str(exc))
     except AssertionError as exc:
         return Outcome(case.name, dtype, "failed", detail=str(exc).strip().splitlines()[0:6])
-    except Exception as exc:  # noqa: BLE001 (the point: any other exception is an engine bug)
+    except Exception as exc:
         return Outcome(case.name, dtype, "error", detail=f"{type(exc).__name__}: {exc}")
     return Outcome(case.name, dtype, "passed")
 
@@ -231,15 +234,16 @@ def print_table(title: str, table: Table, verbose: bool) -> None:
     print(f"{'dtype':8} {'cases':>6} {'passed':>7} {'refused':>8} {'failed':>7} {'error':>6}")
     for dtype, outs in by_dtype.items():
         c = Counter(o.status for o in outs)
-        print(f"{dtype:8} {len(outs):6} {c['passed']:7} {c['refused']:8} {c['failed']:7} "
-              f"{c['error']:6}")
+        print(f"{dtype:8} {len(outs):6} {c['passed']:7} {c['refused']:8} {c['failed']:7} {c['error']:6}")
     refused = defaultdict(set)
     for o in table.outcomes:
         if o.status == "refused":
             refused[o.op].add(o.name)
     if refused:
-        print("refused by op (cases): " + ", ".join(
-            f"{op} ({len(names)})" for op, names in sorted(refused.items())))
+        print(
+            "refused by op (cases): "
+            + ", ".join(f"{op} ({len(names)})" for op, names in sorted(refused.items()))
+        )
     for o in table.outcomes:
         if o.status in ("failed", "error") or (verbose and o.status == "refused"):
             print(f"  {o.status:7} {o.dtype} {o.name}: {o.op} {o.detail}")
@@ -258,8 +262,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         cases = [c for c in loaders[suite]() if args.k in c.name]
         table = run_suite(cases, args.dtype.split(","))
-        print_table(f"{suite}: {len(cases)} cases, {time.perf_counter() - start:.1f} s", table,
-                    args.v)
+        print_table(f"{suite}: {len(cases)} cases, {time.perf_counter() - start:.1f} s", table, args.v)
         bad += table.count("failed") + table.count("error")
     return 1 if bad else 0
 

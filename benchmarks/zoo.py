@@ -37,9 +37,12 @@ def run_generated(first: int, count: int, batch: int, out: Path) -> None:
         raw = out.with_suffix(".raw")
         raw.unlink(missing_ok=True)
         env = dict(os.environ, PYTHONPATH=str(HERE.parent), TF_CPP_MIN_LOG_LEVEL="3")
-        result = run_child([sys.executable, str(HERE / "zoo_worker.py"), str(seed), str(size)],
-                           timeout=60 + BATCH_SECONDS_PER_MODEL * size, env=env,
-                           stdout_path=str(raw))
+        result = run_child(
+            [sys.executable, str(HERE / "zoo_worker.py"), str(seed), str(size)],
+            timeout=60 + BATCH_SECONDS_PER_MODEL * size,
+            env=env,
+            stdout_path=str(raw),
+        )
         rows, started = _read_raw(raw)
         with open(out, "a") as f:
             for row in rows:
@@ -48,11 +51,24 @@ def run_generated(first: int, count: int, batch: int, out: Path) -> None:
             for s in sorted(dead):  # the model the worker died on
                 why = result.killed or f"exit {result.returncode}"
                 tail = " ".join(result.stderr.strip().splitlines()[-2:])[:300]
-                f.write(json.dumps({"kind": "generated", "seed": s, "verdict": "crash",
-                                    "exit": result.returncode, "message": f"{why}: {tail}",
-                                    "peak_rss": result.peak_rss}) + "\n")
-        print(f"seeds {seed}..{seed + size - 1}: {len(rows)} rows, {result.seconds:.0f} s, "
-              f"peak {result.peak_rss / 2**30:.2f} GiB", flush=True)
+                f.write(
+                    json.dumps(
+                        {
+                            "kind": "generated",
+                            "seed": s,
+                            "verdict": "crash",
+                            "exit": result.returncode,
+                            "message": f"{why}: {tail}",
+                            "peak_rss": result.peak_rss,
+                        }
+                    )
+                    + "\n"
+                )
+        print(
+            f"seeds {seed}..{seed + size - 1}: {len(rows)} rows, {result.seconds:.0f} s, "
+            f"peak {result.peak_rss / 2**30:.2f} GiB",
+            flush=True,
+        )
         # After the last seed recorded (a worker killed mid-batch resumes after its victim); a
         # worker that died before starting any model still moves on.
         seed = max(started | {r["seed"] for r in rows}, default=seed + size - 1) + 1

@@ -16,8 +16,23 @@ import onnx
 from onnx import helper, numpy_helper
 
 KINDS = ("weight", "bias", "activation", "axis")
-_ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "Softmax", "Elu", "Selu", "LeakyRelu", "HardSigmoid",
-                "Softplus", "Softsign", "Clip", "PRelu", "HardSwish", "Exp", "LogSoftmax"}
+_ACTIVATIONS = {
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "Elu",
+    "Selu",
+    "LeakyRelu",
+    "HardSigmoid",
+    "Softplus",
+    "Softsign",
+    "Clip",
+    "PRelu",
+    "HardSwish",
+    "Exp",
+    "LogSoftmax",
+}
 
 
 @dataclass(frozen=True)
@@ -48,9 +63,12 @@ def _weight_fault(model, layers, rng, bias: bool):
     from xverify.convert import is_weight
 
     inits = {i.name: i for i in model.graph.initializer if is_weight(i)}
-    options = [(node, name) for node in model.graph.node for name in node.input
-               if name in inits and (len(inits[name].dims) == 1) == bias
-               and _owner(node.name, layers) is not None]
+    options = [
+        (node, name)
+        for node in model.graph.node
+        for name in node.input
+        if name in inits and (len(inits[name].dims) == 1) == bias and _owner(node.name, layers) is not None
+    ]
     if not options:
         return None
     node, name = options[rng.integers(len(options))]
@@ -60,13 +78,21 @@ def _weight_fault(model, layers, rng, bias: bool):
     index = int(rng.integers(values.size))
     values.flat[index] += max(0.5, 0.5 * float(np.max(np.abs(values))))
     init.CopyFrom(numpy_helper.from_array(values, init.name))
-    return Fault(faulty, "bias" if bias else "weight", _owner(node.name, layers), node.output[0],
-                 f"{name}[{index}] of {node.op_type} {node.name}")
+    return Fault(
+        faulty,
+        "bias" if bias else "weight",
+        _owner(node.name, layers),
+        node.output[0],
+        f"{name}[{index}] of {node.op_type} {node.name}",
+    )
 
 
 def _activation_fault(model, layers, rng):
-    options = [i for i, n in enumerate(model.graph.node)
-               if n.op_type in _ACTIVATIONS and _owner(n.name, layers) is not None]
+    options = [
+        i
+        for i, n in enumerate(model.graph.node)
+        if n.op_type in _ACTIVATIONS and _owner(n.name, layers) is not None
+    ]
     if not options:
         return None
     position = options[rng.integers(len(options))]
@@ -100,8 +126,11 @@ def _axis_fault(model, rows, rng):
     # Swap two equal axes of an as-is tensor (a Permute that should not be there). On a moved
     # tensor (channels-first, time-major) a swap can be a valid layout change, the very thing the
     # layout rules read back, so there the elements along an axis are reversed instead.
-    pairs = [(a, b) for a in range(1, len(dims)) for b in range(a + 1, len(dims))
-             if dims[a] == dims[b] > 1] if row.layout == "as-is" else []
+    pairs = (
+        [(a, b) for a in range(1, len(dims)) for b in range(a + 1, len(dims)) if dims[a] == dims[b] > 1]
+        if row.layout == "as-is"
+        else []
+    )
     name = producer.name + "__xv_fault"
     if pairs:
         a, b = pairs[rng.integers(len(pairs))]
@@ -111,11 +140,12 @@ def _axis_fault(model, rows, rng):
         detail = f"axes {a} and {b} of {row.tensor} swapped"
     else:
         axis = int(rng.choice([i for i in range(1, len(dims)) if dims[i] > 1]))
-        consts = [numpy_helper.from_array(np.array([v], np.int64), f"{name}_{k}") for k, v in
-                  (("starts", -1), ("ends", -(2 ** 62)), ("axes", axis), ("steps", -1))]
+        consts = [
+            numpy_helper.from_array(np.array([v], np.int64), f"{name}_{k}")
+            for k, v in (("starts", -1), ("ends", -(2**62)), ("axes", axis), ("steps", -1))
+        ]
         graph.initializer.extend(consts)
-        node = helper.make_node("Slice", [hidden, *(c.name for c in consts)], [row.tensor],
-                                name=name)
+        node = helper.make_node("Slice", [hidden, *(c.name for c in consts)], [row.tensor], name=name)
         detail = f"axis {axis} of {row.tensor} reversed"
     graph.node.insert(position + 1, node)
     return Fault(faulty, "axis", row.name, row.tensor, detail)
@@ -147,10 +177,12 @@ def inject(keras_model, onnx_model, kind: str, rng, feeds, tries: int = 6) -> Fa
     layers = flat_layers(keras_model)
     rows = map_layers(keras_model, onnx_model)
     for _ in range(tries):
-        fault = {"weight": lambda: _weight_fault(onnx_model, layers, rng, False),
-                 "bias": lambda: _weight_fault(onnx_model, layers, rng, True),
-                 "activation": lambda: _activation_fault(onnx_model, layers, rng),
-                 "axis": lambda: _axis_fault(onnx_model, rows, rng)}[kind]()
+        fault = {
+            "weight": lambda: _weight_fault(onnx_model, layers, rng, False),
+            "bias": lambda: _weight_fault(onnx_model, layers, rng, True),
+            "activation": lambda: _activation_fault(onnx_model, layers, rng),
+            "axis": lambda: _axis_fault(onnx_model, rows, rng),
+        }[kind]()
         if fault is None:
             return None
         if _moves(onnx_model, fault, feeds):

@@ -5,7 +5,6 @@ nested models and masked sequences; then random weights and calibrated BatchNorm
 from __future__ import annotations
 
 import numpy as np
-
 from zoo_models import _BLOCKS, _TO_VEC, FORMS, Generated, _kind, _Namer
 
 MAX_ELEMENTS = 1500  # per sample and tensor: keeps a model's check well under a second or two
@@ -79,14 +78,18 @@ def clone(keras, layer, **extra):
 def _sequential(keras, rng, name, with_input: bool):
     kind = str(rng.choice(("vec", "seq", "img", "img", "vol")))
     shape = _shape(rng, kind)
-    probe, layers = chain(keras, rng, keras.Input(shape), name, int(rng.integers(2, 6)))
+    _probe, layers = chain(keras, rng, keras.Input(shape), name, int(rng.integers(2, 6)))
     if not layers:
         return None
     if with_input:
-        return keras.Sequential([keras.Input(shape), *[clone(keras, la) for la in layers]],
-                                name=name("sequential"))
-    first = ({"input_dim": shape[0]} if kind == "vec" and type(layers[0]).__name__ == "Dense"
-             else {"input_shape": shape})
+        return keras.Sequential(
+            [keras.Input(shape), *[clone(keras, la) for la in layers]], name=name("sequential")
+        )
+    first = (
+        {"input_dim": shape[0]}
+        if kind == "vec" and type(layers[0]).__name__ == "Dense"
+        else {"input_shape": shape}
+    )
     rest = [clone(keras, la) for la in layers[1:]]
     return keras.Sequential([clone(keras, layers[0], **first), *rest], name=name("sequential"))
 
@@ -108,8 +111,10 @@ def _functional_multi(keras, rng, name):
     merged = merge(name=name(merge.__name__.lower()))(pair)
     joined = L.Concatenate(name=name("concat"))([merged, *vecs])
     out_a, _ = chain(keras, rng, joined, name, int(rng.integers(0, 3)), to_vec=True)
-    outputs = {"out_a": L.Dense(int(rng.choice((1, 3))), name="out_a")(out_a),
-               "out_b": L.Dense(2, activation="softmax", name="out_b")(merged)}
+    outputs = {
+        "out_a": L.Dense(int(rng.choice((1, 3))), name="out_a")(out_a),
+        "out_b": L.Dense(2, activation="softmax", name="out_b")(merged),
+    }
     if rng.random() < 0.5:  # a hidden tensor of another shape as a third output
         outputs["out_c"] = L.Activation("linear", name="out_c")(heads[-1])
     if rng.random() < 0.5:
@@ -139,11 +144,12 @@ def _nested(keras, rng, name):
     x = keras.Input(shape, name="x")
     h, _ = chain(keras, rng, x, name, int(rng.integers(0, 3)))
     inner_in = keras.Input(tuple(h.shape[1:]))
-    inner_out, inner_layers = chain(keras, rng, inner_in, name, int(rng.integers(1, 4)))
+    _inner_out, inner_layers = chain(keras, rng, inner_in, name, int(rng.integers(1, 4)))
     if not inner_layers:
         return None
-    inner = keras.Sequential([keras.Input(tuple(h.shape[1:])),
-                              *[clone(keras, la) for la in inner_layers]], name=name("block"))
+    inner = keras.Sequential(
+        [keras.Input(tuple(h.shape[1:])), *[clone(keras, la) for la in inner_layers]], name=name("block")
+    )
     if rng.random() < 0.4:  # two deep: the Sequential inside a functional sub-model
         sub_in = keras.Input(tuple(h.shape[1:]))
         inner = keras.Model(sub_in, inner(sub_in), name=name("outer_block"))
@@ -157,8 +163,9 @@ def _masking(keras, rng, name):
     t = int(rng.choice((1, 2, 3, 5, 6)))
     if rng.random() < 0.6:
         x = keras.Input((t,), dtype="int32", name="tokens")
-        h = L.Embedding(int(rng.choice((3, 4, 6))), int(rng.choice((2, 3, t))), mask_zero=True,
-                        name=name("embedding"))(x)
+        h = L.Embedding(
+            int(rng.choice((3, 4, 6))), int(rng.choice((2, 3, t))), mask_zero=True, name=name("embedding")
+        )(x)
     else:
         x = keras.Input((t, int(rng.choice((1, 2, 3)))), name="seq")
         h = L.Masking(mask_value=0.0, name=name("masking"))(x)
@@ -168,16 +175,20 @@ def _masking(keras, rng, name):
     return keras.Model(x, L.Dense(2, name=name("dense"))(h), name=name("masked"))
 
 
-def _BLOCKS_RNN(keras, rng, name, h):  # noqa: N802
+def _BLOCKS_RNN(keras, rng, name, h):
     from zoo_models import _rnn
 
     return _rnn(keras.layers, rng, tuple(h.shape[1:]), name)
 
 
-_BUILDERS = {"sequential_input": lambda k, r, n: _sequential(k, r, n, True),
-             "sequential_input_shape": lambda k, r, n: _sequential(k, r, n, False),
-             "functional_multi": _functional_multi, "shared": _shared, "nested": _nested,
-             "masking": _masking}
+_BUILDERS = {
+    "sequential_input": lambda k, r, n: _sequential(k, r, n, True),
+    "sequential_input_shape": lambda k, r, n: _sequential(k, r, n, False),
+    "functional_multi": _functional_multi,
+    "shared": _shared,
+    "nested": _nested,
+    "masking": _masking,
+}
 
 
 def generate(seed: int) -> Generated:
@@ -239,8 +250,13 @@ def _calibrate(keras, model, rng) -> None:
         la.momentum = momentum
         gamma_beta = la.get_weights()[:-2]
         mean, var = la.get_weights()[-2:]
-        la.set_weights([*gamma_beta, mean + rng.uniform(-0.1, 0.1, mean.shape).astype(mean.dtype),
-                        (var * rng.uniform(0.8, 1.25, var.shape)).astype(var.dtype)])
+        la.set_weights(
+            [
+                *gamma_beta,
+                mean + rng.uniform(-0.1, 0.1, mean.shape).astype(mean.dtype),
+                (var * rng.uniform(0.8, 1.25, var.shape)).astype(var.dtype),
+            ]
+        )
 
 
 def sample_input(rng, tensor, batch: int) -> np.ndarray:

@@ -17,13 +17,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-FORMS = ("sequential_input", "sequential_input_shape", "functional_multi", "shared", "nested",
-         "masking")
+FORMS = ("sequential_input", "sequential_input_shape", "functional_multi", "shared", "nested", "masking")
 _DIMS = (1, 2, 3, 4, 5, 6, 7)
-_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "sigmoid",
-                "hard_sigmoid", "tanh", "softmax", "softplus", "softsign", "linear")
+_ACTIVATIONS = (
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "hard_sigmoid",
+    "tanh",
+    "softmax",
+    "softplus",
+    "softsign",
+    "linear",
+)
 
 
 @dataclass
@@ -51,9 +62,16 @@ def _kind(shape) -> str:
 
 # ---- blocks: (rng, shape, name) -> list of layers -----------------------------------------------
 
+
 def _dense(L, rng, shape, name):
-    return [L.Dense(int(rng.choice((1, 3, 4, shape[-1], 6))), name=name("dense"),
-                    activation=str(rng.choice(_ACTIVATIONS)), use_bias=bool(rng.random() < 0.85))]
+    return [
+        L.Dense(
+            int(rng.choice((1, 3, 4, shape[-1], 6))),
+            name=name("dense"),
+            activation=str(rng.choice(_ACTIVATIONS)),
+            use_bias=bool(rng.random() < 0.85),
+        )
+    ]
 
 
 def _norm(L, rng, shape, name):
@@ -72,18 +90,23 @@ def _norm(L, rng, shape, name):
 
 def _activation_layer(L, rng, shape, name):
     choice = rng.integers(7)
-    return [[L.Activation(str(rng.choice(_ACTIVATIONS)), name=name("act")),
-             L.ReLU(max_value=float(rng.choice((1.0, 6.0))), name=name("relu")),
-             L.LeakyReLU(negative_slope=0.2, name=name("leaky")),
-             L.ELU(alpha=0.5, name=name("elu")),
-             L.PReLU(name=name("prelu")),
-             L.Softmax(name=name("softmax")),
-             L.Dropout(0.3, name=name("dropout"))][choice]]
+    return [
+        [
+            L.Activation(str(rng.choice(_ACTIVATIONS)), name=name("act")),
+            L.ReLU(max_value=float(rng.choice((1.0, 6.0))), name=name("relu")),
+            L.LeakyReLU(negative_slope=0.2, name=name("leaky")),
+            L.ELU(alpha=0.5, name=name("elu")),
+            L.PReLU(name=name("prelu")),
+            L.Softmax(name=name("softmax")),
+            L.Dropout(0.3, name=name("dropout")),
+        ][choice]
+    ]
 
 
 def _rescale(L, rng, shape, name):
-    return [L.Rescaling(float(rng.uniform(0.5, 2)), offset=float(rng.uniform(-0.5, 0.5)),
-                        name=name("rescale"))]
+    return [
+        L.Rescaling(float(rng.uniform(0.5, 2)), offset=float(rng.uniform(-0.5, 0.5)), name=name("rescale"))
+    ]
 
 
 def _vec_to_seq(L, rng, shape, name):
@@ -100,8 +123,15 @@ def _vec_to_img(L, rng, shape, name):
 def _conv1d(L, rng, shape, name):
     k = int(min(rng.choice((1, 2, 3)), shape[0])) if rng.random() < 0.5 else 1
     pad = "same" if rng.random() < 0.5 else "valid"
-    return [L.Conv1D(int(rng.choice((1, 2, 3, 5))), k, padding=pad, name=name("conv1d"),
-                     activation=str(rng.choice(_ACTIVATIONS)))]
+    return [
+        L.Conv1D(
+            int(rng.choice((1, 2, 3, 5))),
+            k,
+            padding=pad,
+            name=name("conv1d"),
+            activation=str(rng.choice(_ACTIVATIONS)),
+        )
+    ]
 
 
 def _pool1d(L, rng, shape, name):
@@ -126,8 +156,9 @@ def _rnn(L, rng, shape, name, return_sequences=None):
         kwargs["reset_after"] = bool(rng.random() < 0.7)
     if bidirectional:
         merge = str(rng.choice(("concat", "sum", "ave", "mul")))
-        return [L.Bidirectional(cls(units, return_sequences=seqs, **kwargs), merge_mode=merge,
-                                name=name("bi"))]
+        return [
+            L.Bidirectional(cls(units, return_sequences=seqs, **kwargs), merge_mode=merge, name=name("bi"))
+        ]
     return [cls(units, return_sequences=seqs, name=name(cls.__name__.lower()), **kwargs)]
 
 
@@ -147,20 +178,39 @@ def _conv2d(L, rng, shape, name):
     choice = rng.integers(5)
     act = str(rng.choice(_ACTIVATIONS))
     if choice == 0:
-        return [L.Conv2D(int(rng.choice((1, 2, 3, c, w))), k, strides=stride, padding=pad,
-                         activation=act, use_bias=bool(rng.random() < 0.8), name=name("conv"))]
+        return [
+            L.Conv2D(
+                int(rng.choice((1, 2, 3, c, w))),
+                k,
+                strides=stride,
+                padding=pad,
+                activation=act,
+                use_bias=bool(rng.random() < 0.8),
+                name=name("conv"),
+            )
+        ]
     if choice == 1:
-        return [L.DepthwiseConv2D(k, depth_multiplier=int(rng.choice((1, 2))), padding=pad,
-                                  strides=stride, name=name("depthwise"))]
+        return [
+            L.DepthwiseConv2D(
+                k,
+                depth_multiplier=int(rng.choice((1, 2))),
+                padding=pad,
+                strides=stride,
+                name=name("depthwise"),
+            )
+        ]
     if choice == 2:
-        return [L.SeparableConv2D(int(rng.choice((1, 3, 4))), k, padding=pad, activation=act,
-                                  name=name("separable"))]
+        return [
+            L.SeparableConv2D(
+                int(rng.choice((1, 3, 4))), k, padding=pad, activation=act, name=name("separable")
+            )
+        ]
     if choice == 3:
-        return [L.Conv2DTranspose(int(rng.choice((1, 2, 3))), k, strides=stride, padding=pad,
-                                  name=name("deconv"))]
+        return [
+            L.Conv2DTranspose(int(rng.choice((1, 2, 3))), k, strides=stride, padding=pad, name=name("deconv"))
+        ]
     groups = int(rng.choice([g for g in (1, 2, 3) if c % g == 0]))
-    return [L.Conv2D(groups * int(rng.choice((1, 2))), k, groups=groups, padding=pad,
-                     name=name("gconv"))]
+    return [L.Conv2D(groups * int(rng.choice((1, 2))), k, groups=groups, padding=pad, name=name("gconv"))]
 
 
 def _pool2d(L, rng, shape, name):
@@ -170,11 +220,15 @@ def _pool2d(L, rng, shape, name):
         cls = L.MaxPooling2D if rng.random() < 0.5 else L.AveragePooling2D
         return [cls(2, padding=str(rng.choice(("same", "valid"))), name=name("pool"))]
     if choice == 1:
-        return [L.UpSampling2D(int(rng.choice((1, 2))), name=name("up"),
-                               interpolation=str(rng.choice(("nearest", "bilinear"))))]
+        return [
+            L.UpSampling2D(
+                int(rng.choice((1, 2))),
+                name=name("up"),
+                interpolation=str(rng.choice(("nearest", "bilinear"))),
+            )
+        ]
     if choice == 2:
-        return [L.ZeroPadding2D(((int(rng.integers(2)), 1), (1, int(rng.integers(2)))),
-                                name=name("pad"))]
+        return [L.ZeroPadding2D(((int(rng.integers(2)), 1), (1, int(rng.integers(2)))), name=name("pad"))]
     if choice == 3 and min(h, w) >= 3:
         return [L.Cropping2D(((1, 0), (0, 1)), name=name("crop"))]
     return [L.Permute(tuple(int(a) for a in rng.permutation(3) + 1), name=name("permute"))]
@@ -196,16 +250,21 @@ def _img_to_seq(L, rng, shape, name):
 
 def _conv3d(L, rng, shape, name):
     k = int(min(2, *shape[:3]))
-    return [L.Conv3D(int(rng.choice((1, 2, 3))), k, padding=str(rng.choice(("same", "valid"))),
-                     name=name("conv3d"))]
+    return [
+        L.Conv3D(
+            int(rng.choice((1, 2, 3))), k, padding=str(rng.choice(("same", "valid"))), name=name("conv3d")
+        )
+    ]
 
 
 _BLOCKS = {
     "vec": [_dense, _dense, _norm, _activation_layer, _rescale, _vec_to_seq, _vec_to_img],
-    "seq": [_seq_dense, _conv1d, _pool1d, _rnn, _norm, _permute_seq, _activation_layer,
-            _global1d],
+    "seq": [_seq_dense, _conv1d, _pool1d, _rnn, _norm, _permute_seq, _activation_layer, _global1d],
     "img": [_conv2d, _conv2d, _pool2d, _norm, _activation_layer, _img_out, _img_to_seq],
     "vol": [_conv3d, _conv3d],
 }
-_TO_VEC = {"seq": _global1d, "img": _img_out, "vol": lambda L, rng, shape, name: [L.Flatten(
-    name=name("flatten"))]}
+_TO_VEC = {
+    "seq": _global1d,
+    "img": _img_out,
+    "vol": lambda L, rng, shape, name: [L.Flatten(name=name("flatten"))],
+}

@@ -45,14 +45,14 @@ def wrong_conversion(row) -> bool:
     model computes something else (a converter fault found), not a false alarm. A false alarm is
     an exit 1 whose outputs all agree (a layer or weight compared wrongly)."""
     lines = row.get("failures", [])
-    return (any(" vs tensorflow on '" in line for line in lines)
-            and not any(" vs onnxruntime on '" in line for line in lines))
+    return any(" vs tensorflow on '" in line for line in lines) and not any(
+        " vs onnxruntime on '" in line for line in lines
+    )
 
 
 def _summary(apps, gen) -> list[str]:
     clean = apps + gen
-    internal = [r for r in clean if r.get("verdict") in ("internal error", "crash")
-                or r.get("internal")]
+    internal = [r for r in clean if r.get("verdict") in ("internal error", "crash") or r.get("internal")]
     found = [r for r in clean if r.get("exit") == 1 and wrong_conversion(r)]
     alarms = [r for r in clean if r.get("exit") == 1 and not wrong_conversion(r)]
     refusals = [r for r in clean if r.get("verdict") == "refused" and not r.get("internal")]
@@ -62,7 +62,8 @@ def _summary(apps, gen) -> list[str]:
     localized = sum(bool(f.get("localized")) for f in faults)
     pct = lambda a, b: f"{100 * a / b:.1f}%" if b else "n/a"  # noqa: E731
     return [
-        "| target | goal | result |", "|---|---|---|",
+        "| target | goal | result |",
+        "|---|---|---|",
         f"| internal errors (incl. crashes) | 0 | {len(internal)} |",
         f"| false alarms (exit 1, the outputs agree) | 0 | {len(alarms)} |",
         f"| wrong conversions found (outputs differ from TensorFlow, ONNX runtimes agree) | - | "
@@ -80,20 +81,27 @@ def _summary(apps, gen) -> list[str]:
 
 
 def _causes(rows) -> list[str]:
-    counts = Counter(cause(r.get("message") or f"{r.get('verdict')} (exit {r.get('exit')})") for r in rows
-                     if r.get("verdict") in ("refused", "internal error", "crash")
-                     or str(r.get("verdict", "")).startswith("killed"))
+    counts = Counter(
+        cause(r.get("message") or f"{r.get('verdict')} (exit {r.get('exit')})")
+        for r in rows
+        if r.get("verdict") in ("refused", "internal error", "crash")
+        or str(r.get("verdict", "")).startswith("killed")
+    )
     lines = ["| count | cause (names and numbers blanked) |", "|---|---|"]
     return lines + [f"| {n} | {c.replace('|', '/')} |" for c, n in counts.most_common()]
 
 
 def _app_table(apps) -> list[str]:
-    lines = ["| model | input | params | exit | verdict | seconds | peak RSS GiB | message |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | input | params | exit | verdict | seconds | peak RSS GiB | message |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in apps:
-        lines.append(f"| {r['model']} | {r.get('input', '')} | {r.get('params', '')} | "
-                     f"{r.get('exit')} | {r['verdict']} | {r.get('seconds', '')} | "
-                     f"{_gib(r.get('peak_rss'))} | {(r.get('message') or '')[:200].replace('|', '/')} |")
+        lines.append(
+            f"| {r['model']} | {r.get('input', '')} | {r.get('params', '')} | "
+            f"{r.get('exit')} | {r['verdict']} | {r.get('seconds', '')} | "
+            f"{_gib(r.get('peak_rss'))} | {(r.get('message') or '')[:200].replace('|', '/')} |"
+        )
     return lines
 
 
@@ -101,11 +109,16 @@ def _gen_tables(gen) -> list[str]:
     forms = Counter((r.get("form"), r.get("verdict")) for r in gen)
     lines = ["| form | pass | mismatch | refused | internal/crash |", "|---|---|---|---|---|"]
     for form in sorted({f for f, _ in forms if f}):
-        lines.append(f"| {form} | {forms[form, 'pass']} | {forms[form, 'mismatch']} | "
-                     f"{forms[form, 'refused']} | "
-                     f"{forms[form, 'internal error'] + forms[form, 'crash']} |")
-    faults = Counter((r["fault"]["kind"], r["fault"].get("detected"), bool(r["fault"].get("localized")))
-                     for r in gen if r.get("fault", {}).get("injected"))
+        lines.append(
+            f"| {form} | {forms[form, 'pass']} | {forms[form, 'mismatch']} | "
+            f"{forms[form, 'refused']} | "
+            f"{forms[form, 'internal error'] + forms[form, 'crash']} |"
+        )
+    faults = Counter(
+        (r["fault"]["kind"], r["fault"].get("detected"), bool(r["fault"].get("localized")))
+        for r in gen
+        if r.get("fault", {}).get("injected")
+    )
     lines += ["", "| fault | injected | detected | localized |", "|---|---|---|---|"]
     for kind in ("weight", "bias", "activation", "axis"):
         total = sum(n for (k, _, _), n in faults.items() if k == kind)
@@ -115,41 +128,72 @@ def _gen_tables(gen) -> list[str]:
     skipped = sum(1 for r in gen if r.get("fault") and not r["fault"].get("injected"))
     lines.append(f"\nModels with no place for their fault kind (no bias, no activation): {skipped}.")
     layers = Counter(c for r in gen for c in r.get("layers", []))
-    lines += ["", "Layer classes in the generated models (models containing each):", "",
-              ", ".join(f"{c} {n}" for c, n in sorted(layers.items()))]
+    lines += [
+        "",
+        "Layer classes in the generated models (models containing each):",
+        "",
+        ", ".join(f"{c} {n}" for c, n in sorted(layers.items())),
+    ]
     secs = sorted(r["seconds"] for r in gen if r.get("seconds"))
     if secs:
-        lines.append(f"\nCheck time per clean model (convert + check, worker warm): median "
-                     f"{secs[len(secs) // 2]:.2f} s, max {secs[-1]:.1f} s; worker peak RSS max "
-                     f"{_gib(max(r.get('peak_rss', 0) for r in gen))} GiB.")
+        lines.append(
+            f"\nCheck time per clean model (convert + check, worker warm): median "
+            f"{secs[len(secs) // 2]:.2f} s, max {secs[-1]:.1f} s; worker peak RSS max "
+            f"{_gib(max(r.get('peak_rss', 0) for r in gen))} GiB."
+        )
     return lines
 
 
 def _failures(gen) -> list[str]:
     bad = [r for r in gen if r.get("verdict") not in ("pass", "refused")]
-    missed = [r for r in gen if r.get("fault", {}).get("injected")
-              and not (r["fault"]["detected"] and r["fault"].get("localized"))]
+    missed = [
+        r
+        for r in gen
+        if r.get("fault", {}).get("injected") and not (r["fault"]["detected"] and r["fault"].get("localized"))
+    ]
     lines = ["| seed | form | verdict | what |", "|---|---|---|---|"]
     for r in bad[:40]:
         what = (r.get("message") or "; ".join(r.get("failures", [])))[:220].replace("|", "/")
         lines.append(f"| {r['seed']} | {r.get('form')} | {r['verdict']} | {what} |")
     for r in missed[:40]:
         f = r["fault"]
-        lines.append(f"| {r['seed']} | {r.get('form')} | fault {f['kind']} "
-                     f"{'missed' if not f['detected'] else 'not localized'} | {f['detail']} in "
-                     f"{f['layer']}; first divergence {f.get('first_divergence')} |")
+        lines.append(
+            f"| {r['seed']} | {r.get('form')} | fault {f['kind']} "
+            f"{'missed' if not f['detected'] else 'not localized'} | {f['detail']} in "
+            f"{f['layer']}; first divergence {f.get('first_divergence')} |"
+        )
     return lines
 
 
 def render(apps_path: Path, gen_path: Path, commands: list[str]) -> str:
     """The whole of ZOO.md; ``commands`` are the runs that wrote the rows (resumed runs append)."""
     apps, gen = _rows(apps_path), _rows(gen_path)
-    parts = ["# The zoo: xverify on models it was not built on", "",
-             "Regenerated by `benchmarks/zoo.py`; do not edit by hand. The rows were made by:", "",
-             *[f"    {c}" for c in commands], "", "## Targets", "", *_summary(apps, gen), "",
-             "## Causes of refusals and errors (each once, with a count)", "",
-             *_causes(apps + gen), "", "## keras.applications (`xverify check MODEL --samples 2`)",
-             "", *_app_table(apps), "", "## Generated models", "", *_gen_tables(gen), "",
-             "## Generated models that failed, faults missed or not localized (first 40 each)", "",
-             *_failures(gen), ""]
+    parts = [
+        "# The zoo: xverify on models it was not built on",
+        "",
+        "Regenerated by `benchmarks/zoo.py`; do not edit by hand. The rows were made by:",
+        "",
+        *[f"    {c}" for c in commands],
+        "",
+        "## Targets",
+        "",
+        *_summary(apps, gen),
+        "",
+        "## Causes of refusals and errors (each once, with a count)",
+        "",
+        *_causes(apps + gen),
+        "",
+        "## keras.applications (`xverify check MODEL --samples 2`)",
+        "",
+        *_app_table(apps),
+        "",
+        "## Generated models",
+        "",
+        *_gen_tables(gen),
+        "",
+        "## Generated models that failed, faults missed or not localized (first 40 each)",
+        "",
+        *_failures(gen),
+        "",
+    ]
     return "\n".join(parts)

@@ -50,8 +50,15 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def run_child(argv: list[str], *, timeout: float, memory_limit: int = MEMORY_LIMIT, env=None,
-              cwd=None, stdout_path: str | None = None) -> ChildResult:
+def run_child(
+    argv: list[str],
+    *,
+    timeout: float,
+    memory_limit: int = MEMORY_LIMIT,
+    env=None,
+    cwd=None,
+    stdout_path: str | None = None,
+) -> ChildResult:
     """Run ``argv`` (niced) and return its ChildResult; never raises for the child's failures.
 
     Args:
@@ -61,10 +68,13 @@ def run_child(argv: list[str], *, timeout: float, memory_limit: int = MEMORY_LIM
     import tempfile
 
     start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as err, \
-            (open(stdout_path, "a") if stdout_path else tempfile.TemporaryFile("w+")) as out:
-        proc = subprocess.Popen(["nice", "-n", "10", *argv], stdout=out, stderr=err, env=env,
-                                cwd=cwd, start_new_session=True)
+    with (
+        tempfile.TemporaryFile("w+") as err,
+        open(stdout_path, "a") if stdout_path else tempfile.TemporaryFile("w+") as out,
+    ):
+        proc = subprocess.Popen(
+            ["nice", "-n", "10", *argv], stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
+        )
         killed, peak, status, usage = None, 0, None, None
         while status is None:
             pid, st, ru = os.wait4(proc.pid, os.WNOHANG)

@@ -34,15 +34,27 @@ def _outcome(call) -> dict:
         report = call()
     except xverify.XverifyError as exc:
         code = exc.exit_code
-        return {"exit": code, "verdict": "mismatch" if code == 1 else "refused",
-                "message": " ".join(str(exc).split())[:600], "error": type(exc).__name__}
-    except Exception as exc:  # noqa: BLE001 - an internal error is what the zoo is looking for
+        return {
+            "exit": code,
+            "verdict": "mismatch" if code == 1 else "refused",
+            "message": " ".join(str(exc).split())[:600],
+            "error": type(exc).__name__,
+        }
+    except Exception as exc:
         frames = traceback.extract_tb(exc.__traceback__)[-3:]
         where = "; ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in frames)
-        return {"exit": 2, "verdict": "internal error", "error": type(exc).__name__,
-                "message": " ".join(f"{exc}".split())[:400], "where": where}
-    out = {"exit": 0 if report.passed else 1, "verdict": "pass" if report.passed else "mismatch",
-           "notes": list(report.notes)}
+        return {
+            "exit": 2,
+            "verdict": "internal error",
+            "error": type(exc).__name__,
+            "message": " ".join(f"{exc}".split())[:400],
+            "where": where,
+        }
+    out = {
+        "exit": 0 if report.passed else 1,
+        "verdict": "pass" if report.passed else "mismatch",
+        "notes": list(report.notes),
+    }
     if not report.passed:
         out["failures"] = report.failures()[:6]
     out["_report"] = report
@@ -52,20 +64,24 @@ def _outcome(call) -> dict:
 def check_one(seed: int) -> dict:
     """The scoreboard row of generated model ``seed``."""
     import keras
+    from zoo_faults import KINDS, inject
+    from zoo_forms import generate
 
     import xverify
     from xverify.inputs import input_specs, synthetic
-    from zoo_faults import KINDS, inject
-    from zoo_forms import generate
 
     start = time.perf_counter()
     try:
         generated = generate(seed)
-    except Exception as exc:  # noqa: BLE001 - a generator bug is the zoo's, not xverify's
+    except Exception as exc:
         return {"seed": seed, "verdict": "generator error", "message": f"{type(exc).__name__}: {exc}"}
     model = generated.model
-    row = {"kind": "generated", "seed": seed, "form": generated.form,
-           "layers": sorted(set(generated.layer_classes))}
+    row = {
+        "kind": "generated",
+        "seed": seed,
+        "form": generated.form,
+        "layers": sorted(set(generated.layer_classes)),
+    }
     converted = {}
 
     def clean():
@@ -91,15 +107,20 @@ def _fault_row(model, fault, kind) -> dict:
 
     outcome = _outcome(lambda: xverify.check(model, onnx=fault.model, samples=2))
     report = outcome.pop("_report", None)
-    row = {"kind": kind, "injected": True, "layer": fault.layer, "detail": fault.detail,
-           "detected": outcome["exit"] == 1, "verdict": outcome["verdict"]}
+    row = {
+        "kind": kind,
+        "injected": True,
+        "layer": fault.layer,
+        "detail": fault.detail,
+        "detected": outcome["exit"] == 1,
+        "verdict": outcome["verdict"],
+    }
     if report is not None:
         first = report.first_divergence
         weights = {w.layer for w in report.weights if not w.passed}
         row["first_divergence"] = first["layer"] if first else None
         row["weights_failed"] = sorted(weights)
-        row["localized"] = (first is not None and first["layer"] == fault.layer) or \
-            fault.layer in weights
+        row["localized"] = (first is not None and first["layer"] == fault.layer) or fault.layer in weights
     else:
         row["message"] = outcome.get("message")
     return row

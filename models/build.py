@@ -14,19 +14,65 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
 # The learner's model from the question that started xverify: Dense(16, relu) -> Dense(1).
-SEED_KERNEL_1 = [-0.10382611, 0.48899287, -0.36912352, -0.11604425, 0.03658517, 0.546786, -0.0094437,
-                 0.5393126, -0.36325318, -0.20389882, -0.00112574, -0.39811927, -0.25433052,
-                 -0.16315842, 0.6172162, -0.47300738]
-SEED_BIAS_1 = [0, 1.1705374, 0, 0, -0.41323203, 0.97515434, 0, 0.99699414, 0, 0, -0.2316811, 0, 0, 0,
-               1.4638424, 0]
-SEED_KERNEL_2 = [-0.30404267, 0.91265625, 0.3578334, -0.23462006, -0.33843294, 1.080244, -0.5933689,
-                 1.0348322, 0.47716653, 0.18852347, -0.21219982, 0.45529807, 0.39576346, -0.05013525,
-                 0.67550814, -0.19761673]
+SEED_KERNEL_1 = [
+    -0.10382611,
+    0.48899287,
+    -0.36912352,
+    -0.11604425,
+    0.03658517,
+    0.546786,
+    -0.0094437,
+    0.5393126,
+    -0.36325318,
+    -0.20389882,
+    -0.00112574,
+    -0.39811927,
+    -0.25433052,
+    -0.16315842,
+    0.6172162,
+    -0.47300738,
+]
+SEED_BIAS_1 = [
+    0,
+    1.1705374,
+    0,
+    0,
+    -0.41323203,
+    0.97515434,
+    0,
+    0.99699414,
+    0,
+    0,
+    -0.2316811,
+    0,
+    0,
+    0,
+    1.4638424,
+    0,
+]
+SEED_KERNEL_2 = [
+    -0.30404267,
+    0.91265625,
+    0.3578334,
+    -0.23462006,
+    -0.33843294,
+    1.080244,
+    -0.5933689,
+    1.0348322,
+    0.47716653,
+    0.18852347,
+    -0.21219982,
+    0.45529807,
+    0.39576346,
+    -0.05013525,
+    0.67550814,
+    -0.19761673,
+]
 SEED_BIAS_2 = [0.7426254]
 
 
@@ -47,8 +93,12 @@ def seed_regression():
 
 def seed_weights() -> list:
     """The seed model's weights in get_weights() order: kernel 1x16, bias 16, kernel 16x1, bias 1."""
-    return [np.array([SEED_KERNEL_1], np.float32), np.array(SEED_BIAS_1, np.float32),
-            np.array(SEED_KERNEL_2, np.float32).reshape(16, 1), np.array(SEED_BIAS_2, np.float32)]
+    return [
+        np.array([SEED_KERNEL_1], np.float32),
+        np.array(SEED_BIAS_1, np.float32),
+        np.array(SEED_KERNEL_2, np.float32).reshape(16, 1),
+        np.array(SEED_BIAS_2, np.float32),
+    ]
 
 
 def learner_sequential(form: str = "input_dim", build: bool = True):
@@ -64,8 +114,7 @@ def learner_sequential(form: str = "input_dim", build: bool = True):
     import keras
 
     first = {"input_dim": {"input_dim": 1}, "input_shape": {"input_shape": (1,)}}.get(form, {})
-    layers = [keras.layers.Dense(16, activation="relu", **first),
-              keras.layers.Dense(1, activation="linear")]
+    layers = [keras.layers.Dense(16, activation="relu", **first), keras.layers.Dense(1, activation="linear")]
     model = keras.Sequential(([keras.Input((1,))] if form == "input" else []) + layers)
     if form == "none" and not build:
         return model
@@ -133,8 +182,12 @@ def _randomize_biases_and_stats(model, rng):
             continue
         if type(layer).__name__ == "BatchNormalization":
             gamma, beta, mean, var = weights
-            weights = [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                       rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)]
+            weights = [
+                rng.uniform(0.5, 1.5, gamma.shape),
+                rng.normal(0, 0.2, beta.shape),
+                rng.normal(0, 0.2, mean.shape),
+                rng.uniform(0.5, 2.0, var.shape),
+            ]
         else:
             weights = [w if w.ndim > 1 else rng.normal(0, 0.1, w.shape) for w in weights]
         layer.set_weights([np.asarray(w, np.float32) for w in weights])

@@ -19,8 +19,9 @@ def _initializer_of(model, node_op: str, input_index: int, token: str):
     return next(i for i in model.graph.initializer if i.name == name)
 
 
-def alter_initializer(model, node_op: str, input_index: int, token: str, delta: float = 0.5,
-                      index: int = 0) -> onnx.ModelProto:
+def alter_initializer(
+    model, node_op: str, input_index: int, token: str, delta: float = 0.5, index: int = 0
+) -> onnx.ModelProto:
     """Add ``delta`` to one element of the initializer feeding input ``input_index`` of a node."""
     faulty = copy(model)
     init = _initializer_of(faulty, node_op, input_index, token)
@@ -77,5 +78,13 @@ def max_weight_diff(report) -> float:
     return max((w.max_abs_diff for w in report.weights if not w.passed), default=0.0)
 
 
-__all__ = ["alter_initializer", "copy", "max_weight_diff", "replace_op", "save", "set_attribute",
-           "shift_pads", "np"]
+__all__ = [
+    "alter_initializer",
+    "copy",
+    "max_weight_diff",
+    "np",
+    "replace_op",
+    "save",
+    "set_attribute",
+    "shift_pads",
+]

@@ -5,10 +5,26 @@ import sys
 
 import xverify
 
-PUBLIC = ["CheckReport", "ConversionError", "InputDataError", "LayerDiff", "MismatchError",
-          "MissingDependencyError", "ModelFileError", "ResourceLimitError", "TensorDiff", "UnsupportedOpError",
-          "UsageError", "XverifyError", "__version__", "check", "convert", "explain",
-          "extract_weights", "runtimes"]
+PUBLIC = [
+    "CheckReport",
+    "ConversionError",
+    "InputDataError",
+    "LayerDiff",
+    "MismatchError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "ResourceLimitError",
+    "TensorDiff",
+    "UnsupportedOpError",
+    "UsageError",
+    "XverifyError",
+    "__version__",
+    "check",
+    "convert",
+    "explain",
+    "extract_weights",
+    "runtimes",
+]
 
 
 def test_all_is_the_public_list():
@@ -18,8 +34,8 @@ def test_all_is_the_public_list():
 
 
 def test_functions_are_not_shadowed_by_submodules():
-    import xverify.convert  # noqa: F401  (importing a submodule must not replace the function)
-    import xverify.explain  # noqa: F401
+    import xverify.convert
+    import xverify.explain
 
     assert callable(xverify.convert) and callable(xverify.explain) and callable(xverify.check)
     import xverify.compare as module  # a module users can import, not shadowed by a function

@@ -23,6 +23,7 @@ import xverify
 
 pytestmark = pytest.mark.slow
 
+
 def _free():
     import keras
 
@@ -70,8 +71,12 @@ def _check(model):
     report = xverify.check(model, onnx=onnx_model, samples=2)
     del onnx_model
     pairs = {(d.a, d.b) for d in report.comparisons}
-    assert {("onnxruntime", "tensorflow"), ("numpy", "tensorflow"),
-            ("numpy", "onnxruntime"), ("onnxruntime-opt", "onnxruntime")} <= pairs
+    assert {
+        ("onnxruntime", "tensorflow"),
+        ("numpy", "tensorflow"),
+        ("numpy", "onnxruntime"),
+        ("onnxruntime-opt", "onnxruntime"),
+    } <= pairs
     assert {row["runtime"] for row in report.oracle} >= {"numpy", "onnxruntime", "tensorflow"}
     assert report.layers and report.weights
     return report

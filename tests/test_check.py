@@ -17,8 +17,9 @@ EXAMPLES = ("seed_regression", "trained_regression", "small_cnn", "text_lstm")
 @pytest.fixture(scope="module")
 def reports(example_models):
     """One full check per example model (all three runtimes, layers, oracle)."""
-    return {name: xverify.check(example_models.keras(name), onnx=example_models.onnx(name))
-            for name in EXAMPLES}
+    return {
+        name: xverify.check(example_models.keras(name), onnx=example_models.onnx(name)) for name in EXAMPLES
+    }
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -26,29 +27,64 @@ def test_every_example_passes_with_three_runtimes(reports, name):
     report = reports[name]
     assert report.passed, report.failures()
     pairs = {(d.a, d.b) for d in report.comparisons}
-    assert {("onnxruntime", "tensorflow"), ("numpy", "tensorflow"),
-            ("numpy", "onnxruntime"), ("onnxruntime-opt", "onnxruntime")} <= pairs
+    assert {
+        ("onnxruntime", "tensorflow"),
+        ("numpy", "tensorflow"),
+        ("numpy", "onnxruntime"),
+        ("onnxruntime-opt", "onnxruntime"),
+    } <= pairs
     assert report.weights and all(w.passed for w in report.weights)
     assert report.layers and all(layer.passed for layer in report.layers)
     assert report.first_divergence is None
-    assert {row["runtime"] for row in report.oracle} == {"numpy", "onnxruntime", "onnxruntime-opt",
-                                                         "tensorflow"}
+    assert {row["runtime"] for row in report.oracle} == {
+        "numpy",
+        "onnxruntime",
+        "onnxruntime-opt",
+        "tensorflow",
+    }
 
 
 def test_json_report_has_the_contract_fields(reports):
     data = json.loads(json.dumps(reports["small_cnn"].to_dict()))
     assert data["schema"] == "xverify.check/1" and data["passed"] is True
-    for key in ("model", "inputs", "tolerance", "comparisons", "weights", "layers",
-                "first_divergence", "versions", "timings"):
+    for key in (
+        "model",
+        "inputs",
+        "tolerance",
+        "comparisons",
+        "weights",
+        "layers",
+        "first_divergence",
+        "versions",
+        "timings",
+    ):
         assert key in data
     (tensor,) = data["inputs"]["tensors"]
     assert {k: tensor[k] for k in ("name", "shape", "dtype")} == {
-        "name": "image", "shape": [None, 16, 16, 3], "dtype": "float32"}
+        "name": "image",
+        "shape": [None, 16, 16, 3],
+        "dtype": "float32",
+    }
     assert tensor["dim_names"][1:] == [None, None, None]  # the batch dim's name is tf2onnx's
-    assert set(data["comparisons"][0]) >= {"a", "b", "output", "max_abs_diff", "max_rel_diff",
-                                           "mean_abs_diff", "mismatch_fraction", "passed"}
-    assert set(data["weights"][0]) >= {"layer", "name", "shape", "onnx_initializer", "transform",
-                                       "max_abs_diff", "passed"}
+    assert set(data["comparisons"][0]) >= {
+        "a",
+        "b",
+        "output",
+        "max_abs_diff",
+        "max_rel_diff",
+        "mean_abs_diff",
+        "mismatch_fraction",
+        "passed",
+    }
+    assert set(data["weights"][0]) >= {
+        "layer",
+        "name",
+        "shape",
+        "onnx_initializer",
+        "transform",
+        "max_abs_diff",
+        "passed",
+    }
     assert data["versions"]["tensorflow"] and data["versions"]["tf2onnx"]
 
 
@@ -58,14 +94,16 @@ def test_numpy_output_matches_tensorflow_by_hand(example_models):
     w1, b1, w2, b2 = keras_model.get_weights()
     expected = np.maximum(10.0 * w1 + b1, 0) @ w2 + b2
     outs = xverify.runtimes.NumpyRuntime(example_models.onnx("seed_regression"), "float64").run(
-        {"x": np.array([[10.0]], np.float32)})
+        {"x": np.array([[10.0]], np.float32)}
+    )
     np.testing.assert_allclose(outs["output"], expected, rtol=1e-6)
     assert abs(float(expected[0, 0]) - 25.0047) < 1e-3
 
 
 def test_altered_weight_fails_even_when_named(example_models, tmp_path):
-    faulty = faults.alter_initializer(example_models.onnx("seed_regression"), "MatMul", 1, "xvl0",
-                                      delta=0.5, index=3)
+    faulty = faults.alter_initializer(
+        example_models.onnx("seed_regression"), "MatMul", 1, "xvl0", delta=0.5, index=3
+    )
     report = xverify.check(example_models.keras("seed_regression"), onnx=faulty)
     assert not report
     bad = [w for w in report.weights if not w.passed]
@@ -77,10 +115,15 @@ def test_altered_weight_fails_even_when_named(example_models, tmp_path):
 
 def test_weight_difference_fails_even_if_outputs_agree(example_models):
     """A kernel element of a unit that the ReLU always clamps changes no output, yet must fail."""
-    faulty = faults.alter_initializer(example_models.onnx("seed_regression"), "MatMul", 1, "xvl1",
-                                      delta=1e-2, index=0)  # unit 0 of the output kernel
-    report = xverify.check(example_models.keras("seed_regression"), onnx=faulty,
-                           inputs={"x": np.full((4, 1), 5.0, np.float32)}, layers=False)
+    faulty = faults.alter_initializer(
+        example_models.onnx("seed_regression"), "MatMul", 1, "xvl1", delta=1e-2, index=0
+    )  # unit 0 of the output kernel
+    report = xverify.check(
+        example_models.keras("seed_regression"),
+        onnx=faulty,
+        inputs={"x": np.full((4, 1), 5.0, np.float32)},
+        layers=False,
+    )
     assert all(report.comparisons) and not report.passed
 
 
@@ -97,15 +140,21 @@ def test_unsupported_op_is_exit_2_error(example_models):
         xverify.check(example_models.keras("small_cnn"), onnx=model)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"samples": 0}, "positive"), ({"samples": -2}, "positive"),
-    ({"runtimes": "numpy,tflite"}, "tflite"), ({"runtimes": ["tensorflow"], "oracle": False}, "two"),
-    ({"atol": -1}, ">= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"samples": 0}, "positive"),
+        ({"samples": -2}, "positive"),
+        ({"runtimes": "numpy,tflite"}, "tflite"),
+        ({"runtimes": ["tensorflow"], "oracle": False}, "two"),
+        ({"atol": -1}, ">= 0"),
+    ],
+)
 def test_bad_arguments(example_models, kwargs, match):
     with pytest.raises(UsageError, match=match):
-        xverify.check(example_models.keras("seed_regression"),
-                      onnx=example_models.onnx("seed_regression"), **kwargs)
+        xverify.check(
+            example_models.keras("seed_regression"), onnx=example_models.onnx("seed_regression"), **kwargs
+        )
 
 
 def test_cache_hit_and_corrupt_entry_rebuilt(models_dir, monkeypatch, tmp_path):
@@ -162,14 +211,20 @@ def test_output_disagreement_names_the_runtime_farther_from_oracle():
     from xverify.compare import compare
 
     a, b = np.array([1.0, 2.0]), np.array([1.0, 2.5])
-    comparisons = [compare(a, b, atol=0, rtol=0, a_name="numpy", b_name="onnxruntime", output="y"),
-                   compare(a, b, atol=0, rtol=0, a_name="numpy", b_name="tensorflow", output="y")]
-    rows = [{"runtime": "numpy", "output": "y", "max_abs_diff": 1e-7},
-            {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 0.5},
-            {"runtime": "tensorflow", "output": "y", "max_abs_diff": 0.5}]
+    comparisons = [
+        compare(a, b, atol=0, rtol=0, a_name="numpy", b_name="onnxruntime", output="y"),
+        compare(a, b, atol=0, rtol=0, a_name="numpy", b_name="tensorflow", output="y"),
+    ]
+    rows = [
+        {"runtime": "numpy", "output": "y", "max_abs_diff": 1e-7},
+        {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 0.5},
+        {"runtime": "tensorflow", "output": "y", "max_abs_diff": 0.5},
+    ]
     notes = _farther_from_oracle(comparisons, rows)
-    assert notes == ["numpy and onnxruntime disagree on 'y': onnxruntime is farther from the float64 "
-                     "oracle (0.5 against 1e-07 for numpy)"]
+    assert notes == [
+        "numpy and onnxruntime disagree on 'y': onnxruntime is farther from the float64 "
+        "oracle (0.5 against 1e-07 for numpy)"
+    ]
 
 
 def test_equal_oracle_distances_take_no_side():
@@ -179,10 +234,13 @@ def test_equal_oracle_distances_take_no_side():
     from xverify.compare import compare
 
     a, b = np.array([1.0, 2.0]), np.array([1.0, 2.0 + 3.2e-7])
-    comparisons = [compare(a, b, atol=0, rtol=0, a_name="onnxruntime-opt", b_name="onnxruntime",
-                           output="y")]
-    rows = [{"runtime": "onnxruntime-opt", "output": "y", "max_abs_diff": 1.61e-7},
-            {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 1.61e-7}]
+    comparisons = [compare(a, b, atol=0, rtol=0, a_name="onnxruntime-opt", b_name="onnxruntime", output="y")]
+    rows = [
+        {"runtime": "onnxruntime-opt", "output": "y", "max_abs_diff": 1.61e-7},
+        {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 1.61e-7},
+    ]
     notes = _farther_from_oracle(comparisons, rows)
-    assert notes == ["onnxruntime-opt and onnxruntime disagree on 'y': both are 1.61e-07 from the "
-                     "float64 oracle, which therefore takes neither side"]
+    assert notes == [
+        "onnxruntime-opt and onnxruntime disagree on 'y': both are 1.61e-07 from the "
+        "float64 oracle, which therefore takes neither side"
+    ]

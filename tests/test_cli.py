@@ -39,10 +39,22 @@ def test_check_passes_on_every_example_model(models_dir, tmp_path, name):
 
 
 def test_altered_weight_exits_1_with_reports(models_dir, example_models, tmp_path):
-    faulty = faults.save(faults.alter_initializer(example_models.onnx("small_cnn"), "MatMul", 1,
-                                                  "xvl8", delta=0.5), tmp_path / "faulty.onnx")
-    result = run("check", models_dir / "small_cnn.keras", "--onnx", faulty, "--json",
-                 tmp_path / "r.json", "--junit", tmp_path / "j.xml", "--html", tmp_path / "r.html")
+    faulty = faults.save(
+        faults.alter_initializer(example_models.onnx("small_cnn"), "MatMul", 1, "xvl8", delta=0.5),
+        tmp_path / "faulty.onnx",
+    )
+    result = run(
+        "check",
+        models_dir / "small_cnn.keras",
+        "--onnx",
+        faulty,
+        "--json",
+        tmp_path / "r.json",
+        "--junit",
+        tmp_path / "j.xml",
+        "--html",
+        tmp_path / "r.html",
+    )
     assert result.exit_code == 1, result.output
     assert "MISMATCH" in result.output and "classes" in result.output
     data = json.loads((tmp_path / "r.json").read_text())
@@ -54,8 +66,9 @@ def test_altered_weight_exits_1_with_reports(models_dir, example_models, tmp_pat
 
 
 def test_explain_seed_model_at_10(models_dir, tmp_path):
-    result = run("explain", models_dir / "seed_regression.keras", "--input", "10", "--csv",
-                 tmp_path / "steps.csv")
+    result = run(
+        "explain", models_dir / "seed_regression.keras", "--input", "10", "--csv", tmp_path / "steps.csv"
+    )
     assert result.exit_code == 0, result.output
     for unit in range(16):
         assert f"hidden[{unit}]" in result.output
@@ -88,8 +101,7 @@ def test_convert_weights_and_ops(models_dir, tmp_path):
 def bad_files(tmp_path_factory, example_models):
     d = tmp_path_factory.mktemp("bad")
     (d / "empty.keras").write_bytes(b"")
-    (d / "random.keras").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 300,
-                                                                             dtype=np.uint8)))
+    (d / "random.keras").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8)))
     (d / "text.h5").write_text("weights: none\n")
     good = example_models.onnx("seed_regression").SerializeToString()
     (d / "truncated.onnx").write_bytes(good[: len(good) // 2])
@@ -97,30 +109,38 @@ def bad_files(tmp_path_factory, example_models):
     np.savez(d / "wrong_name.npz", y=np.zeros((3, 1), np.float32))
     np.savez(d / "wrong_shape.npz", x=np.zeros((3, 2), np.float32))
     np.save(d / "pickled.npy", np.array([object()], dtype=object), allow_pickle=True)
-    faults.save(faults.replace_op(example_models.onnx("seed_regression"), "Relu", "RandomUniformLike"),
-                d / "hardmax.onnx")
+    faults.save(
+        faults.replace_op(example_models.onnx("seed_regression"), "Relu", "RandomUniformLike"),
+        d / "hardmax.onnx",
+    )
     return d
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["check", "{d}/missing.keras"], ["missing.keras", "no such file"]),
-    (["check", "{d}/empty.keras"], ["empty.keras", "empty"]),
-    (["check", "{d}/random.keras"], ["random.keras", "expected a .keras zip archive"]),
-    (["check", "{d}/text.h5"], ["text.h5", "expected an HDF5 file"]),
-    (["check", "{m}", "--onnx", "{d}/truncated.onnx"], ["truncated.onnx", "ONNX"]),
-    (["check", "{m}", "--onnx", "{d}/garbage.onnx"], ["garbage.onnx", "ONNX"]),
-    (["check", "{m}", "--inputs", "{d}/wrong_name.npz"], ["wrong_name.npz", "expects ['x']"]),
-    (["check", "{m}", "--inputs", "{d}/wrong_shape.npz"], ["wrong_shape.npz", "(3, 2)", "('N', 1)"]),
-    (["check", "{m}", "--inputs", "{d}/pickled.npy"], ["pickled.npy", "pickled"]),
-    (["check", "{m}", "--samples", "0"], ["--samples 0", "positive"]),
-    (["check", "{m}", "--samples", "-4"], ["--samples -4", "positive"]),
-    (["check", "{m}", "--runtimes", "numpy,pytorch"], ["pytorch", "numpy,onnxruntime,tensorflow"]),
-    (["check", "{m}", "--onnx", "{d}/hardmax.onnx"], ["RandomUniformLike", "xverify ops"]),
-    (["check", "{m}", "--opset", "21"], ["--opset 21", "13 to 18"]),
-    (["explain", "{m}", "--input", "1,2"], ["seed_regression.keras", "expected 1 input value", "found 2"]),
-    (["explain", "{m}", "--input", "ten"], ["ten", "numbers"]),
-    (["convert", "{m}", "-o", "{m}"], ["refusing to overwrite"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["check", "{d}/missing.keras"], ["missing.keras", "no such file"]),
+        (["check", "{d}/empty.keras"], ["empty.keras", "empty"]),
+        (["check", "{d}/random.keras"], ["random.keras", "expected a .keras zip archive"]),
+        (["check", "{d}/text.h5"], ["text.h5", "expected an HDF5 file"]),
+        (["check", "{m}", "--onnx", "{d}/truncated.onnx"], ["truncated.onnx", "ONNX"]),
+        (["check", "{m}", "--onnx", "{d}/garbage.onnx"], ["garbage.onnx", "ONNX"]),
+        (["check", "{m}", "--inputs", "{d}/wrong_name.npz"], ["wrong_name.npz", "expects ['x']"]),
+        (["check", "{m}", "--inputs", "{d}/wrong_shape.npz"], ["wrong_shape.npz", "(3, 2)", "('N', 1)"]),
+        (["check", "{m}", "--inputs", "{d}/pickled.npy"], ["pickled.npy", "pickled"]),
+        (["check", "{m}", "--samples", "0"], ["--samples 0", "positive"]),
+        (["check", "{m}", "--samples", "-4"], ["--samples -4", "positive"]),
+        (["check", "{m}", "--runtimes", "numpy,pytorch"], ["pytorch", "numpy,onnxruntime,tensorflow"]),
+        (["check", "{m}", "--onnx", "{d}/hardmax.onnx"], ["RandomUniformLike", "xverify ops"]),
+        (["check", "{m}", "--opset", "21"], ["--opset 21", "13 to 18"]),
+        (
+            ["explain", "{m}", "--input", "1,2"],
+            ["seed_regression.keras", "expected 1 input value", "found 2"],
+        ),
+        (["explain", "{m}", "--input", "ten"], ["ten", "numbers"]),
+        (["convert", "{m}", "-o", "{m}"], ["refusing to overwrite"]),
+    ],
+)
 def test_bad_input_exits_2_with_one_clear_message(bad_files, models_dir, args, needles):
     model = models_dir / "seed_regression.keras"
     result = run(*[a.format(d=bad_files, m=model) for a in args])
@@ -134,8 +154,14 @@ def test_debug_shows_the_traceback(bad_files):
 
 def test_inputs_file_used(models_dir, tmp_path):
     np.savez(tmp_path / "x.npz", x=np.arange(10, dtype=np.float32).reshape(-1, 1))
-    result = run("check", models_dir / "trained_regression.keras", "--inputs", tmp_path / "x.npz",
-                 "--json", tmp_path / "r.json")
+    result = run(
+        "check",
+        models_dir / "trained_regression.keras",
+        "--inputs",
+        tmp_path / "x.npz",
+        "--json",
+        tmp_path / "r.json",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["inputs"]["samples"] == 10 and data["inputs"]["source"].endswith("x.npz")

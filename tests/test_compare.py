@@ -33,12 +33,16 @@ def test_non_finite_values_compared_position_by_position():
     both = compare(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), atol=0, rtol=0)
     assert both and both.max_abs_diff == 0.0 and both.min_atol == 0.0 and both.min_rtol == 0.0
     assert "both sides" in both.note
-    for a, b in (([np.nan, 1.0], [1.0, 1.0]), ([1.0, 1.0], [np.nan, 1.0]),
-                 ([np.nan, 1.0], [1.0, np.nan])):  # one side only, or not at the same place
+    for a, b in (
+        ([np.nan, 1.0], [1.0, 1.0]),
+        ([1.0, 1.0], [np.nan, 1.0]),
+        ([np.nan, 1.0], [1.0, np.nan]),
+    ):  # one side only, or not at the same place
         lone = compare(np.array(a), np.array(b), atol=1e9, rtol=1)
         assert not lone and lone.max_abs_diff == np.inf and "one side only" in lone.note
-        assert lone.mismatch_fraction == pytest.approx(np.isnan(a).sum() / 2 + np.isnan(b).sum() / 2
-                                                       - (np.isnan(a) & np.isnan(b)).sum() / 2)
+        assert lone.mismatch_fraction == pytest.approx(
+            np.isnan(a).sum() / 2 + np.isnan(b).sum() / 2 - (np.isnan(a) & np.isnan(b)).sum() / 2
+        )
     assert not compare(np.array([np.nan]), np.array([np.inf]), atol=1e9, rtol=1)
     assert compare(np.array([np.inf, -np.inf]), np.array([np.inf, -np.inf]), atol=0, rtol=0)
     assert not compare(np.array([np.inf]), np.array([-np.inf]), atol=1e9, rtol=1)
@@ -70,23 +74,32 @@ def _reference(a, b, atol, rtol):
         rel = np.nan_to_num(diff / (absb + 1e-12), nan=np.inf)
         min_atol = float(np.max(diff - rtol * absb))
         need = np.where(diff > atol, (diff - atol) / absb, 0.0)
-    return dict(max_abs_diff=float(diff.max()), max_rel_diff=float(rel.max()),
-                mean_abs_diff=float(diff.mean()), mismatch_fraction=float(1 - ok.mean()),
-                min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),
-                min_rtol=float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max()),
-                passed=bool(ok.all()))
+    return dict(
+        max_abs_diff=float(diff.max()),
+        max_rel_diff=float(rel.max()),
+        mean_abs_diff=float(diff.mean()),
+        mismatch_fraction=float(1 - ok.mean()),
+        min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),
+        min_rtol=float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max()),
+        passed=bool(ok.all()),
+    )
 
 
 special = st.sampled_from([0.0, -0.0, 1.0, -2.5, 1e-8, np.inf, -np.inf, np.nan])
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
-@given(n=st.integers(1, 9), seed=st.integers(0, 2**16), n_special=st.integers(0, 4),
-       specials=st.lists(special, min_size=4, max_size=4), atol=st.sampled_from([0.0, 1e-4, 0.1]),
-       rtol=st.sampled_from([0.0, 1e-3, 0.5]), block=st.sampled_from([1, 3, 1 << 18]),
-       strided=st.booleans())
-def test_blockwise_equals_whole_array_reference(n, seed, n_special, specials, atol, rtol, block,
-                                                strided):
+@given(
+    n=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+    n_special=st.integers(0, 4),
+    specials=st.lists(special, min_size=4, max_size=4),
+    atol=st.sampled_from([0.0, 1e-4, 0.1]),
+    rtol=st.sampled_from([0.0, 1e-3, 0.5]),
+    block=st.sampled_from([1, 3, 1 << 18]),
+    strided=st.booleans(),
+)
+def test_blockwise_equals_whole_array_reference(n, seed, n_special, specials, atol, rtol, block, strided):
     import xverify.compare as module
 
     rng = np.random.default_rng(seed)

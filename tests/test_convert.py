@@ -52,16 +52,16 @@ def _with_dangling_input(onnx_model):
     conv = next(n for n in graph.node if n.op_type == "Conv")
     weight = next(t for t in graph.initializer if t.name == conv.input[1])
     graph.initializer.remove(weight)
-    graph.input.append(onnx.helper.make_tensor_value_info(weight.name, weight.data_type,
-                                                          list(weight.dims)))
+    graph.input.append(onnx.helper.make_tensor_value_info(weight.name, weight.data_type, list(weight.dims)))
     return onnx_model
 
 
 def test_dangling_input_is_a_conversion_error_naming_it_and_its_layer(monkeypatch):
     model, _ = _normalized_cnn()
     real = convert_module._from_function
-    monkeypatch.setattr(convert_module, "_from_function",
-                        lambda function, opset: _with_dangling_input(real(function, opset)))
+    monkeypatch.setattr(
+        convert_module, "_from_function", lambda function, opset: _with_dangling_input(real(function, opset))
+    )
     with pytest.raises(ConversionError) as info:
         xverify.convert(model)
     message = str(info.value)
@@ -77,8 +77,9 @@ def test_dangling_input_guard_accepts_the_keras_inputs_and_initialized_inputs():
     layers = convert_module.flat_layers(model)
     convert_module._fail_on_dangling_inputs(onnx_model, layers, [model.inputs[0].name])
     init = onnx_model.graph.initializer[0]  # an input with a default value is self-contained
-    onnx_model.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type,
-                                                                     list(init.dims)))
+    onnx_model.graph.input.append(
+        onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+    )
     convert_module._fail_on_dangling_inputs(onnx_model, layers, [model.inputs[0].name])
     with pytest.raises(ConversionError, match="'x_missing'"):
         convert_module._fail_on_dangling_inputs(onnx_model, layers, ["x_missing"])
@@ -137,8 +138,10 @@ def _structure(graph, outer=None):
     from onnx import numpy_helper
 
     producers = {out: (node, k) for node in graph.node for k, out in enumerate(node.output)}
-    values = {i.name: repr((i.data_type, tuple(i.dims), numpy_helper.to_array(i).tobytes()))
-              for i in graph.initializer}
+    values = {
+        i.name: repr((i.data_type, tuple(i.dims), numpy_helper.to_array(i).tobytes()))
+        for i in graph.initializer
+    }
     memo: dict = {}
 
     def digest(tensor):
@@ -146,13 +149,18 @@ def _structure(graph, outer=None):
             if tensor in values:
                 key = values[tensor]
             elif tensor not in producers:
-                key = outer(tensor) if outer and not any(i.name == tensor for i in graph.input) \
+                key = (
+                    outer(tensor)
+                    if outer and not any(i.name == tensor for i in graph.input)
                     else re.sub(r"__\d+", "", f"input {tensor}")
+                )
             else:
                 node, k = producers[tensor]
                 memo[tensor] = "cycle"
-                attrs = sorted(repr(_structure(a.g, digest)) if a.HasField("g") else
-                               re.sub(r"__\d+", "", str(a)) for a in node.attribute)
+                attrs = sorted(
+                    repr(_structure(a.g, digest)) if a.HasField("g") else re.sub(r"__\d+", "", str(a))
+                    for a in node.attribute
+                )
                 key = repr((node.op_type, attrs, k, [digest(x) for x in node.input]))
             memo[tensor] = hashlib.sha1(key.encode()).hexdigest()
         return memo[tensor]
@@ -206,8 +214,9 @@ def test_lean_conversion_computes_what_plain_tf2onnx_computes(example_models, na
     import tf2onnx
 
     model = _model(example_models, name)
-    signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=f"in{i}")
-                 for i, t in enumerate(model.inputs)]
+    signature = [
+        tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=f"in{i}") for i, t in enumerate(model.inputs)
+    ]
     function = tf.function(lambda *args: model(args[0], training=False), input_signature=signature)
     plain, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=17)
     ours = xverify.convert(model)
@@ -218,9 +227,11 @@ def test_lean_conversion_computes_what_plain_tf2onnx_computes(example_models, na
         feed = {}
         for inp in session.get_inputs():
             shape = [4 if not isinstance(d, int) else d for d in inp.shape]
-            feed[inp.name] = (rng.integers(0, 10, shape).astype(np.int64 if "int64" in inp.type
-                                                                    else np.int32)
-                              if "int" in inp.type else rng.standard_normal(shape).astype(np.float32))
+            feed[inp.name] = (
+                rng.integers(0, 10, shape).astype(np.int64 if "int64" in inp.type else np.int32)
+                if "int" in inp.type
+                else rng.standard_normal(shape).astype(np.float32)
+            )
         rng = np.random.default_rng(0)
         results.append(session.run(None, feed)[0])
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)

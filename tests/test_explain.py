@@ -14,8 +14,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from xverify.errors import InputDataError, MissingDependencyError  # noqa: E402
-from xverify.explain import explain  # noqa: E402
+from xverify.errors import InputDataError, MissingDependencyError
+from xverify.explain import explain
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 SEED = MODELS / "seed_regression.keras"
@@ -78,8 +78,10 @@ def test_seed_without_activations_is_the_classic_mistake(seed, seed_weights):
     assert np.allclose(seed.output_without_activations, by_hand, atol=1e-9)
     assert abs(float(by_hand.ravel()[0]) - 25.0047) > 1
     text = seed.text()
-    assert (f"The output would be {float(by_hand.ravel()[0]):.4f} without the activations "
-            "(a = z in every hidden layer) instead of 25.0047") in text
+    assert (
+        f"The output would be {float(by_hand.ravel()[0]):.4f} without the activations "
+        "(a = z in every hidden layer) instead of 25.0047"
+    ) in text
     assert "the relu of layer 'hidden' changed" in text
 
 
@@ -90,8 +92,7 @@ def test_csv_round_trip(seed, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 17
     assert [r["layer"] for r in rows] == ["hidden"] * 16 + ["output"]
-    assert list(rows[0]) == ["layer", "unit", "inputs", "weights", "bias", "z", "activation", "a",
-                             "changed"]
+    assert list(rows[0]) == ["layer", "unit", "inputs", "weights", "bias", "z", "activation", "a", "changed"]
     for row, step in zip(rows, seed.steps):
         assert int(row["unit"]) == step.unit
         assert float(row["z"]) == pytest.approx(step.z) and float(row["a"]) == pytest.approx(step.a)
@@ -157,19 +158,29 @@ def activation_models(keras):
     approx_gelu = functools.partial(keras.activations.gelu, approximate=True)
     return {
         "gelu_softmax": _dense_chain(keras, 3, [(4, "gelu"), (3, "softmax")]),
-        "relu_family": _dense_chain(keras, 3, [(5, "relu6"), (5, "leaky_relu"), (5, "elu"),
-                                               (5, "selu"), (2, None)]),
-        "smooth": _dense_chain(keras, 3, [(5, "silu"), (5, "swish"), (5, "sigmoid"),
-                                          (5, "hard_sigmoid"), (5, "tanh"), (1, None)]),
-        "soft": _dense_chain(keras, 3, [(5, "softplus"), (5, "softsign"), (5, "exponential"),
-                                        (2, "linear")]),
+        "relu_family": _dense_chain(
+            keras, 3, [(5, "relu6"), (5, "leaky_relu"), (5, "elu"), (5, "selu"), (2, None)]
+        ),
+        "smooth": _dense_chain(
+            keras, 3, [(5, "silu"), (5, "swish"), (5, "sigmoid"), (5, "hard_sigmoid"), (5, "tanh"), (1, None)]
+        ),
+        "soft": _dense_chain(keras, 3, [(5, "softplus"), (5, "softsign"), (5, "exponential"), (2, "linear")]),
         "approx_gelu": _dense_chain(keras, 3, [(6, approx_gelu), (2, None)]),
         "standalone": _standalone_layers(keras),
     }
 
 
-@pytest.mark.parametrize("name,scale", [("gelu_softmax", 1), ("relu_family", 10), ("smooth", 1),
-                                        ("soft", 1), ("approx_gelu", 1), ("standalone", 1)])
+@pytest.mark.parametrize(
+    "name,scale",
+    [
+        ("gelu_softmax", 1),
+        ("relu_family", 10),
+        ("smooth", 1),
+        ("soft", 1),
+        ("approx_gelu", 1),
+        ("standalone", 1),
+    ],
+)
 def test_activations_match_tensorflow(activation_models, name, scale):
     model = activation_models[name]
     ex = explain(model, [2.5 * scale, -3.0 * scale, 1.25 * scale])

@@ -13,10 +13,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tests.example_models import MODELS, build  # noqa: E402
-import xverify  # noqa: E402
-from xverify.errors import InputDataError  # noqa: E402
-
+import xverify
+from tests.example_models import MODELS, build
+from xverify.errors import InputDataError
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +54,18 @@ def test_cli_mine(keras):
 
     from xverify.cli import app
 
-    result = CliRunner().invoke(app, ["explain", str(MODELS / "learner_sequential.h5"), "--input",
-                                      "10", "--mine", "20.475"])
+    result = CliRunner().invoke(
+        app, ["explain", str(MODELS / "learner_sequential.h5"), "--input", "10", "--mine", "20.475"]
+    )
     assert result.exit_code == 0, result.output
-    assert "Your 20.475 is what the model gives when the ReLU of the first layer ('dense') is " \
-           "skipped" in result.output
+    assert (
+        "Your 20.475 is what the model gives when the ReLU of the first layer ('dense') is "
+        "skipped" in result.output
+    )
 
 
 def test_learner_bias_left_out(learner):
-    model, (w1, b1, w2, b2) = learner
+    model, (w1, _b1, w2, b2) = learner
     mine = float((np.maximum(10 * w1, 0) @ w2 + b2).ravel()[0])
     d = xverify.explain(model, 10).diagnose(f"{mine:.4f}")
     assert _kinds(d) == [("no_bias", 0)], d.text()
@@ -71,7 +73,7 @@ def test_learner_bias_left_out(learner):
 
 
 def test_learner_pair_relu_skipped_and_output_bias_left_out(learner):
-    model, (w1, b1, w2, b2) = learner
+    model, (w1, b1, w2, _b2) = learner
     mine = float(((10 * w1 + b1) @ w2).ravel()[0])
     d = xverify.explain(model, 10).diagnose(round(mine, 4))
     assert sorted(_kinds(d)) == [("no_bias", 1), ("skip_activation", 0)], d.text()
@@ -108,15 +110,17 @@ def test_weights_transposed(square):
 def test_normalization_or_rescaling_ignored(keras, kind):
     keras.utils.set_random_seed(8)
     inputs = keras.Input((2,))
-    layer = {"Normalization": lambda: keras.layers.Normalization(mean=[3.0, -1.0],
-                                                                 variance=[4.0, 0.25]),
-             "Rescaling": lambda: keras.layers.Rescaling(1 / 7, offset=0.5),
-             "BatchNormalization": keras.layers.BatchNormalization}[kind]()
+    layer = {
+        "Normalization": lambda: keras.layers.Normalization(mean=[3.0, -1.0], variance=[4.0, 0.25]),
+        "Rescaling": lambda: keras.layers.Rescaling(1 / 7, offset=0.5),
+        "BatchNormalization": keras.layers.BatchNormalization,
+    }[kind]()
     dense, out = keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)
     model = keras.Model(inputs, out(dense(layer(inputs))))
     if kind == "BatchNormalization":
-        layer.set_weights([np.array([1.5, 0.5]), np.array([0.2, -0.3]), np.array([1.0, 2.0]),
-                           np.array([2.0, 0.5])])
+        layer.set_weights(
+            [np.array([1.5, 0.5]), np.array([0.2, -0.3]), np.array([1.0, 2.0]), np.array([2.0, 0.5])]
+        )
     w1, b1, w2, b2 = [np.asarray(w, np.float64) for w in dense.get_weights() + out.get_weights()]
     sample = np.array([[4.0, 1.5]])
     mine = float((np.tanh(sample @ w1 + b1) @ w2 + b2).ravel()[0])  # the layer left out

@@ -15,9 +15,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tests.example_models import MODELS, build  # noqa: E402
-from xverify.explain import explain  # noqa: E402
-
+from tests.example_models import MODELS, build
+from xverify.explain import explain
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +78,13 @@ def _nested_models(keras):
     inner = build.learner_sequential("input_dim")
     x = keras.Input((1,), name="x")
     functional = keras.Model(x, keras.layers.Dense(2, activation="tanh", name="head")(inner(x)))
-    seq_in_seq = keras.Sequential([keras.Input((1,)), build.learner_sequential("input_shape"),
-                                   keras.layers.Dense(1, activation="sigmoid", name="squash")])
+    seq_in_seq = keras.Sequential(
+        [
+            keras.Input((1,)),
+            build.learner_sequential("input_shape"),
+            keras.layers.Dense(1, activation="sigmoid", name="squash"),
+        ]
+    )
     return {"functional": functional, "sequential": seq_in_seq}
 
 
@@ -121,8 +125,7 @@ def test_shared_layer_is_explained_once_and_called_out_where_reused(keras):
 
 def test_shared_nested_model_gets_separate_values_per_call(keras):
     keras.utils.set_random_seed(5)
-    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="relu")],
-                             name="block")
+    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="relu")], name="block")
     x = keras.Input((2,))
     model = keras.Model(x, inner(inner(x)))
     ex = explain(model, [1.5, -0.5])
@@ -160,8 +163,9 @@ def test_cli_on_the_learners_files(keras):
     from xverify.cli import app
 
     for suffix in (".keras", ".h5"):
-        result = CliRunner().invoke(app, ["explain", str(MODELS / f"learner_sequential{suffix}"),
-                                          "--input", "10"])
+        result = CliRunner().invoke(
+            app, ["explain", str(MODELS / f"learner_sequential{suffix}"), "--input", "10"]
+        )
         assert result.exit_code == 0, result.output
         assert "20.4750 without the activations" in result.output
         assert result.output.count("(clamped)") == 12
@@ -171,8 +175,9 @@ def test_graph_with_a_keras_ops_node_from_a_mask(keras):
     """Embedding(mask_zero=True) puts a NotEqual operation (no layer, no weights) in the graph."""
     keras.utils.set_random_seed(6)
     L = keras.layers
-    model = keras.Sequential([keras.Input((6,), dtype="int32"), L.Embedding(20, 4, mask_zero=True),
-                              L.LSTM(3), L.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((6,), dtype="int32"), L.Embedding(20, 4, mask_zero=True), L.LSTM(3), L.Dense(1)]
+    )
     tokens = np.array([3, 5, 7, 0, 0, 0])
     ex = explain(model, tokens)
     predicted = model.predict(tokens[None].astype(np.int32), verbose=0)

@@ -13,8 +13,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tests.example_models import MODELS  # noqa: E402
-from xverify.explain import explain  # noqa: E402
+from tests.example_models import MODELS
+from xverify.explain import explain
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,7 @@ def keras():
 def _layers(keras):
     L = keras.layers
     return {
-        "conv2d_same_stride2": ((7, 6, 3), L.Conv2D(4, 3, strides=2, padding="same",
-                                                   activation="relu")),
+        "conv2d_same_stride2": ((7, 6, 3), L.Conv2D(4, 3, strides=2, padding="same", activation="relu")),
         "conv2d_dilated": ((8, 8, 2), L.Conv2D(3, 3, dilation_rate=2, use_bias=False)),
         "conv2d_groups": ((6, 6, 4), L.Conv2D(4, 3, groups=2, padding="same")),
         "conv1d_causal": ((9, 3), L.Conv1D(2, 3, padding="causal", activation="tanh")),
@@ -58,9 +57,25 @@ def _model(keras, shape, layer, rng):
     return model
 
 
-NAMES = ["conv2d_same_stride2", "conv2d_dilated", "conv2d_groups", "conv1d_causal", "conv3d",
-         "depthwise", "maxpool_same", "avgpool_same", "avgpool1d", "global_avg", "global_max",
-         "batchnorm", "layernorm", "simple_rnn", "gru", "gru_before", "lstm"]
+NAMES = [
+    "conv2d_same_stride2",
+    "conv2d_dilated",
+    "conv2d_groups",
+    "conv1d_causal",
+    "conv3d",
+    "depthwise",
+    "maxpool_same",
+    "avgpool_same",
+    "avgpool1d",
+    "global_avg",
+    "global_max",
+    "batchnorm",
+    "layernorm",
+    "simple_rnn",
+    "gru",
+    "gru_before",
+    "lstm",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -104,11 +119,9 @@ def test_lstm_gates_and_embedding_of_text_lstm(keras):
     ex = explain(model, tokens, unit=3)
     by_layer = {d.layer: d for d in ex.units}
     lstm = {r.label: r.values for r in by_layer["lstm"].rows}
-    i, f, g, o = (lstm[k][0] for k in ("input gate i", "forget gate f", "candidate c̃",
-                                         "output gate o"))
+    i, f, g, o = (lstm[k][0] for k in ("input gate i", "forget gate f", "candidate c̃", "output gate o"))
     c = f * lstm["c_10[3]"][0] + i * g
-    assert lstm["c_11[3]"][0] == pytest.approx(c) and lstm["h_11[3]"][0] == pytest.approx(
-        o * np.tanh(c))
+    assert lstm["c_11[3]"][0] == pytest.approx(c) and lstm["h_11[3]"][0] == pytest.approx(o * np.tanh(c))
     assert abs(by_layer["lstm"].value - by_layer["lstm"].keras_value) <= 1e-6
     table = model.get_layer("embedding").get_weights()[0]
     assert by_layer["embedding"].value == pytest.approx(table[1, 3])
@@ -128,8 +141,17 @@ def test_cli_unit_is_checked(keras):
 
     from xverify.cli import app
 
-    result = CliRunner().invoke(app, ["explain", str(MODELS / "text_lstm.keras"), "--input",
-                                      ",".join(map(str, range(1, 13))), "--unit", "two"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            str(MODELS / "text_lstm.keras"),
+            "--input",
+            ",".join(map(str, range(1, 13))),
+            "--unit",
+            "two",
+        ],
+    )
     assert result.exit_code == 2 and "--unit 'two'" in result.output
 
 
@@ -149,14 +171,19 @@ def test_workbook_units_sheet_shows_the_same_numbers(keras, tmp_path):
 def test_every_unit_of_mobilenet_v2_matches_keras(keras):
     """A model --unit was not written for: every Conv, depthwise Conv, BatchNorm and pooling."""
     keras.utils.set_random_seed(11)
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35,
-                                           classes=5)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=5)
     rng = np.random.default_rng(11)
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2, var.shape)])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.2, beta.shape),
+                    rng.normal(0, 0.2, mean.shape),
+                    rng.uniform(0.5, 2, var.shape),
+                ]
+            )
     ex = explain(model, rng.uniform(-1, 1, (32, 32, 3)), unit=[1, 1, 3])
     assert ex.max_abs_diff <= 1e-5
     kinds = {type(model.get_layer(d.layer)).__name__ for d in ex.units}

@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tests.example_models import MODELS, build  # noqa: E402
-from xverify.explain import explain  # noqa: E402
+from tests.example_models import MODELS, build
+from xverify.explain import explain
 
 formulas = pytest.importorskip("formulas")
 openpyxl = pytest.importorskip("openpyxl")
@@ -43,8 +43,9 @@ def _recompute(path, inputs=None, outputs=()):
         return f"'[{name}]{sheet}'!{cell}"
 
     model = formulas.ExcelModel().loads(str(path)).finish()
-    solution = model.calculate(inputs={ref(c): v for c, v in (inputs or {}).items()},
-                               outputs=[ref(c) for c in outputs])
+    solution = model.calculate(
+        inputs={ref(c): v for c, v in (inputs or {}).items()}, outputs=[ref(c) for c in outputs]
+    )
     return np.array([float(np.ravel(solution[ref(c)].value)[0]) for c in outputs])
 
 
@@ -61,8 +62,7 @@ def test_learner_workbook_recomputes_for_five_x(keras, tmp_path, suffix):
     x_cells, out_cells, without_cells = _cells(path)
     assert len(x_cells) == 1 and len(out_cells) == 1
     first = _recompute(path, outputs=out_cells + without_cells)
-    assert first[0] == pytest.approx(25.0047, abs=1e-4) and first[1] == pytest.approx(20.4750,
-                                                                                     abs=1e-4)
+    assert first[0] == pytest.approx(25.0047, abs=1e-4) and first[1] == pytest.approx(20.4750, abs=1e-4)
     w1, b1, w2, b2 = (np.asarray(w, np.float64) for w in model.get_weights())
     for x in XS:
         got, without = _recompute(path, {x_cells[0]: x}, out_cells + without_cells)
@@ -101,12 +101,16 @@ def test_edited_weight_cell_matches_keras_with_that_weight(keras, tmp_path):
         assert abs(got[0] - _predict(model, [x])[0]) <= 1e-5
 
 
-@pytest.mark.parametrize("specs", [
-    [(4, "gelu"), (3, "softmax")],
-    [(5, "relu6"), (5, "leaky_relu"), (5, "elu"), (5, "selu"), (2, None)],
-    [(5, "silu"), (5, "swish"), (5, "sigmoid"), (5, "hard_sigmoid"), (5, "tanh"), (1, None)],
-    [(5, "softplus"), (5, "softsign"), (5, "exponential"), (5, "hard_silu"), (5, "mish"), (2, None)],
-], ids=["gelu-softmax", "relu-family", "smooth", "soft"])
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [(4, "gelu"), (3, "softmax")],
+        [(5, "relu6"), (5, "leaky_relu"), (5, "elu"), (5, "selu"), (2, None)],
+        [(5, "silu"), (5, "swish"), (5, "sigmoid"), (5, "hard_sigmoid"), (5, "tanh"), (1, None)],
+        [(5, "softplus"), (5, "softsign"), (5, "exponential"), (5, "hard_silu"), (5, "mish"), (2, None)],
+    ],
+    ids=["gelu-softmax", "relu-family", "smooth", "soft"],
+)
 def test_every_activation_formula_matches_tensorflow(keras, tmp_path, specs):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))
@@ -163,7 +167,7 @@ def test_small_cnn_workbook_is_written(keras, tmp_path):
     book = openpyxl.load_workbook(tmp_path / "cnn.xlsx")
     assert book.sheetnames == ["model", "bn1", "classes"]
     rows = list(book["model"].iter_rows(values_only=True))
-    assert [r[1] for r in rows if r[0] == "output[0]"][0].startswith("=$C$")  # a live formula
+    assert next(r[1] for r in rows if r[0] == "output[0]").startswith("=$C$")  # a live formula
 
 
 def test_rescaling_and_normalization_layers_stay_live(keras, tmp_path):
@@ -173,10 +177,19 @@ def test_rescaling_and_normalization_layers_stay_live(keras, tmp_path):
     norm = keras.layers.Normalization()
     norm.adapt(rng.normal(5, 2, (50, 2)))
     bn = keras.layers.BatchNormalization()
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Rescaling(0.5, offset=1.0), norm,
-                              keras.layers.Dense(4, activation="relu"), bn, keras.layers.Dense(1)])
-    bn.set_weights([rng.uniform(0.5, 1.5, 4), rng.normal(0, 0.3, 4), rng.normal(0, 0.3, 4),
-                    rng.uniform(0.5, 2.0, 4)])
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Rescaling(0.5, offset=1.0),
+            norm,
+            keras.layers.Dense(4, activation="relu"),
+            bn,
+            keras.layers.Dense(1),
+        ]
+    )
+    bn.set_weights(
+        [rng.uniform(0.5, 1.5, 4), rng.normal(0, 0.3, 4), rng.normal(0, 0.3, 4), rng.uniform(0.5, 2.0, 4)]
+    )
     ex = explain(model, [4.0, 7.0])
     assert all(s.by_hand for s in ex.layers) and ex.max_abs_diff <= 1e-5
     assert "y = (x − mean) / √variance" in ex.text()
@@ -196,7 +209,16 @@ def test_missing_openpyxl_is_exit_2_with_the_fix(keras, tmp_path, monkeypatch):
     from xverify.cli import app
 
     monkeypatch.setitem(sys.modules, "openpyxl", None)
-    result = CliRunner().invoke(app, ["explain", str(MODELS / "learner_sequential.keras"),
-                                      "--input", "10", "--xlsx", str(tmp_path / "o.xlsx")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            str(MODELS / "learner_sequential.keras"),
+            "--input",
+            "10",
+            "--xlsx",
+            str(tmp_path / "o.xlsx"),
+        ],
+    )
     assert result.exit_code == 2
     assert "pip install 'xverify[xlsx]'" in result.output and "Traceback" not in result.output

@@ -20,8 +20,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
 
 from xverify.convert import convert  # noqa: E402
-from xverify.extract import (LayerWeights, WeightMatch, extract_weights, match_weights,  # noqa: E402
-                             onnx_weights)
+from xverify.extract import LayerWeights, WeightMatch, extract_weights, match_weights, onnx_weights  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -35,8 +34,10 @@ def _randomize(model, seed):
     """Non-zero values everywhere (fresh biases are zeros), positive BN variances."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        values = [rng.normal(0, 0.3, w.shape) + (1.5 if "variance" in v.path else 0)
-                  for w, v in zip(layer.get_weights(), layer.weights)]
+        values = [
+            rng.normal(0, 0.3, w.shape) + (1.5 if "variance" in v.path else 0)
+            for w, v in zip(layer.get_weights(), layer.weights)
+        ]
         layer.set_weights([np.asarray(v, np.float32) for v in values])
 
 
@@ -93,8 +94,9 @@ def recurrent():
 
 def _random_bn(layer, rng):
     c = layer.get_weights()[0].shape[0]
-    layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
-                       rng.uniform(0.5, 2, c)])
+    layer.set_weights(
+        [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c), rng.uniform(0.5, 2, c)]
+    )
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["sep_no_bias", "sep_bias"])
@@ -156,8 +158,15 @@ def test_seed_regression_weights_come_back_exactly(seed):
     assert output["kernel"].shape == (16, 1)
     assert output["bias"].onnx_value[0] == np.float32(0.7426254)
     entry = hidden["kernel"].to_dict()
-    assert list(entry) == ["layer", "name", "shape", "onnx_initializer", "transform",
-                           "max_abs_diff", "passed"]
+    assert list(entry) == [
+        "layer",
+        "name",
+        "shape",
+        "onnx_initializer",
+        "transform",
+        "max_abs_diff",
+        "passed",
+    ]
     assert entry["layer"] == "hidden" and entry["shape"] == [1, 16] and entry["passed"] is True
 
 
@@ -187,8 +196,9 @@ def test_batchnorm_folded_into_conv(convs):
     report = match_weights(model, onnx_model)
     kernel = _weights(report, "conv_nb")["kernel"]
     assert kernel.passed and kernel.max_abs_diff <= 1e-5 and "bn folded in" in kernel.transform
-    np.testing.assert_allclose(kernel.onnx_value, model.get_layer("conv_nb").get_weights()[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        kernel.onnx_value, model.get_layer("conv_nb").get_weights()[0], rtol=1e-5, atol=1e-6
+    )
     bn = _weights(report, "bn")
     assert set(bn) == {"gamma", "beta", "moving_mean", "moving_variance"}
     for w in bn.values():
@@ -230,8 +240,9 @@ def test_gru_simple_rnn_and_bidirectional_lstm(recurrent):
     assert _weights(report, "gru")["bias"].shape == (2, 6 * 3)
     assert _weights(report, "gru_rb")["bias"].shape == (9,)
     bidi = _weights(report, "bidi")
-    assert set(bidi) == {f"{d}/{n}" for d in ("forward", "backward")
-                         for n in ("kernel", "recurrent_kernel", "bias")}
+    assert set(bidi) == {
+        f"{d}/{n}" for d in ("forward", "backward") for n in ("kernel", "recurrent_kernel", "bias")
+    }
     assert bidi["forward/kernel"].onnx_initializer == bidi["backward/kernel"].onnx_initializer
     _assert_all_equal_keras(report, model)
 
@@ -310,8 +321,9 @@ def test_extract_weights_accepts_keras_onnx_and_paths(seed, tmp_path):
     from_file = extract_weights(path)
     assert [lw.layer for lw in from_file] == ["hidden", "output"]
     assert isinstance(from_file[0].weights[0], WeightMatch)
-    np.testing.assert_array_equal(from_file[0].weights[0].onnx_value,
-                                  model.get_layer("hidden").get_weights()[0])
+    np.testing.assert_array_equal(
+        from_file[0].weights[0].onnx_value, model.get_layer("hidden").get_weights()[0]
+    )
     assert [lw.layer for lw in extract_weights(MODELS / "seed_regression.keras")] == ["hidden", "output"]
 
 
@@ -348,12 +360,13 @@ def test_altered_folded_separable_kernel_fails(separable_bn):
 
 
 def test_adapted_normalization_variance_as_folded_reciprocal(normalization):
-    for (model, onnx_model), label in zip(normalization, ("1/max(sqrt(variance), eps)",
-                                                          "max(sqrt(variance), eps)")):
+    for (model, onnx_model), label in zip(
+        normalization, ("1/max(sqrt(variance), eps)", "max(sqrt(variance), eps)")
+    ):
         report = match_weights(model, onnx_model)
         assert report.passed and report.unattributed == ()
         norm = _weights(report, "norm")
-        mean, variance = model.get_layer("norm").get_weights()[:2]
+        _mean, variance = model.get_layer("norm").get_weights()[:2]
         assert not np.allclose(variance, 1)
         assert norm["mean"].transform.startswith("identity") and norm["mean"].max_abs_diff == 0.0
         assert norm["variance"].transform.startswith(label) and norm["variance"].max_abs_diff <= 1e-5

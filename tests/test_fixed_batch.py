@@ -53,7 +53,7 @@ def test_fixed_batch_of_two_rounds_samples_up_to_whole_batches(tmp_path):
 
 
 class _Echo:
-    input_names = ["x"]
+    input_names = ("x",)
 
     def __init__(self):
         self.calls = 0

@@ -49,12 +49,12 @@ def _lying_zip(path, source, member, declared):
     with zipfile.ZipFile(source) as archive:
         info = archive.getinfo(member)
     struct.pack_into("<I", data, info.header_offset + 22, declared)  # local header file size
-    central = data.rfind(b"PK\x01\x02" + data[info.header_offset + 4:info.header_offset + 8])
+    central = data.rfind(b"PK\x01\x02" + data[info.header_offset + 4 : info.header_offset + 8])
     start = 0
     while True:  # the central directory entry naming this member
         central = data.find(b"PK\x01\x02", start)
         name_len = struct.unpack_from("<H", data, central + 28)[0]
-        if data[central + 46:central + 46 + name_len].decode() == member:
+        if data[central + 46 : central + 46 + name_len].decode() == member:
             break
         start = central + 4
     struct.pack_into("<I", data, central + 24, declared)
@@ -85,23 +85,31 @@ def hostile(tmp_path_factory, models_dir, example_models):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 1])
     s = helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", 1, 1])
     big = helper.make_tensor("big_shape", TensorProto.INT64, [3], [1, 100000, 100000])
-    _onnx_file(d / "huge_tensor.onnx", [
-        helper.make_node("ConstantOfShape", ["big_shape"], ["c"]),
-        helper.make_node("Mul", ["x", "c"], ["m"]),
-        helper.make_node("ReduceMax", ["m"], ["s"], keepdims=1)], [x], [s], [big])
+    _onnx_file(
+        d / "huge_tensor.onnx",
+        [
+            helper.make_node("ConstantOfShape", ["big_shape"], ["c"]),
+            helper.make_node("Mul", ["x", "c"], ["m"]),
+            helper.make_node("ReduceMax", ["m"], ["s"], keepdims=1),
+        ],
+        [x],
+        [s],
+        [big],
+    )
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
-    short = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 4],
-                        raw_data=np.ones(8, np.float32).tobytes())  # helper.make_tensor refuses
-    _onnx_file(d / "short_weight.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [x], [y],
-               [short])
-    nan = helper.make_tensor("w", TensorProto.FLOAT, [4, 4],
-                             np.full(16, np.nan, np.float32).tobytes(), raw=True)
-    _onnx_file(d / "nan_weight.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [x], [y],
-               [nan])
+    short = TensorProto(
+        name="w", data_type=TensorProto.FLOAT, dims=[4, 4], raw_data=np.ones(8, np.float32).tobytes()
+    )  # helper.make_tensor refuses
+    _onnx_file(d / "short_weight.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [x], [y], [short])
+    nan = helper.make_tensor(
+        "w", TensorProto.FLOAT, [4, 4], np.full(16, np.nan, np.float32).tobytes(), raw=True
+    )
+    _onnx_file(d / "nan_weight.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])], [x], [y], [nan])
     with open(d / "huge.npy", "wb") as handle:  # a header declaring 8e12 values, and no data
-        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
-                                                      "shape": (2, 2000000, 2000000)})
+        np.lib.format.write_array_header_1_0(
+            handle, {"descr": "<f4", "fortran_order": False, "shape": (2, 2000000, 2000000)}
+        )
     with zipfile.ZipFile(d / "garbage.npz", "w") as archive:
         archive.writestr("x.npy", b"not an array")
     return d
@@ -113,16 +121,22 @@ HOSTILE = [
     (["check", "{d}/truncated.keras"], ["truncated.keras", "truncated"]),
     (["check", "{d}/truncated.h5"], ["truncated.h5", "truncated"]),
     (["check", "{d}/png.keras"], ["png.keras", "expected a .keras zip archive"]),
-    (["check", "{d}/huge_input.onnx", "--samples", "2"],
-     ["input 'x' of shape (2, 200000, 200000)", "a quarter of this machine's memory", "--samples"]),
-    (["check", "{d}/huge_tensor.onnx", "--samples", "2"],
-     ["shape (2, 100000, 100000)", "over the memory budget", "--max-memory"]),
+    (
+        ["check", "{d}/huge_input.onnx", "--samples", "2"],
+        ["input 'x' of shape (2, 200000, 200000)", "a quarter of this machine's memory", "--samples"],
+    ),
+    (
+        ["check", "{d}/huge_tensor.onnx", "--samples", "2"],
+        ["shape (2, 100000, 100000)", "over the memory budget", "--max-memory"],
+    ),
     (["check", "{d}/short_weight.onnx"], ["short_weight.onnx", "declare"]),
     (["check", "{d}/nan_weight.onnx"], ["nan_weight.onnx", "'w'", "NaN"]),
     (["check", "{m}", "--inputs", "{d}/huge.npy"], ["huge.npy", "over the memory budget"]),
     (["check", "{m}", "--inputs", "{d}/garbage.npz"], ["garbage.npz", "cannot read inputs"]),
-    (["check", "{m}", "--max-memory", "1KiB"], ["seed_regression.keras", "over the memory budget",
-                                                "1.0 KiB (set by --max-memory)"]),
+    (
+        ["check", "{m}", "--max-memory", "1KiB"],
+        ["seed_regression.keras", "over the memory budget", "1.0 KiB (set by --max-memory)"],
+    ),
     (["check", "{h5}", "--max-memory", "100"], ["seed_regression.h5", "datasets"]),
     (["check", "{m}", "--max-memory", "lots"], ["--max-memory 'lots'", "6GiB"]),
     (["check", "{m}", "--atol", "nan"], ["--atol nan", "finite number >= 0"]),
@@ -132,11 +146,16 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("args, needles", HOSTILE, ids=[" ".join(a[:2]) + str(i)
-                                                         for i, (a, _) in enumerate(HOSTILE)])
+@pytest.mark.parametrize(
+    "args, needles", HOSTILE, ids=[" ".join(a[:2]) + str(i) for i, (a, _) in enumerate(HOSTILE)]
+)
 def test_hostile_input_exits_2_with_one_message(hostile, models_dir, args, needles):
-    result = run(*[a.format(d=hostile, m=models_dir / "seed_regression.keras",
-                            h5=models_dir / "seed_regression.h5") for a in args])
+    result = run(
+        *[
+            a.format(d=hostile, m=models_dir / "seed_regression.keras", h5=models_dir / "seed_regression.h5")
+            for a in args
+        ]
+    )
     assert_clean_error(result, *needles)
 
 
@@ -163,8 +182,14 @@ def test_nan_and_inf_inputs_agree_position_by_position(models_dir, tmp_path):
     x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(-1, 1)
     x[2], x[5] = np.nan, np.inf
     np.save(tmp_path / "x.npy", x)
-    result = run("check", models_dir / "seed_regression.keras", "--inputs", tmp_path / "x.npy",
-                 "--json", tmp_path / "r.json")
+    result = run(
+        "check",
+        models_dir / "seed_regression.keras",
+        "--inputs",
+        tmp_path / "x.npy",
+        "--json",
+        tmp_path / "r.json",
+    )
     assert result.exit_code == 0, result.output
     assert "non-finite" in result.output
     import json

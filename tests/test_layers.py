@@ -14,8 +14,9 @@ from xverify.layers import map_layers, to_keras_layout
 
 
 def test_every_small_cnn_layer_maps_to_its_onnx_tensor(example_models):
-    rows = {r.name: r for r in map_layers(example_models.keras("small_cnn"),
-                                          example_models.onnx("small_cnn"))}
+    rows = {
+        r.name: r for r in map_layers(example_models.keras("small_cnn"), example_models.onnx("small_cnn"))
+    }
     assert [n for n, r in rows.items() if r.tensor is None] == ["dropout"]  # removed at inference
     assert rows["conv1"].layout == rows["pool1"].layout == "channels-first"
     assert rows["flatten"].layout == "as-is"
@@ -46,8 +47,9 @@ def test_layout_reconciliation():
     np.testing.assert_array_equal(to_keras_layout(seq, "time-major", (2, 4, 3)), seq.swapaxes(0, 1))
     # a 1-D pool run as a 2-D pool: (N, C, 1, W) against Keras (N, W, C)
     pooled = np.arange(2 * 3 * 1 * 5).reshape(2, 3, 1, 5)
-    np.testing.assert_array_equal(to_keras_layout(pooled, "channels-first", (2, 5, 3)),
-                                  pooled[:, :, 0, :].transpose(0, 2, 1))
+    np.testing.assert_array_equal(
+        to_keras_layout(pooled, "channels-first", (2, 5, 3)), pooled[:, :, 0, :].transpose(0, 2, 1)
+    )
 
 
 def _inject(model, fault):
@@ -70,20 +72,22 @@ def _inject(model, fault):
 # (fault, layer that holds it). small_cnn: conv1 bn1 relu1 pool1 conv2 pool2 flatten dropout classes;
 # the scope tokens xvl<i> pick the node of layer i.
 FAULTS = [
-    (("kernel", "xvl4"), "conv2"),      # one kernel element changed
-    (("bias", "xvl8"), "classes"),      # one bias element changed
-    (("relu", "xvl2"), "relu1"),        # a Relu replaced by Identity
-    (("pads", "xvl0"), "conv1"),        # pads shifted: same shape, shifted content
-    (("perm", "xvl0"), "conv1"),        # the input Transpose's perm changed (H and W swapped)
-    (("softmax", "xvl8"), "classes"),   # Softmax over the batch axis instead of the classes
+    (("kernel", "xvl4"), "conv2"),  # one kernel element changed
+    (("bias", "xvl8"), "classes"),  # one bias element changed
+    (("relu", "xvl2"), "relu1"),  # a Relu replaced by Identity
+    (("pads", "xvl0"), "conv1"),  # pads shifted: same shape, shifted content
+    (("perm", "xvl0"), "conv1"),  # the input Transpose's perm changed (H and W swapped)
+    (("softmax", "xvl8"), "classes"),  # Softmax over the batch axis instead of the classes
 ]
 
 
 @pytest.mark.parametrize("fault, layer", FAULTS, ids=[f[0][0] for f in FAULTS])
 def test_injected_fault_is_localized(example_models, models_dir, tmp_path, fault, layer):
     faulty = faults.save(_inject(example_models.onnx("small_cnn"), fault), tmp_path / "faulty.onnx")
-    result = CliRunner().invoke(app, ["check", str(models_dir / "small_cnn.keras"), "--onnx",
-                                      faulty, "--json", str(tmp_path / "r.json")])
+    result = CliRunner().invoke(
+        app,
+        ["check", str(models_dir / "small_cnn.keras"), "--onnx", faulty, "--json", str(tmp_path / "r.json")],
+    )
     assert result.exit_code == 1, result.output
     data = json.loads((tmp_path / "r.json").read_text())
     failed_weights = {w["layer"] for w in data["weights"] if not w["passed"]}
@@ -95,14 +99,14 @@ def test_injected_fault_is_localized(example_models, models_dir, tmp_path, fault
 
 
 def test_terminal_shows_divergent_layer_and_neighbours(example_models, models_dir, tmp_path):
-    faulty = faults.save(_inject(example_models.onnx("small_cnn"), ("relu", "xvl2")),
-                         tmp_path / "f.onnx")
+    faulty = faults.save(_inject(example_models.onnx("small_cnn"), ("relu", "xvl2")), tmp_path / "f.onnx")
     result = CliRunner().invoke(app, ["check", str(models_dir / "small_cnn.keras"), "--onnx", faulty])
     lines = result.output.splitlines()
-    assert any(line.startswith("│ bn1") for line in lines)         # the neighbour before
-    assert not any(line.startswith("│ conv1 ") for line in lines)   # not a neighbour
-    verbose = CliRunner().invoke(app, ["check", str(models_dir / "small_cnn.keras"), "--onnx",
-                                       faulty, "--verbose"])
+    assert any(line.startswith("│ bn1") for line in lines)  # the neighbour before
+    assert not any(line.startswith("│ conv1 ") for line in lines)  # not a neighbour
+    verbose = CliRunner().invoke(
+        app, ["check", str(models_dir / "small_cnn.keras"), "--onnx", faulty, "--verbose"]
+    )
     assert any(line.startswith("│ conv1 ") for line in verbose.output.splitlines())
 
 
@@ -120,8 +124,9 @@ def test_separable_conv_fused_with_batchnorm_is_looked_through():
     h = keras.layers.BatchNormalization(name="bn")(h)
     model = keras.Model(inputs, keras.layers.Activation("relu", name="act")(h))
     rng = np.random.default_rng(0)
-    model.get_layer("bn").set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.2, 8),
-                                       rng.normal(0, 0.2, 8), rng.uniform(0.5, 2, 8)])
+    model.get_layer("bn").set_weights(
+        [rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.2, 8), rng.normal(0, 0.2, 8), rng.uniform(0.5, 2, 8)]
+    )
     onnx_model = xverify.convert(model)
     rows = {r.name: r.tensor for r in map_layers(model, onnx_model)}
     assert rows["sep"] is None and rows["bn"] is not None

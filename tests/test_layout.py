@@ -74,8 +74,12 @@ def test_a_swap_of_two_equal_axes_is_still_found_at_its_layer():
     graph = converted.graph
     position, producer = next((i, n) for i, n in enumerate(graph.node) if tensor in n.output)
     producer.output[list(producer.output).index(tensor)] = tensor + "_before"
-    graph.node.insert(position + 1, helper.make_node("Transpose", [tensor + "_before"], [tensor],
-                                                     name=producer.name + "_swap", perm=[0, 2, 1]))
+    graph.node.insert(
+        position + 1,
+        helper.make_node(
+            "Transpose", [tensor + "_before"], [tensor], name=producer.name + "_swap", perm=[0, 2, 1]
+        ),
+    )
     report = xverify.check(model, onnx=converted, samples=2)
     assert not report.passed
     assert report.first_divergence["layer"] == "dense"

@@ -21,13 +21,19 @@ def test_keras_and_h5_load_the_same_weights(models_dir):
     assert a[0][0, 1] == np.float32(0.48899287)
 
 
-@pytest.mark.parametrize("name, content, match", [
-    ("missing.keras", None, "no such file"),
-    ("empty.keras", b"", "empty"),
-    ("random.keras", bytes(np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8)),
-     "expected a .keras zip archive"),
-    ("text.h5", b"this is not a model\n", "expected an HDF5 file"),
-])
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("missing.keras", None, "no such file"),
+        ("empty.keras", b"", "empty"),
+        (
+            "random.keras",
+            bytes(np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8)),
+            "expected a .keras zip archive",
+        ),
+        ("text.h5", b"this is not a model\n", "expected an HDF5 file"),
+    ],
+)
 def test_bad_model_files(tmp_path, name, content, match):
     path = tmp_path / name
     if content is not None:

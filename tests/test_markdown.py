@@ -18,15 +18,24 @@ def run(*args, env=None):
     return runner.invoke(app, [str(a) for a in args], env=env)
 
 
-def test_failing_check_shows_verdict_failing_rows_and_first_divergence(models_dir, example_models,
-                                                                        tmp_path):
-    faulty = faults.save(faults.alter_initializer(example_models.onnx("small_cnn"), "MatMul", 1,
-                                                  "xvl8", delta=0.5), tmp_path / "faulty.onnx")
+def test_failing_check_shows_verdict_failing_rows_and_first_divergence(models_dir, example_models, tmp_path):
+    faulty = faults.save(
+        faults.alter_initializer(example_models.onnx("small_cnn"), "MatMul", 1, "xvl8", delta=0.5),
+        tmp_path / "faulty.onnx",
+    )
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
-    result = run("check", models_dir / "small_cnn.keras", "--onnx", faulty, "--markdown",
-                 tmp_path / "r.md", "--json", tmp_path / "r.json",
-                 env={"GITHUB_STEP_SUMMARY": str(summary)})
+    result = run(
+        "check",
+        models_dir / "small_cnn.keras",
+        "--onnx",
+        faulty,
+        "--markdown",
+        tmp_path / "r.md",
+        "--json",
+        tmp_path / "r.json",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
     assert result.exit_code == 1, result.output
     text = (tmp_path / "r.md").read_text()
     data = json.loads((tmp_path / "r.json").read_text())
@@ -45,8 +54,13 @@ def test_failing_check_shows_verdict_failing_rows_and_first_divergence(models_di
 
 
 def test_passing_check_is_a_short_pass(models_dir, tmp_path):
-    result = run("check", models_dir / "seed_regression.keras", "--markdown", tmp_path / "r.md",
-                 env={"GITHUB_STEP_SUMMARY": ""})
+    result = run(
+        "check",
+        models_dir / "seed_regression.keras",
+        "--markdown",
+        tmp_path / "r.md",
+        env={"GITHUB_STEP_SUMMARY": ""},
+    )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "r.md").read_text()
     assert text.startswith("## xverify check: ✅ PASS")
@@ -56,16 +70,28 @@ def test_passing_check_is_a_short_pass(models_dir, tmp_path):
 
 def test_summary_file_given_as_markdown_too_is_written_once(models_dir, tmp_path):
     summary = tmp_path / "summary.md"
-    result = run("check", models_dir / "seed_regression.keras", "--no-layers", "--markdown",
-                 summary, env={"GITHUB_STEP_SUMMARY": str(summary)})
+    result = run(
+        "check",
+        models_dir / "seed_regression.keras",
+        "--no-layers",
+        "--markdown",
+        summary,
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
     assert result.exit_code == 0, result.output
     assert summary.read_text().count("## xverify check") == 1
 
 
 def test_unwritable_markdown_path_is_exit_2(models_dir, tmp_path):
     target = tmp_path / "missing" / "r.md"
-    result = run("check", models_dir / "seed_regression.keras", "--no-layers", "--markdown",
-                 target, env={"GITHUB_STEP_SUMMARY": ""})
+    result = run(
+        "check",
+        models_dir / "seed_regression.keras",
+        "--no-layers",
+        "--markdown",
+        target,
+        env={"GITHUB_STEP_SUMMARY": ""},
+    )
     assert result.exit_code == 2, result.output
     assert "r.md" in result.output and "Traceback" not in result.output
 

@@ -25,31 +25,50 @@ def _const(value, name):
 
 
 def _model(nodes, inits, width=64):
-    graph = helper.make_graph(nodes, "fusable",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, width])],
-                              inits)
+    graph = helper.make_graph(
+        nodes,
+        "fusable",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, width])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def gelu_model():
     """y = x * (1 + erf(x / sqrt 2)) / 2, which ONNX Runtime fuses into one Gelu node."""
-    nodes = [helper.make_node("Div", ["x", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
-             helper.make_node("Add", ["e", "one"], ["e1"]), helper.make_node("Mul", ["x", "e1"], ["m"]),
-             helper.make_node("Mul", ["m", "half"], ["y"])]
+    nodes = [
+        helper.make_node("Div", ["x", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["e1"]),
+        helper.make_node("Mul", ["x", "e1"], ["m"]),
+        helper.make_node("Mul", ["m", "half"], ["y"]),
+    ]
     return _model(nodes, [_const(np.sqrt(2), "sqrt2"), _const(1, "one"), _const(0.5, "half")])
 
 
 def layer_norm_model(seed=0):
     rng = np.random.default_rng(seed)
-    nodes = [helper.make_node("ReduceMean", ["x"], ["mu"], axes=[-1]),
-             helper.make_node("Sub", ["x", "mu"], ["xc"]), helper.make_node("Pow", ["xc", "two"], ["sq"]),
-             helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
-             helper.make_node("Add", ["var", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
-             helper.make_node("Div", ["xc", "sd"], ["n"]), helper.make_node("Mul", ["n", "g"], ["ng"]),
-             helper.make_node("Add", ["ng", "b"], ["y"])]
-    return _model(nodes, [_const(2, "two"), _const(1e-3, "eps"),
-                          _const(rng.standard_normal(64), "g"), _const(rng.standard_normal(64), "b")])
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mu"], axes=[-1]),
+        helper.make_node("Sub", ["x", "mu"], ["xc"]),
+        helper.make_node("Pow", ["xc", "two"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
+        helper.make_node("Add", ["var", "eps"], ["ve"]),
+        helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Div", ["xc", "sd"], ["n"]),
+        helper.make_node("Mul", ["n", "g"], ["ng"]),
+        helper.make_node("Add", ["ng", "b"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [
+            _const(2, "two"),
+            _const(1e-3, "eps"),
+            _const(rng.standard_normal(64), "g"),
+            _const(rng.standard_normal(64), "b"),
+        ],
+    )
 
 
 def _inputs(seed=0):
@@ -63,8 +82,7 @@ def _ort(model, optimization, disabled=()):
 def _check(model, directory, **tolerance):
     path = directory / "model.onnx"
     onnx.save(model, str(path))
-    return xverify.check(path, inputs=_inputs(), runtimes="numpy,onnxruntime", oracle=False,
-                         **tolerance)
+    return xverify.check(path, inputs=_inputs(), runtimes="numpy,onnxruntime", oracle=False, **tolerance)
 
 
 def test_gelu_fusion_is_named_and_disabling_it_alone_restores_agreement(tmp_path):
@@ -120,9 +138,16 @@ def test_smallest_past_the_exhaustive_limit_is_one_minimal():
 
 
 def test_sentences_name_the_transformers_or_say_why_not():
-    base = {"onnxruntime": "1.2.3", "outputs": ["y"], "first_level": "extended",
-            "applied": ["GeluFusionL2", "X"], "culprits": ["GeluFusionL2"], "restored": True,
-            "search": "exhaustive", "sessions": 5}
+    base = {
+        "onnxruntime": "1.2.3",
+        "outputs": ["y"],
+        "first_level": "extended",
+        "applied": ["GeluFusionL2", "X"],
+        "culprits": ["GeluFusionL2"],
+        "restored": True,
+        "search": "exhaustive",
+        "sessions": 5,
+    }
     assert "disabling GeluFusionL2 restores agreement on y" in sentence(base)
     assert "1.2.3" in sentence(base) and "level extended" in sentence(base)
     lost = dict(base, culprits=[], restored=False)

@@ -14,8 +14,10 @@ def test_a_faithful_conversion_passes_and_returns_the_report(example_models):
 
 
 def test_an_altered_weight_fails_naming_the_first_divergent_layer(example_models, tmp_path):
-    faulty = faults.save(faults.alter_initializer(example_models.onnx("small_cnn"), "MatMul", 1,
-                                                  "xvl8", delta=0.5), tmp_path / "faulty.onnx")
+    faulty = faults.save(
+        faults.alter_initializer(example_models.onnx("small_cnn"), "MatMul", 1, "xvl8", delta=0.5),
+        tmp_path / "faulty.onnx",
+    )
     with pytest.raises(AssertionError) as caught:
         assert_equivalent(example_models.keras("small_cnn"), onnx=faulty, samples=4)
     message = str(caught.value)
@@ -29,10 +31,19 @@ def test_an_altered_weight_fails_naming_the_first_divergent_layer(example_models
 
 
 def test_options_reach_the_check(example_models):
-    report = assert_equivalent(example_models.keras("small_cnn"), samples=2, atol=0.5, rtol=0.0,
-                               layers=False, runtimes="numpy,onnxruntime")
+    report = assert_equivalent(
+        example_models.keras("small_cnn"),
+        samples=2,
+        atol=0.5,
+        rtol=0.0,
+        layers=False,
+        runtimes="numpy,onnxruntime",
+    )
     assert report.tolerance == {"atol": 0.5, "rtol": 0.0} and report.inputs["samples"] == 2
-    assert report.layers == () and {d.a for d in report.comparisons} <= {"numpy", "onnxruntime",
-                                                                         "onnxruntime-opt"}
+    assert report.layers == () and {d.a for d in report.comparisons} <= {
+        "numpy",
+        "onnxruntime",
+        "onnxruntime-opt",
+    }
     with pytest.raises(Exception, match="samples"):
         assert_equivalent(example_models.keras("small_cnn"), samples=0)

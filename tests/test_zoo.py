@@ -27,8 +27,11 @@ def rows():
 
 @pytest.mark.slow
 def test_no_internal_error_and_no_false_alarm(rows):
-    bad = [(r["seed"], r["verdict"], r.get("message") or r.get("failures")) for r in rows
-           if r["verdict"] not in ("pass", "refused")]
+    bad = [
+        (r["seed"], r["verdict"], r.get("message") or r.get("failures"))
+        for r in rows
+        if r["verdict"] not in ("pass", "refused")
+    ]
     assert not bad, bad
     assert len(rows) >= 100
 

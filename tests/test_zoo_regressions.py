@@ -23,8 +23,14 @@ def _check(model, onnx=None):
 
 def _nested_group_norm_model():
     x = keras.Input((5, 5, 4), name="x")
-    block = keras.Sequential([keras.Input((5, 5, 4)), layers.Conv2D(4, 3, padding="same", name="c"),
-                              layers.GroupNormalization(2, name="gn")], name="block")
+    block = keras.Sequential(
+        [
+            keras.Input((5, 5, 4)),
+            layers.Conv2D(4, 3, padding="same", name="c"),
+            layers.GroupNormalization(2, name="gn"),
+        ],
+        name="block",
+    )
     h = layers.UnitNormalization(name="un")(block(x))
     model = keras.Model(x, layers.Dense(3, name="out")(layers.Flatten(name="flat")(h)))
     randomize(model)
@@ -108,8 +114,7 @@ def test_batchnorm_on_an_input_is_not_folded_into_the_layer_listed_before_it():
 def test_unit_normalization_whose_mul_took_the_next_batchnorm_scale():
     x = keras.Input((3, 3, 2), name="x")
     h = layers.UnitNormalization(name="un")(layers.BatchNormalization(name="bn0")(x))
-    block = keras.Sequential([keras.Input((3, 3, 2)), layers.BatchNormalization(name="bn1")],
-                             name="block")
+    block = keras.Sequential([keras.Input((3, 3, 2)), layers.BatchNormalization(name="bn1")], name="block")
     y = layers.Dense(3, name="out")(layers.GlobalMaxPooling2D(name="gmp")(block(h)))
     model = randomize(keras.Model(x, y))
     block.layers[0].set_weights([np.full(2, v, np.float32) for v in (1.3, 0.2, -0.1, 0.8)])
@@ -128,8 +133,9 @@ def test_grouped_convolutions_convert_and_pass():
     t = layers.Conv1D(4, 3, groups=4, name="g2")(s)
     model = randomize(keras.Model([x, s], [h, t]))
     converted = xverify.convert(model)
-    groups = sorted(a.i for n in converted.graph.node if n.op_type == "Conv"
-                    for a in n.attribute if a.name == "group")
+    groups = sorted(
+        a.i for n in converted.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"
+    )
     assert groups == [2, 4, 6]
     report = _check(model, converted)
     assert report.passed, report.failures()
@@ -144,8 +150,9 @@ def test_unconverted_ops_named_once_with_their_count():
     from xverify.convert_functions import unconverted_message
 
     model_layers = [layers.Conv2D(1, 1, name=f"c{i}") for i in range(5)]
-    nodes = [helper.make_node("StatefulPartitionedCall", ["a"], ["b"], name=f"m/xvl{i}/call")
-             for i in range(5)]
+    nodes = [
+        helper.make_node("StatefulPartitionedCall", ["a"], ["b"], name=f"m/xvl{i}/call") for i in range(5)
+    ]
     message = unconverted_message(nodes, model_layers, "", layer_index_of)
     assert message.count("'StatefulPartitionedCall'") == 1, message
     assert "5 nodes" in message and "and 2 more" in message and "'c0' (Conv2D)" in message

@@ -9,7 +9,7 @@ Example::
 
 # Submodules named like public functions are imported first, so that importing them later cannot
 # replace the function on the package with the module (they import their heavy libraries lazily).
-import xverify.convert as _convert_module  # noqa: I001
+import xverify.convert as _convert_module
 import xverify.explain as _explain_module
 import xverify.extract as _extract_module
 from xverify import runtimes

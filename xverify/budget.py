@@ -9,6 +9,7 @@ the container's) memory; ``--max-memory`` / ``max_memory=`` changes it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -18,9 +19,22 @@ from dataclasses import dataclass
 
 from xverify.errors import ResourceLimitError, UsageError
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
-          "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20, "gib": 2**30,
-          "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -60,11 +74,11 @@ class Budget:
     chosen: bool = True  # False for the default (a quarter of the memory)
 
     @classmethod
-    def default(cls) -> "Budget":
+    def default(cls) -> Budget:
         return cls(physical_memory() // 4, chosen=False)
 
     @classmethod
-    def parse(cls, value) -> "Budget":
+    def parse(cls, value) -> Budget:
         """A budget from bytes (int) or text such as ``"6GiB"``, ``"500MB"``, ``"2e9"``; None: default."""
         if value is None:
             return cls.default()
@@ -75,8 +89,9 @@ class Budget:
         else:
             match = _SIZE.match(str(value))
             if not match or match.group(2).lower() not in _UNITS:
-                raise UsageError(f"--max-memory {value!r}: expected a size such as 6GiB, 500MB or "
-                                 "8e9 (bytes).")
+                raise UsageError(
+                    f"--max-memory {value!r}: expected a size such as 6GiB, 500MB or 8e9 (bytes)."
+                )
             number, unit = float(match.group(1)), match.group(2).lower()
         nbytes = number * _UNITS[unit]
         if not math.isfinite(nbytes) or nbytes < 1:
@@ -89,7 +104,8 @@ class Budget:
             origin = "set by --max-memory" if self.chosen else "a quarter of this machine's memory"
             raise ResourceLimitError(
                 f"{what} would need {human(nbytes)}, over the memory budget of {human(self.nbytes)} "
-                f"({origin}). {remedy}")
+                f"({origin}). {remedy}"
+            )
 
 
 def tensor_bytes(shape, itemsize: int) -> float:
@@ -110,8 +126,10 @@ def require_graph(onnx_model, batch: int, budget: Budget) -> None:
     largest, largest_bytes = None, 0.0
     for name, info in value_infos(onnx_model).items():
         tensor = info.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (batch if i == 0 else None)
-                for i, d in enumerate(tensor.shape.dim)]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else (batch if i == 0 else None)
+            for i, d in enumerate(tensor.shape.dim)
+        ]
         if not tensor.HasField("shape") or None in dims:
             continue
         try:
@@ -122,9 +140,12 @@ def require_graph(onnx_model, batch: int, budget: Budget) -> None:
         if nbytes > largest_bytes:
             largest, largest_bytes = (name, tuple(dims)), nbytes
     if largest is not None:
-        budget.require(largest_bytes, f"tensor {largest[0]!r} of shape {largest[1]} (batch {batch})",
-                       "Pass fewer --samples (the batch), raise --max-memory if the machine has "
-                       "the memory, or check the model's declared dimensions.")
+        budget.require(
+            largest_bytes,
+            f"tensor {largest[0]!r} of shape {largest[1]} (batch {batch})",
+            "Pass fewer --samples (the batch), raise --max-memory if the machine has "
+            "the memory, or check the model's declared dimensions.",
+        )
 
 
 def release_freed_memory() -> None:
@@ -133,7 +154,5 @@ def release_freed_memory() -> None:
     trimmed and would add to the next step's peak. A no-op on other C libraries."""
     if not sys.platform.startswith("linux"):
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

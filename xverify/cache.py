@@ -8,6 +8,7 @@ never trusted. The directory is ``$XVERIFY_CACHE_DIR`` or the user's cache direc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -29,16 +30,12 @@ def cache_key(model_sha256: str, opset: int) -> str:
     import importlib.metadata as md
 
     import xverify
-
     from xverify.convert import CONVERSION_REVISION
 
-    parts = [model_sha256, f"opset{opset}", f"xverify{xverify.__version__}",
-             f"revision{CONVERSION_REVISION}"]
+    parts = [model_sha256, f"opset{opset}", f"xverify{xverify.__version__}", f"revision{CONVERSION_REVISION}"]
     for dist in ("tf2onnx", "tensorflow-cpu", "tensorflow", "keras"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             parts.append(f"{dist}{md.version(dist)}")
-        except md.PackageNotFoundError:
-            pass
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 

@@ -47,15 +47,31 @@ def parse_runtimes(runtimes) -> tuple[str, ...]:
     names = [n for n in names if n]
     unknown = [n for n in names if n not in RUNTIME_NAMES]
     if unknown or not names:
-        raise UsageError(f"--runtimes {','.join(names) or '(empty)'}: unknown runtime(s) "
-                         f"{unknown or ''}; expected a comma-separated subset of {','.join(RUNTIME_NAMES)}.")
+        raise UsageError(
+            f"--runtimes {','.join(names) or '(empty)'}: unknown runtime(s) "
+            f"{unknown or ''}; expected a comma-separated subset of {','.join(RUNTIME_NAMES)}."
+        )
     return tuple(dict.fromkeys(names))
 
 
-def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol: float | None = None,
-          rtol: float | None = None, runtimes=RUNTIME_NAMES, layers: bool = True, *,
-          opset: int | None = None, oracle: bool = True, ort_optimized: bool = True,
-          cache: bool = True, unsafe: bool = False, max_memory=None) -> CheckReport:
+def check(
+    model,
+    onnx=None,
+    inputs=None,
+    samples: int = 16,
+    seed: int = 0,
+    atol: float | None = None,
+    rtol: float | None = None,
+    runtimes=RUNTIME_NAMES,
+    layers: bool = True,
+    *,
+    opset: int | None = None,
+    oracle: bool = True,
+    ort_optimized: bool = True,
+    cache: bool = True,
+    unsafe: bool = False,
+    max_memory=None,
+) -> CheckReport:
     """Check that the ONNX export of a model computes what the model computes.
 
     Args:
@@ -84,8 +100,7 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     budget = Budget.parse(max_memory)
     with timer.stage("load"):
         keras_model, source = _load_model(model, unsafe, budget)
-    onnx_model, onnx_path, notes = _onnx_model(keras_model, source, onnx, opset, cache, timer,
-                                               budget)
+    onnx_model, onnx_path, notes = _onnx_model(keras_model, source, onnx, opset, cache, timer, budget)
     names = _usable_runtimes(names, keras_model, oracle, notes)
     specs = input_specs(onnx_model)
     with timer.stage("inputs"):
@@ -103,11 +118,19 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
     outputs = {}
     for name, runner in runners.items():
         with timer.stage(f"run_{name}"):
-            outputs[name] = _named_outputs(runner.run(_feeds_for(name, feeds, runner)), onnx_model,
-                                           name)
-    extra, oracle_rows, referee = _extra_runs(names, onnx_model, feeds, outputs,
-                                              oracle and "numpy" in names, ort_optimized,
-                                              atol, rtol, timer, batch)
+            outputs[name] = _named_outputs(runner.run(_feeds_for(name, feeds, runner)), onnx_model, name)
+    extra, oracle_rows, referee = _extra_runs(
+        names,
+        onnx_model,
+        feeds,
+        outputs,
+        oracle and "numpy" in names,
+        ort_optimized,
+        atol,
+        rtol,
+        timer,
+        batch,
+    )
     ort_blame = _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch)
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
@@ -119,20 +142,36 @@ def check(model, onnx=None, inputs=None, samples: int = 16, seed: int = 0, atol:
 
             _fresh_onnxruntime(runners, onnx_model, batch)
             layer_rows, first, suspects, layer_notes = compare_layers(
-                keras_model, onnx_model, feeds, runners, atol=atol, rtol=rtol, oracle=referee)
+                keras_model, onnx_model, feeds, runners, atol=atol, rtol=rtol, oracle=referee
+            )
             notes.extend(layer_notes)
     return CheckReport(
-        model={"path": source.path if source else None,
-               "format": source.format if source else "keras-object", "onnx_path": onnx_path,
-               "opset": _opset(onnx_model), "sha256": source.sha256 if source else None},
-        inputs={"source": input_source, "seed": seed if input_source == "synthetic" else None,
-                "samples": int(next(iter(feeds.values())).shape[0]) if feeds else 0,
-                "tensors": [s.to_dict() for s in specs]},
+        model={
+            "path": source.path if source else None,
+            "format": source.format if source else "keras-object",
+            "onnx_path": onnx_path,
+            "opset": _opset(onnx_model),
+            "sha256": source.sha256 if source else None,
+        },
+        inputs={
+            "source": input_source,
+            "seed": seed if input_source == "synthetic" else None,
+            "samples": int(next(iter(feeds.values())).shape[0]) if feeds else 0,
+            "tensors": [s.to_dict() for s in specs],
+        },
         tolerance={"atol": atol, "rtol": rtol},
-        comparisons=tuple(comparisons), weights=weights, unattributed=unattributed,
-        layers=tuple(layer_rows), first_divergence=first, suspects=tuple(suspects),
-        oracle=tuple(oracle_rows), versions=versions(), timings=timer.timings, notes=tuple(notes),
-        ort_optimizations=ort_blame)
+        comparisons=tuple(comparisons),
+        weights=weights,
+        unattributed=unattributed,
+        layers=tuple(layer_rows),
+        first_divergence=first,
+        suspects=tuple(suspects),
+        oracle=tuple(oracle_rows),
+        versions=versions(),
+        timings=timer.timings,
+        notes=tuple(notes),
+        ort_optimizations=ort_blame,
+    )
 
 
 def _tolerance(value, default: float, name: str) -> float:
@@ -159,9 +198,11 @@ def _non_finite_inputs(feeds) -> list[str]:
             found.append(f"{name!r} {nan} NaN and {inf} infinite value(s)")
     if not found:
         return []
-    return [f"the inputs hold non-finite values ({'; '.join(found)}): outputs are compared "
-            "position by position, where NaN on both sides at the same place agrees, NaN on one "
-            "side only is a mismatch, and equal infinities agree"]
+    return [
+        f"the inputs hold non-finite values ({'; '.join(found)}): outputs are compared "
+        "position by position, where NaN on both sides at the same place agrees, NaN on one "
+        "side only is a mismatch, and equal infinities agree"
+    ]
 
 
 def _validate(runtimes, inputs, samples) -> tuple[str, ...]:
@@ -197,8 +238,11 @@ def _weights(keras_model, onnx_model, notes, timer):
 
         report = match_weights(keras_model, onnx_model)
     # the report keeps the figures, not each weight's two arrays (a second copy of the model)
-    weights = tuple(dataclasses.replace(w, keras_value=None, onnx_value=None)
-                    for layer in report.layers for w in layer.weights)
+    weights = tuple(
+        dataclasses.replace(w, keras_value=None, onnx_value=None)
+        for layer in report.layers
+        for w in layer.weights
+    )
     return weights, tuple(report.unattributed)
 
 
@@ -236,8 +280,9 @@ def _converted(keras_model, source, opset, cache, timer, notes):
     from xverify.convert import convert, convert_saved_model
 
     saved = source is not None and source.format == "savedmodel"
-    converter = ((lambda: convert_saved_model(source.path, opset)) if saved
-                 else (lambda: convert(keras_model, opset)))
+    converter = (
+        (lambda: convert_saved_model(source.path, opset)) if saved else (lambda: convert(keras_model, opset))
+    )
     with timer.stage("convert"):
         if cache and source is not None:
             from xverify.cache import cached_convert
@@ -266,8 +311,10 @@ def _batched(runner, batch):
 def _batch_note(batch, samples) -> str | None:
     if batch is None or samples == batch:
         return None
-    return (f"the model's inputs fix their first dimension to {batch}: the {samples} samples ran "
-            f"as {samples // batch} batches of {batch} in every runtime")
+    return (
+        f"the model's inputs fix their first dimension to {batch}: the {samples} samples ran "
+        f"as {samples // batch} batches of {batch} in every runtime"
+    )
 
 
 def _fresh_onnxruntime(runners, onnx_model, batch) -> None:
@@ -285,10 +332,12 @@ def _fresh_onnxruntime(runners, onnx_model, batch) -> None:
 def _build_runtimes(names, onnx_model, keras_model, timer, batch=None):
     from xverify.runtimes import NumpyRuntime, OnnxRuntime, SavedModelRuntime, TensorflowRuntime
 
-    tensorflow = (SavedModelRuntime if _is_saved_model(keras_model) else TensorflowRuntime)
-    factories = {"numpy": lambda: NumpyRuntime(onnx_model, "float32"),
-                 "onnxruntime": lambda: OnnxRuntime(onnx_model, "disabled"),
-                 "tensorflow": lambda: tensorflow(keras_model)}
+    tensorflow = SavedModelRuntime if _is_saved_model(keras_model) else TensorflowRuntime
+    factories = {
+        "numpy": lambda: NumpyRuntime(onnx_model, "float32"),
+        "onnxruntime": lambda: OnnxRuntime(onnx_model, "disabled"),
+        "tensorflow": lambda: tensorflow(keras_model),
+    }
     runners = {}
     for name in names:
         with timer.stage(f"init_{name}"):
@@ -306,8 +355,10 @@ def _feeds_for(name, feeds, runner):
     if name != "tensorflow" or set(runner.input_names) == set(feeds):
         return feeds
     if len(runner.input_names) != len(feeds):
-        raise InputDataError(f"the ONNX model has inputs {list(feeds)} but the Keras model has "
-                             f"{runner.input_names}: they do not correspond.")
+        raise InputDataError(
+            f"the ONNX model has inputs {list(feeds)} but the Keras model has "
+            f"{runner.input_names}: they do not correspond."
+        )
     return dict(zip(runner.input_names, feeds.values()))
 
 
@@ -316,10 +367,12 @@ def _named_outputs(result, onnx_model, runtime):
     onnx_names = [o.name for o in onnx_model.graph.output]
     if all(n in result for n in onnx_names):
         return {n: result[n] for n in onnx_names}
-    values = list(result.values())[:len(onnx_names)]
+    values = list(result.values())[: len(onnx_names)]
     if len(values) != len(onnx_names):
-        raise InputDataError(f"{runtime} returned {len(result)} output(s) but the ONNX model has "
-                             f"{len(onnx_names)} ({onnx_names}).")
+        raise InputDataError(
+            f"{runtime} returned {len(result)} output(s) but the ONNX model has "
+            f"{len(onnx_names)} ({onnx_names})."
+        )
     return dict(zip(onnx_names, values))
 
 
@@ -332,13 +385,15 @@ def _compare_outputs(outputs, atol, rtol):
     diffs = []
     for a, b in _pairs(list(outputs)):
         for name in outputs[b]:
-            diffs.append(compare(outputs[a][name], outputs[b][name], atol=atol, rtol=rtol,
-                                     a_name=a, b_name=b, output=name))
+            diffs.append(
+                compare(
+                    outputs[a][name], outputs[b][name], atol=atol, rtol=rtol, a_name=a, b_name=b, output=name
+                )
+            )
     return diffs
 
 
-def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, rtol, timer,
-                batch=None):
+def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, rtol, timer, batch=None):
     """ONNX Runtime optimized vs not (a comparison) and every runtime's distance from the oracle.
 
     The optimized session is dropped before the float64 oracle (twice the weights) is built, so
@@ -350,13 +405,21 @@ def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, 
     if ort_optimized and "onnxruntime" in names:
         with timer.stage("run_onnxruntime-opt"):
             optimized = _batched(OnnxRuntime(onnx_model, "all"), batch)
-            runs["onnxruntime-opt"] = _named_outputs(optimized.run(feeds), onnx_model,
-                                                     "onnxruntime-opt")
+            runs["onnxruntime-opt"] = _named_outputs(optimized.run(feeds), onnx_model, "onnxruntime-opt")
             optimized = None
             release_freed_memory()
         for name, value in runs["onnxruntime-opt"].items():
-            extra.append(compare(value, outputs["onnxruntime"][name], atol=atol, rtol=rtol,
-                                 a_name="onnxruntime-opt", b_name="onnxruntime", output=name))
+            extra.append(
+                compare(
+                    value,
+                    outputs["onnxruntime"][name],
+                    atol=atol,
+                    rtol=rtol,
+                    a_name="onnxruntime-opt",
+                    b_name="onnxruntime",
+                    output=name,
+                )
+            )
     referee = None
     if oracle:
         with timer.stage("init_oracle"):
@@ -366,10 +429,17 @@ def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, 
             exact = _named_outputs(referee.run(feeds), onnx_model, "oracle")
         for runtime, outs in runs.items():
             for name, value in outs.items():
-                d = compare(value, exact[name], atol=atol, rtol=rtol, a_name=runtime,
-                            b_name="oracle", output=name)
-                rows.append({"runtime": runtime, "output": name, "max_abs_diff": d.max_abs_diff,
-                             "mean_abs_diff": d.mean_abs_diff})
+                d = compare(
+                    value, exact[name], atol=atol, rtol=rtol, a_name=runtime, b_name="oracle", output=name
+                )
+                rows.append(
+                    {
+                        "runtime": runtime,
+                        "output": name,
+                        "max_abs_diff": d.max_abs_diff,
+                        "mean_abs_diff": d.mean_abs_diff,
+                    }
+                )
     return extra, rows, referee
 
 
@@ -381,8 +451,9 @@ def _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch):
     from xverify.ort_bisect import blame
 
     with timer.stage("ort_bisect"):
-        return blame(onnx_model, feeds, outputs["onnxruntime"], bad, atol=atol, rtol=rtol,
-                     batch=batch).to_dict()
+        return blame(
+            onnx_model, feeds, outputs["onnxruntime"], bad, atol=atol, rtol=rtol, batch=batch
+        ).to_dict()
 
 
 def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
@@ -397,12 +468,16 @@ def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
         if d or "tensorflow" in (d.a, d.b) or a is None or b is None:
             continue
         if np.isclose(a, b, rtol=1e-3, atol=0.0):  # as printed: no side to take
-            notes.append(f"{d.a} and {d.b} disagree on {d.output!r}: both are {a:.3g} from the "
-                         "float64 oracle, which therefore takes neither side")
+            notes.append(
+                f"{d.a} and {d.b} disagree on {d.output!r}: both are {a:.3g} from the "
+                "float64 oracle, which therefore takes neither side"
+            )
             continue
         far, near = (d.a, d.b) if a > b else (d.b, d.a)
-        notes.append(f"{d.a} and {d.b} disagree on {d.output!r}: {far} is farther from the float64 "
-                     f"oracle ({max(a, b):.3g} against {min(a, b):.3g} for {near})")
+        notes.append(
+            f"{d.a} and {d.b} disagree on {d.output!r}: {far} is farther from the float64 "
+            f"oracle ({max(a, b):.3g} against {min(a, b):.3g} for {near})"
+        )
     return notes
 
 
@@ -416,11 +491,15 @@ def versions() -> dict:
 
     import xverify
 
-    out = {"xverify": xverify.__version__, "python": platform.python_version(),
-           "numpy": np.__version__}
-    for dist, key in (("onnx", "onnx"), ("onnxruntime", "onnxruntime"),
-                      ("tensorflow-cpu", "tensorflow"), ("tensorflow", "tensorflow"),
-                      ("tf2onnx", "tf2onnx"), ("keras", "keras")):
+    out = {"xverify": xverify.__version__, "python": platform.python_version(), "numpy": np.__version__}
+    for dist, key in (
+        ("onnx", "onnx"),
+        ("onnxruntime", "onnxruntime"),
+        ("tensorflow-cpu", "tensorflow"),
+        ("tensorflow", "tensorflow"),
+        ("tf2onnx", "tf2onnx"),
+        ("keras", "keras"),
+    ):
         if out.get(key):
             continue
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any TensorFlow import: keep output clean
 
@@ -16,17 +16,29 @@ from rich.console import Console
 
 from xverify.errors import XverifyError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="Prove an exported ONNX model computes what the Keras model computes.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Prove an exported ONNX model computes what the Keras model computes.",
+)
 out = Console()
 err = Console(stderr=True)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
-MaxMemory = Annotated[Optional[str], typer.Option(
-    "--max-memory", help="Memory budget, e.g. 6GiB (default: a quarter of RAM). Files, input batches "
-    "and tensors declaring more are refused before anything is allocated.", show_default=False)]
-ModelArg = Annotated[Path, typer.Argument(help="A .keras/.h5 model, a SavedModel directory or an .onnx file.",
-                                          show_default=False)]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Memory budget, e.g. 6GiB (default: a quarter of RAM). Files, input batches "
+        "and tensors declaring more are refused before anything is allocated.",
+        show_default=False,
+    ),
+]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(help="A .keras/.h5 model, a SavedModel directory or an .onnx file.", show_default=False),
+]
 
 
 def _version(value: bool) -> None:
@@ -39,8 +51,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print xverify's version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print xverify's version and exit."),
+    ] = False,
 ) -> None:
     """Prove an exported ONNX model computes what the Keras model computes."""
 
@@ -73,10 +87,13 @@ def _run(debug: bool, fn, tensorflow: bool = True):
             raise
         from rich.markup import escape
 
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-                  "This is a bug in xverify or a library it uses, not a verdict on the model; "
-                  "rerun with --debug for the traceback and report it.", highlight=False,
-                  soft_wrap=True)
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+            "This is a bug in xverify or a library it uses, not a verdict on the model; "
+            "rerun with --debug for the traceback and report it.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
 
 
@@ -112,23 +129,47 @@ def _quiet_libraries() -> None:
 @app.command()
 def check(
     model: ModelArg,
-    onnx: Annotated[Optional[Path], typer.Option(help="Check this ONNX file instead of converting MODEL.")] = None,
-    inputs: Annotated[Optional[Path], typer.Option(help="Inputs: .npz (by input name), .npy (one input) or .csv (a row per sample).")] = None,
+    onnx: Annotated[
+        Path | None, typer.Option(help="Check this ONNX file instead of converting MODEL.")
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(help="Inputs: .npz (by input name), .npy (one input) or .csv (a row per sample)."),
+    ] = None,
     samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
-    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
-    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance (default 1e-3).")] = None,
-    runtimes: Annotated[str, typer.Option(help="Comma-separated runtimes to compare.")] = "numpy,onnxruntime,tensorflow",
-    layers: Annotated[bool, typer.Option("--layers/--no-layers", help="Compare every layer and name the first divergence.")] = True,
-    oracle: Annotated[bool, typer.Option("--oracle/--no-oracle", help="Also run the float64 NumPy oracle.")] = True,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse the cached conversion of an unchanged model.")] = True,
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset for the conversion (13-18, default 17).")] = None,
-    json: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON report here.")] = None,
-    junit: Annotated[Optional[Path], typer.Option(help="Write a JUnit XML report here.")] = None,
-    html: Annotated[Optional[Path], typer.Option(help="Write an HTML report here.")] = None,
-    markdown: Annotated[Optional[Path], typer.Option(help="Write a Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set).")] = None,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    runtimes: Annotated[
+        str, typer.Option(help="Comma-separated runtimes to compare.")
+    ] = "numpy,onnxruntime,tensorflow",
+    layers: Annotated[
+        bool, typer.Option("--layers/--no-layers", help="Compare every layer and name the first divergence.")
+    ] = True,
+    oracle: Annotated[
+        bool, typer.Option("--oracle/--no-oracle", help="Also run the float64 NumPy oracle.")
+    ] = True,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Reuse the cached conversion of an unchanged model.")
+    ] = True,
+    opset: Annotated[
+        int | None, typer.Option(help="ONNX opset for the conversion (13-18, default 17).")
+    ] = None,
+    json: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option(help="Write a Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every weight and layer.")] = False,
-    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file (Lambda layers). Only for files you trust.")] = False,
+    unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe",
+            help="Let Keras run code stored in the model file (Lambda layers). Only for files you trust.",
+        ),
+    ] = False,
     max_memory: MaxMemory = None,
     debug: Debug = False,
 ) -> None:
@@ -139,10 +180,22 @@ def check(
         from xverify.report.text import render
 
         _refuse_overwrite([json, junit, html, markdown], [model, onnx, inputs])
-        report = xverify.check(model, onnx=onnx, inputs=inputs, samples=samples, seed=seed,
-                               atol=atol, rtol=rtol, runtimes=runtimes, layers=layers,
-                               oracle=oracle, cache=cache, opset=opset, unsafe=unsafe,
-                               max_memory=max_memory)
+        report = xverify.check(
+            model,
+            onnx=onnx,
+            inputs=inputs,
+            samples=samples,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            runtimes=runtimes,
+            layers=layers,
+            oracle=oracle,
+            cache=cache,
+            opset=opset,
+            unsafe=unsafe,
+            max_memory=max_memory,
+        )
         render(report, out, verbose=verbose)
         _write_reports(report, json, junit, html)
         _write_markdown(report, markdown)
@@ -190,8 +243,10 @@ def _write_markdown(report, path) -> None:
 def convert(
     model: ModelArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the ONNX model.")],
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset, 13 to 18 (default 17).")] = None,
-    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset, 13 to 18 (default 17).")] = None,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")
+    ] = False,
     max_memory: MaxMemory = None,
     debug: Debug = False,
 ) -> None:
@@ -209,8 +264,9 @@ def convert(
         onnx_model = convert_keras(load_keras(model, unsafe=unsafe, budget=budget), opset_used)
         save_onnx(onnx_model, output, inputs=[model])
         ops = sorted({n.op_type for n in onnx_model.graph.node})
-        out.print(f"wrote {output} (opset {opset_used}, {len(onnx_model.graph.node)} "
-                  f"nodes: {', '.join(ops)})")
+        out.print(
+            f"wrote {output} (opset {opset_used}, {len(onnx_model.graph.node)} nodes: {', '.join(ops)})"
+        )
 
     _run(debug, body)
 
@@ -218,9 +274,13 @@ def convert(
 @app.command()
 def weights(
     model: ModelArg,
-    npz: Annotated[Optional[Path], typer.Option(help="Save every weight (Keras layout) to this .npz.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print more values of each weight.")] = False,
-    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
+    npz: Annotated[Path | None, typer.Option(help="Save every weight (Keras layout) to this .npz.")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print more values of each weight.")
+    ] = False,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Show each layer's weights and biases as read back from the ONNX initializers."""
@@ -242,12 +302,32 @@ def weights(
 @app.command()
 def explain(
     model: ModelArg,
-    input: Annotated[str, typer.Option("--input", help="The input values of one sample, comma-separated (e.g. 10 or 0.5,1,2).")],
-    csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the step-by-step table as CSV.")] = None,
-    xlsx: Annotated[Optional[Path], typer.Option("--xlsx", help="Write a workbook of live formulas (x, weights, z, activations): change a cell and it recomputes.")] = None,
-    mine: Annotated[Optional[str], typer.Option("--mine", help="The result you computed by hand: find which common mistake gives it.")] = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", help="Spell out this output element (a flat index, or comma-separated per axis, e.g. 3,4,2) of every Conv, pooling, normalization, Embedding and recurrent layer.")] = None,
-    unsafe: Annotated[bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")] = False,
+    input: Annotated[
+        str,
+        typer.Option("--input", help="The input values of one sample, comma-separated (e.g. 10 or 0.5,1,2)."),
+    ],
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the step-by-step table as CSV.")] = None,
+    xlsx: Annotated[
+        Path | None,
+        typer.Option(
+            "--xlsx",
+            help="Write a workbook of live formulas (x, weights, z, activations): change a cell and it recomputes.",
+        ),
+    ] = None,
+    mine: Annotated[
+        str | None,
+        typer.Option("--mine", help="The result you computed by hand: find which common mistake gives it."),
+    ] = None,
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            "--unit",
+            help="Spell out this output element (a flat index, or comma-separated per axis, e.g. 3,4,2) of every Conv, pooling, normalization, Embedding and recurrent layer.",
+        ),
+    ] = None,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Show the arithmetic of one input step by step: x*w + b = z, activation(z) = a, per unit."""
@@ -269,8 +349,7 @@ def explain(
             raise InputDataError(f"{model}: {exc}") from exc
         out.print(explanation.text(), highlight=False, markup=False, soft_wrap=True)
         if mine is not None:
-            out.print("\n" + explanation.diagnose(mine).text(), highlight=False, markup=False,
-                      soft_wrap=True)
+            out.print("\n" + explanation.diagnose(mine).text(), highlight=False, markup=False, soft_wrap=True)
         if csv:
             explanation.to_csv(csv)
             out.print(f"wrote {csv}")
@@ -290,8 +369,10 @@ def _unit_index(text):
     try:
         return [int(v) for v in text.replace(",", " ").split()] or None
     except ValueError as exc:
-        raise InputDataError(f"--unit {text!r}: expected a whole number (a flat index) or one per "
-                             "axis separated by commas, e.g. --unit 3,4,2.") from exc
+        raise InputDataError(
+            f"--unit {text!r}: expected a whole number (a flat index) or one per "
+            "axis separated by commas, e.g. --unit 3,4,2."
+        ) from exc
 
 
 @app.command()
@@ -311,8 +392,10 @@ def ops(debug: Debug = False) -> None:
             name = f"{spec.domain}.{spec.name}" if spec.domain else spec.name
             table.add_row(name, spec.versions, ", ".join(spec.attributes) or "-", spec.notes)
         out.print(table)
-        out.print(f"{len({(s.domain, s.name) for s in specs})} ops, {len(specs)} kernels; "
-                  "opsets: the model's opset of the op's domain each kernel runs at")
+        out.print(
+            f"{len({(s.domain, s.name) for s in specs})} ops, {len(specs)} kernels; "
+            "opsets: the model's opset of the op's domain each kernel runs at"
+        )
 
     _run(debug, body, tensorflow=False)
 

@@ -76,8 +76,16 @@ def _same_non_finite(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 _BLOCK = 1 << 18  # elements compared at a time: the float64 temporaries stay in cache
 
 
-def compare(a: np.ndarray, b: np.ndarray, *, atol: float, rtol: float, a_name: str = "a",
-            b_name: str = "b", output: str = "") -> TensorDiff:
+def compare(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    atol: float,
+    rtol: float,
+    a_name: str = "a",
+    b_name: str = "b",
+    output: str = "",
+) -> TensorDiff:
     """Compare ``a`` against the reference ``b``.
 
     Args:
@@ -91,26 +99,56 @@ def compare(a: np.ndarray, b: np.ndarray, *, atol: float, rtol: float, a_name: s
     name = dict(a=a_name, b=b_name, output=output, atol=float(atol), rtol=float(rtol))
     if a.shape != b.shape:
         inf = float("inf")
-        return TensorDiff(shape=tuple(b.shape), max_abs_diff=inf, max_rel_diff=inf, mean_abs_diff=inf,
-                          mismatch_fraction=1.0, min_atol=inf, min_rtol=inf, passed=False,
-                          note=f"shape {tuple(a.shape)} != {tuple(b.shape)}", **name)
+        return TensorDiff(
+            shape=tuple(b.shape),
+            max_abs_diff=inf,
+            max_rel_diff=inf,
+            mean_abs_diff=inf,
+            mismatch_fraction=1.0,
+            min_atol=inf,
+            min_rtol=inf,
+            passed=False,
+            note=f"shape {tuple(a.shape)} != {tuple(b.shape)}",
+            **name,
+        )
     if a.size == 0:
-        return TensorDiff(shape=a.shape, max_abs_diff=0.0, max_rel_diff=0.0, mean_abs_diff=0.0,
-                          mismatch_fraction=0.0, min_atol=0.0, min_rtol=0.0, passed=True, **name)
+        return TensorDiff(
+            shape=a.shape,
+            max_abs_diff=0.0,
+            max_rel_diff=0.0,
+            mean_abs_diff=0.0,
+            mismatch_fraction=0.0,
+            min_atol=0.0,
+            min_rtol=0.0,
+            passed=True,
+            **name,
+        )
     stats = _Stats()
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for block_a, block_b in _blocks(a, b):
-            _compare_block(block_a.astype(np.float64).reshape(-1),
-                           block_b.astype(np.float64).reshape(-1), atol, rtol, stats)
+            _compare_block(
+                block_a.astype(np.float64).reshape(-1),
+                block_b.astype(np.float64).reshape(-1),
+                atol,
+                rtol,
+                stats,
+            )
     min_atol = stats.min_atol
-    return TensorDiff(shape=a.shape, max_abs_diff=stats.max_abs, max_rel_diff=stats.max_rel,
-                      mean_abs_diff=stats.sum_abs / a.size, mismatch_fraction=stats.fails / a.size,
-                      min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),
-                      min_rtol=stats.min_rtol, passed=stats.fails == 0,
-                      note=_nan_note(stats), **name)
+    return TensorDiff(
+        shape=a.shape,
+        max_abs_diff=stats.max_abs,
+        max_rel_diff=stats.max_rel,
+        mean_abs_diff=stats.sum_abs / a.size,
+        mismatch_fraction=stats.fails / a.size,
+        min_atol=max(min_atol, 0.0) if np.isfinite(min_atol) else float("inf"),
+        min_rtol=stats.min_rtol,
+        passed=stats.fails == 0,
+        note=_nan_note(stats),
+        **name,
+    )
 
 
-def _nan_note(stats: "_Stats") -> str:
+def _nan_note(stats: _Stats) -> str:
     parts = []
     if stats.nans:
         parts.append(f"{stats.nans} NaN element(s) on one side only")
@@ -127,7 +165,7 @@ def _blocks(a: np.ndarray, b: np.ndarray):
         return
     rows = max(1, _BLOCK * a.shape[0] // a.size)
     for start in range(0, a.shape[0], rows):
-        part_a, part_b = a[start:start + rows], b[start:start + rows]
+        part_a, part_b = a[start : start + rows], b[start : start + rows]
         if rows == 1 and part_a.size > _BLOCK and a.ndim > 1:
             yield from _blocks(part_a[0], part_b[0])
         else:
@@ -177,6 +215,12 @@ def _compare_block(x: np.ndarray, y: np.ndarray, atol: float, rtol: float, stats
     ok = within_tolerance(x, y, atol, rtol)
     need = np.where(diff > atol, (diff - atol) / absy, 0.0)
     rel = np.nan_to_num(diff / (absy + _EPS), nan=np.inf)  # inf/inf: an infinite difference
-    stats.add(diff, float(rel.max()), float(np.max(diff - rtol * absy)),
-              float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max()), np.count_nonzero(~ok),
-              lone_nan.sum(), nan_pair.sum())
+    stats.add(
+        diff,
+        float(rel.max()),
+        float(np.max(diff - rtol * absy)),
+        float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max()),
+        np.count_nonzero(~ok),
+        lone_nan.sum(),
+        nan_pair.sum(),
+    )

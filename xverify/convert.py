@@ -41,12 +41,13 @@ def keras_io(model):
         inputs = list(model.inputs)
         outputs = list(model.outputs)
     except (AttributeError, ValueError) as exc:
-        raise ConversionError(f"the Keras model {model.name!r} has no defined inputs ({exc}); "
-                              "build it with keras.Input(...) or call it once before saving.") from exc
+        raise ConversionError(
+            f"the Keras model {model.name!r} has no defined inputs ({exc}); "
+            "build it with keras.Input(...) or call it once before saving."
+        ) from exc
     names = getattr(model, "output_names", None) or [t.name for t in outputs]
     in_specs = [(_tf_name(t.name), (None, *tuple(t.shape)[1:]), str(t.dtype)) for t in inputs]
-    out_specs = [(_tf_name(n), (None, *tuple(t.shape)[1:]), str(t.dtype))
-                 for n, t in zip(names, outputs)]
+    out_specs = [(_tf_name(n), (None, *tuple(t.shape)[1:]), str(t.dtype)) for n, t in zip(names, outputs)]
     return in_specs, out_specs
 
 
@@ -123,14 +124,15 @@ def _register_erfc():
     from tf2onnx.handler import tf_op
 
     @tf_op("Erfc")
-    class _Erfc:  # noqa: F841  (registered by the decorator)
+    class _Erfc:
         @classmethod
         def version_9(cls, ctx, node, **kwargs):
             node.type = "Erf"
             dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
             one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
-            sub = ctx.insert_new_node_on_output("Sub", node.output[0],
-                                                name=utils.make_name(f"{node.name}_erfc"))
+            sub = ctx.insert_new_node_on_output(
+                "Sub", node.output[0], name=utils.make_name(f"{node.name}_erfc")
+            )
             ctx.replace_inputs(sub, [one.output[0], node.output[0]])
             ctx.copy_shape(node.output[0], sub.output[0])
 
@@ -142,8 +144,10 @@ def check_opset(opset: int | None) -> int:
     if opset is None:
         return DEFAULT_OPSET
     if not MIN_OPSET <= int(opset) <= MAX_OPSET:
-        raise UsageError(f"--opset {opset}: expected an opset from {MIN_OPSET} to {MAX_OPSET} "
-                         f"(tf2onnx 1.17 accepts up to {MAX_OPSET}; default {DEFAULT_OPSET}).")
+        raise UsageError(
+            f"--opset {opset}: expected an opset from {MIN_OPSET} to {MAX_OPSET} "
+            f"(tf2onnx 1.17 accepts up to {MAX_OPSET}; default {DEFAULT_OPSET})."
+        )
     return int(opset)
 
 
@@ -167,8 +171,7 @@ def convert(model, opset: int | None = None):
     _register_erfc()
     release_freed_memory()  # loading the model read its weights file whole: give that memory back
     in_specs, out_specs = keras_io(model)
-    signature = [tf.TensorSpec(shape, tf.as_dtype(dtype), name=name)
-                 for name, shape, dtype in in_specs]
+    signature = [tf.TensorSpec(shape, tf.as_dtype(dtype), name=name) for name, shape, dtype in in_specs]
     out_names = [name for name, _, _ in out_specs]
     layers = flat_layers(model)
 
@@ -187,8 +190,10 @@ def convert(model, opset: int | None = None):
         try:
             onnx_model = _from_function(function, opset)
         except Exception as exc:
-            raise ConversionError(f"tf2onnx could not convert the model ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+            raise ConversionError(
+                f"tf2onnx could not convert the model ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})."
+            ) from exc
     _fail_on_unconverted(onnx_model, layers, log.getvalue())
     _fail_on_dangling_inputs(onnx_model, layers, [name for name, _, _ in in_specs])
     _restore_layer_scopes(onnx_model)
@@ -210,16 +215,23 @@ def _from_function(function, opset: int):
 
     concrete = function.get_concrete_function()
     captured = {t.ref() for t in concrete.graph.internal_captures}
-    input_names = [t.name for t in concrete.inputs
-                   if t.ref() not in captured and t.dtype != tf.dtypes.resource]
+    input_names = [
+        t.name for t in concrete.inputs if t.ref() not in captured and t.dtype != tf.dtypes.resource
+    ]
     output_names = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
     renames = tfconvert.tensor_names_from_structed(concrete, input_names, output_names)
     with tf.device("/cpu:0"):
         graph_def, values = freeze(concrete, input_names, output_names)
         return convert_graph_def(  # what from_function runs after freezing, lighter on memory
-            graph_def, name=concrete.name, continue_on_error=True, opset=opset,
-            input_names=input_names, output_names=output_names, tensors_to_rename=renames,
-            const_node_values=values)
+            graph_def,
+            name=concrete.name,
+            continue_on_error=True,
+            opset=opset,
+            input_names=input_names,
+            output_names=output_names,
+            tensors_to_rename=renames,
+            const_node_values=values,
+        )
 
 
 @contextlib.contextmanager
@@ -271,9 +283,9 @@ def _restore_layer_scopes(onnx_model) -> None:
         for name in node.input:
             match = _TOKEN.search(name) if name in inits else None
             if match:
-                scopes.setdefault(int(match.group(1)), name[:match.end()])
+                scopes.setdefault(int(match.group(1)), name[: match.end()])
                 if is_weight(inits[name]):
-                    weights.setdefault(int(match.group(1)), name[:match.end()])
+                    weights.setdefault(int(match.group(1)), name[: match.end()])
         if len(scopes) > 1:
             scopes = {max(weights): weights[max(weights)]} if weights else {}
         if len(scopes) == 1:
@@ -287,8 +299,12 @@ def is_float(tensor) -> bool:
     """A floating-point ONNX tensor (initializer)."""
     from onnx import TensorProto
 
-    return tensor.data_type in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16,
-                                TensorProto.BFLOAT16)
+    return tensor.data_type in (
+        TensorProto.FLOAT,
+        TensorProto.DOUBLE,
+        TensorProto.FLOAT16,
+        TensorProto.BFLOAT16,
+    )
 
 
 def is_weight(init) -> bool:
@@ -303,9 +319,11 @@ def _fail_on_unconverted(onnx_model, layers, log_text: str):
     bad = []
     for node in onnx_model.graph.node:
         domain = node.domain or ""
-        if domain not in ("", "ai.onnx", "ai.onnx.ml") or not onnx.defs.has(node.op_type, domain):
-            bad.append(node)
-        elif onnx.defs.get_schema(node.op_type, domains.get(domain, 1), domain).deprecated:
+        if (
+            domain not in ("", "ai.onnx", "ai.onnx.ml")
+            or not onnx.defs.has(node.op_type, domain)
+            or onnx.defs.get_schema(node.op_type, domains.get(domain, 1), domain).deprecated
+        ):
             bad.append(node)
     if not bad:
         return
@@ -327,20 +345,26 @@ def _fail_on_dangling_inputs(onnx_model, layers, expected):
         consumer = next((n.name for n in graph.node if name in n.input), "")
         index = layer_index_of(name)
         index = layer_index_of(consumer) if index is None else index
-        where = (f"a value of Keras layer {layers[index].name!r} ({type(layers[index]).__name__})"
-                 if index is not None and index < len(layers) else
-                 f"consumed by node {consumer!r}" if consumer else "consumed by no node")
+        where = (
+            f"a value of Keras layer {layers[index].name!r} ({type(layers[index]).__name__})"
+            if index is not None and index < len(layers)
+            else f"consumed by node {consumer!r}"
+            if consumer
+            else "consumed by no node"
+        )
         details.append(f"{name!r} ({where})")
     raise ConversionError(
         f"the ONNX model has input(s) the Keras model does not have: {'; '.join(details)}. "
         f"Expected only {list(expected)}. tf2onnx exported a captured value as an input instead "
         "of freezing it into a constant, so the ONNX model is not self-contained; report it as an "
-        "xverify bug with the layer named.")
+        "xverify bug with the layer named."
+    )
 
 
 def _set_metadata(onnx_model, layers):
-    table = [{"index": i, "name": layer.name, "class": type(layer).__name__}
-             for i, layer in enumerate(layers)]
+    table = [
+        {"index": i, "name": layer.name, "class": type(layer).__name__} for i, layer in enumerate(layers)
+    ]
     entry = onnx_model.metadata_props.add()
     entry.key, entry.value = LAYERS_METADATA_KEY, json.dumps(table)
     onnx_model.producer_name = "xverify (tf2onnx)"
@@ -367,9 +391,14 @@ def save_onnx(onnx_model, path, *, inputs=(), limit: int = PROTOBUF_LIMIT) -> No
     if any(os.path.realpath(p) in targets for p in inputs if p):
         raise UsageError(f"{path}: refusing to overwrite an input file; choose another output path.")
     if external:
-        onnx.save_model(onnx_model, str(path), save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=os.path.basename(data),
-                        size_threshold=1024)
+        onnx.save_model(
+            onnx_model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=os.path.basename(data),
+            size_threshold=1024,
+        )
     else:
         onnx.save(onnx_model, str(path))
 
@@ -381,7 +410,6 @@ def convert_saved_model(path, opset: int | None = None):
     signature is frozen and converted; ONNX inputs and outputs take the signature's names.
     """
     import tensorflow as tf
-    from tf2onnx import convert as tfconvert
     from tf2onnx import tf_loader
 
     opset = check_opset(opset)
@@ -389,15 +417,28 @@ def convert_saved_model(path, opset: int | None = None):
     with _quiet_tf2onnx() as log:
         try:
             graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
-                str(path), None, None, tag=None, signatures=["serving_default"],
-                return_initialized_tables=True, return_tensors_to_rename=True)
+                str(path),
+                None,
+                None,
+                tag=None,
+                signatures=["serving_default"],
+                return_initialized_tables=True,
+                return_tensors_to_rename=True,
+            )
             with tf.device("/cpu:0"):
                 onnx_model = convert_graph_def(  # the tf2onnx CLI's own route, lighter on memory
-                    graph_def, name=str(path), opset=opset, input_names=inputs,
-                    output_names=outputs, tensors_to_rename=renames, initialized_tables=tables)
+                    graph_def,
+                    name=str(path),
+                    opset=opset,
+                    input_names=inputs,
+                    output_names=outputs,
+                    tensors_to_rename=renames,
+                    initialized_tables=tables,
+                )
         except Exception as exc:
-            raise ConversionError(f"{path}: tf2onnx could not convert the SavedModel "
-                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
-                                  ) from exc
+            raise ConversionError(
+                f"{path}: tf2onnx could not convert the SavedModel "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+            ) from exc
     _fail_on_unconverted(onnx_model, [], log.getvalue())
     return onnx_model

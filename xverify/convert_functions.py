@@ -20,25 +20,40 @@ def unconverted_message(bad_nodes, layers, log_text: str, layer_index_of) -> str
     by_op: dict[str, list[str]] = {}
     for node in bad_nodes:
         index = layer_index_of(node.name)
-        where = (f"{layers[index].name!r} ({type(layers[index]).__name__})"
-                 if index is not None and index < len(layers) else f"node {node.name!r}")
+        where = (
+            f"{layers[index].name!r} ({type(layers[index]).__name__})"
+            if index is not None and index < len(layers)
+            else f"node {node.name!r}"
+        )
         by_op.setdefault(node.op_type, []).append(where)
     parts = []
     for op, wheres in by_op.items():
         unique = list(dict.fromkeys(wheres))
         more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
         count = len(wheres)
-        parts.append(f"TensorFlow op {op!r} ({count} node{'s' if count > 1 else ''}) in Keras "
-                     f"layer{'s' if len(unique) > 1 else ''} {', '.join(unique[:3])}{more}")
+        parts.append(
+            f"TensorFlow op {op!r} ({count} node{'s' if count > 1 else ''}) in Keras "
+            f"layer{'s' if len(unique) > 1 else ''} {', '.join(unique[:3])}{more}"
+        )
     advice = "Replace the layer with a supported equivalent, or convert with a newer tf2onnx."
     if any(op in FUNCTION_CALLS for op in by_op):
-        advice = ("tf2onnx left a TensorFlow function call un-inlined (Keras traces a Conv2D with "
-                  "groups > 1 through one); use DepthwiseConv2D for depthwise convolutions, or "
-                  "groups=1, and convert again.")
-    reason = next((line.strip() for line in log_text.splitlines()
-                   if "not supported" in line.lower() and not any(op in line for op in FUNCTION_CALLS)), "")
-    return ("tf2onnx left TensorFlow ops unconverted, so no runtime can run the ONNX model: "
-            f"{'; '.join(parts)}. {reason + ' ' if reason else ''}{advice}")
+        advice = (
+            "tf2onnx left a TensorFlow function call un-inlined (Keras traces a Conv2D with "
+            "groups > 1 through one); use DepthwiseConv2D for depthwise convolutions, or "
+            "groups=1, and convert again."
+        )
+    reason = next(
+        (
+            line.strip()
+            for line in log_text.splitlines()
+            if "not supported" in line.lower() and not any(op in line for op in FUNCTION_CALLS)
+        ),
+        "",
+    )
+    return (
+        "tf2onnx left TensorFlow ops unconverted, so no runtime can run the ONNX model: "
+        f"{'; '.join(parts)}. {reason + ' ' if reason else ''}{advice}"
+    )
 
 
 def plain_grouped_convolutions():
@@ -60,9 +75,14 @@ def plain_grouped_convolutions():
         last = nn.backend.standardize_data_format(data_format) == "channels_last"
         if not last or inputs.shape[-1] == kernel.shape[-2]:
             return original(inputs, kernel, strides, padding, data_format, dilation_rate)
-        return tf.nn.convolution(inputs, kernel, strides, padding.upper(),
-                                 data_format=nn._convert_data_format(data_format, rank),
-                                 dilations=dilation_rate)
+        return tf.nn.convolution(
+            inputs,
+            kernel,
+            strides,
+            padding.upper(),
+            data_format=nn._convert_data_format(data_format, rank),
+            dilations=dilation_rate,
+        )
 
     @contextlib.contextmanager
     def patched():

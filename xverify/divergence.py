@@ -62,14 +62,20 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracl
             names = [r.name for r in chunk]
             values["tensorflow"] = _tap(runners["tensorflow"], feeds, names, notes, fetch=names)
         shapes = {k: np.shape(v) for k, v in values.get("tensorflow", {}).items()}
-        onnx_side = {"numpy": lambda: numpy_values,
-                     "onnxruntime": lambda: _tap(runners["onnxruntime"], feeds, every_tensor, notes,
-                                                 fetch=[r.tensor for r in chunk])}
+        onnx_side = {
+            "numpy": lambda: numpy_values,
+            "onnxruntime": lambda: _tap(
+                runners["onnxruntime"], feeds, every_tensor, notes, fetch=[r.tensor for r in chunk]
+            ),
+        }
         for name in runners:
             if name in onnx_side:
                 got = onnx_side[name]()
-                values[name] = {r.name: readings(got[r.tensor], r.layout, shapes.get(r.name))
-                                for r in chunk if got.get(r.tensor) is not None}
+                values[name] = {
+                    r.name: readings(got[r.tensor], r.layout, shapes.get(r.name))
+                    for r in chunk
+                    if got.get(r.tensor) is not None
+                }
         for row in chunk:
             results[row.name] = _layer_diff(row, values, atol, rtol, notes)
 
@@ -84,8 +90,14 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracl
     first = first_divergence(rows, {d.name: d for d in ordered})
     if first is not None and oracle is not None:
         _referee(first, next(r for r in rows if r.name == first["layer"]), feeds, runners, oracle)
-    suspects = sorted(({"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
-                       for d in ordered if not d.passed and d.growth > 0), key=lambda s: -s["growth"])
+    suspects = sorted(
+        (
+            {"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
+            for d in ordered
+            if not d.passed and d.growth > 0
+        ),
+        key=lambda s: -s["growth"],
+    )
     return tuple(ordered), first, tuple(suspects[:5]), notes
 
 
@@ -96,8 +108,10 @@ def _tap(runner, feeds, names, notes: list, **kwargs):
     try:
         return runner.run(feeds, taps=names, **kwargs)
     except Exception as exc:
-        note = (f"{runner.name}: layer outputs could not be tapped ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); layers compared without it")
+        note = (
+            f"{runner.name}: layer outputs could not be tapped ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); layers compared without it"
+        )
         if note not in notes:
             notes.append(note)
         return {}
@@ -149,23 +163,36 @@ def _layer_diff(row, values, atol, rtol, notes: list) -> LayerDiff:
     diffs = {}
     names = [n for n in ("tensorflow", "onnxruntime", "numpy") if n in values]
     for i, b in enumerate(names):
-        for a in names[i + 1:]:
+        for a in names[i + 1 :]:
             va, vb = values[a].get(row.name), values[b].get(row.name)
             if va is None or vb is None:
                 continue
             options = va if b == "tensorflow" else va[:1]
             reference = vb if b == "tensorflow" else vb[0]
-            found = [compare(v, reference, atol=layer_atol(reference, atol, rtol), rtol=rtol,
-                             a_name=a, b_name=b, output=row.name) for v in options]
+            found = [
+                compare(
+                    v,
+                    reference,
+                    atol=layer_atol(reference, atol, rtol),
+                    rtol=rtol,
+                    a_name=a,
+                    b_name=b,
+                    output=row.name,
+                )
+                for v in options
+            ]
             diffs[f"{a}|{b}"] = min(found, key=lambda d: (not d, d.max_abs_diff))
             if len(options) > 1:
-                note = (f"layer {row.name!r}: the graph does not decide how ONNX tensor "
-                        f"{row.tensor!r} reads as the Keras output ({len(options)} readings fit its "
-                        "shape); each was compared and the closest kept")
+                note = (
+                    f"layer {row.name!r}: the graph does not decide how ONNX tensor "
+                    f"{row.tensor!r} reads as the Keras output ({len(options)} readings fit its "
+                    "shape); each was compared and the closest kept"
+                )
                 if note not in notes:
                     notes.append(note)
-    return LayerDiff(row.name, row.layer_class, row.tensor, row.nodes, diffs,
-                     all(diffs.values()) if diffs else True)
+    return LayerDiff(
+        row.name, row.layer_class, row.tensor, row.nodes, diffs, all(diffs.values()) if diffs else True
+    )
 
 
 def _error(diff: LayerDiff | None) -> float:
@@ -192,8 +219,9 @@ def _growth(rows, results) -> dict[str, float]:
 
 
 def _with_growth(diff: LayerDiff, growth: float) -> LayerDiff:
-    return LayerDiff(diff.name, diff.layer_class, diff.onnx_tensor, diff.onnx_nodes, diff.diffs,
-                     diff.passed, growth)
+    return LayerDiff(
+        diff.name, diff.layer_class, diff.onnx_tensor, diff.onnx_nodes, diff.diffs, diff.passed, growth
+    )
 
 
 def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
@@ -204,13 +232,21 @@ def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
         if d is None or d.passed:
             continue
         for pair, diff in sorted(d.diffs.items(), key=lambda kv: -kv[1].max_abs_diff):
-            inputs_ok = all(pair not in diffs[p].diffs or diffs[p].diffs[pair]
-                            for p in row.inbound if p in diffs)
+            inputs_ok = all(
+                pair not in diffs[p].diffs or diffs[p].diffs[pair] for p in row.inbound if p in diffs
+            )
             if not diff and inputs_ok:
-                return {"layer": row.name, "class": row.layer_class, "a": diff.a, "b": diff.b,
-                        "max_abs_diff": diff.max_abs_diff, "onnx_tensor": row.tensor,
-                        "onnx_nodes": list(row.nodes), "diverged": _who(d),
-                        "pairs": {p: bool(x) for p, x in d.diffs.items()}}
+                return {
+                    "layer": row.name,
+                    "class": row.layer_class,
+                    "a": diff.a,
+                    "b": diff.b,
+                    "max_abs_diff": diff.max_abs_diff,
+                    "onnx_tensor": row.tensor,
+                    "onnx_nodes": list(row.nodes),
+                    "diverged": _who(d),
+                    "pairs": {p: bool(x) for p, x in d.diffs.items()},
+                }
     return None
 
 
@@ -233,16 +269,20 @@ def _referee(first: dict, row: LayerTensor, feeds, runners, oracle) -> None:
     if len(distances) == 2:
         far = max(distances, key=distances.get)
         first["oracle_distances"] = distances
-        first["diverged"] = (f"{far} is farther from the float64 oracle at this layer "
-                             f"({', '.join(f'{k} {v:.3g}' for k, v in distances.items())})")
+        first["diverged"] = (
+            f"{far} is farther from the float64 oracle at this layer "
+            f"({', '.join(f'{k} {v:.3g}' for k, v in distances.items())})"
+        )
 
 
 def _who(diff: LayerDiff) -> str:
     """Which side diverged, from which pairs agree."""
     ok = {pair for pair, d in diff.diffs.items() if d}
     if "onnxruntime|numpy" in ok or "numpy|onnxruntime" in ok:
-        return ("numpy and onnxruntime agree on the ONNX graph and both differ from TensorFlow: "
-                "the conversion is at fault")
+        return (
+            "numpy and onnxruntime agree on the ONNX graph and both differ from TensorFlow: "
+            "the conversion is at fault"
+        )
     for pair in ok:
         sides = pair.split("|")
         if "tensorflow" in sides:

@@ -49,8 +49,7 @@ def input_specs(onnx_model: onnx.ModelProto) -> list[InputSpec]:
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
         names = tuple(d.dim_param or None for d in tensor.shape.dim)
         dtype = str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-        specs.append(InputSpec(value.name, shape, dtype, bounds.get(value.name),
-                               names if any(names) else ()))
+        specs.append(InputSpec(value.name, shape, dtype, bounds.get(value.name), names if any(names) else ()))
     return specs
 
 
@@ -66,9 +65,12 @@ def fixed_batch(specs: list[InputSpec]) -> int | None:
 
 def dims_note(specs: list[InputSpec], samples: int) -> str | None:
     """A sentence naming the symbolic dimensions and the sizes the synthetic inputs gave them."""
-    named = [f"{s.name}[{axis}] = {name} ({samples if axis == 0 else DYNAMIC_DIM})"
-             for s in specs for axis, name in enumerate(s.dim_names)
-             if name and not name.startswith("unk__")]  # tf2onnx's placeholders name nothing
+    named = [
+        f"{s.name}[{axis}] = {name} ({samples if axis == 0 else DYNAMIC_DIM})"
+        for s in specs
+        for axis, name in enumerate(s.dim_names)
+        if name and not name.startswith("unk__")
+    ]  # tf2onnx's placeholders name nothing
     return "symbolic dimensions fed as: " + ", ".join(named) if named else None
 
 
@@ -80,8 +82,7 @@ def _index_bounds(onnx_model: onnx.ModelProto) -> dict[str, int]:
     """
     graph = onnx_model.graph
     sizes = {i.name: list(i.dims) for i in graph.initializer}
-    ancestors: dict[str, set[str]] = {i.name: {i.name} for i in graph.input
-                                      if i.name not in sizes}
+    ancestors: dict[str, set[str]] = {i.name: {i.name} for i in graph.input if i.name not in sizes}
     bounds: dict[str, int] = {}
     for node in graph.node:
         found = set().union(*(ancestors.get(name, set()) for name in node.input))
@@ -92,13 +93,17 @@ def _index_bounds(onnx_model: onnx.ModelProto) -> dict[str, int]:
                 bounds[name] = min(rows, bounds.get(name, rows))
         for out in node.output:
             ancestors[out] = found
-    integer = {i.name for i in graph.input
-               if helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).kind in "iu"}
+    integer = {
+        i.name
+        for i in graph.input
+        if helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).kind in "iu"
+    }
     return {k: v for k, v in bounds.items() if k in integer}
 
 
-def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0,
-              budget: Budget | None = None) -> dict[str, np.ndarray]:
+def synthetic(
+    specs: list[InputSpec], samples: int = 16, seed: int = 0, budget: Budget | None = None
+) -> dict[str, np.ndarray]:
     """Seeded random inputs: ``samples`` rows for each input of ``specs``.
 
     Raises:
@@ -109,18 +114,21 @@ def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0,
     batch = fixed_batch(specs)
     if batch:  # whole batches of the model's fixed size, as many as hold ``samples`` rows
         samples = -(-samples // batch) * batch
-    shapes = {spec.name: (samples, *[DYNAMIC_DIM if d is None else d for d in spec.shape[1:]])
-              for spec in specs}
+    shapes = {
+        spec.name: (samples, *[DYNAMIC_DIM if d is None else d for d in spec.shape[1:]]) for spec in specs
+    }
     # standard_normal draws float64 before the cast: count that draw, the largest transient
     need = sum(tensor_bytes(shapes[s.name], np.dtype(s.dtype).itemsize) for s in specs)
     need += max((tensor_bytes(shape, 8) for shape in shapes.values()), default=0)
     largest = max(specs, key=lambda s: tensor_bytes(shapes[s.name], 1), default=None)
     if largest is not None:
         (budget or Budget.default()).require(
-            need, f"the synthetic inputs ({samples} samples; input {largest.name!r} of shape "
+            need,
+            f"the synthetic inputs ({samples} samples; input {largest.name!r} of shape "
             f"{shapes[largest.name]} {largest.dtype})",
             "Pass fewer --samples, raise --max-memory if the machine has the memory, or pass "
-            "--inputs FILE with smaller data if the model accepts other shapes.")
+            "--inputs FILE with smaller data if the model accepts other shapes.",
+        )
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in specs:
@@ -133,25 +141,32 @@ def synthetic(specs: list[InputSpec], samples: int = 16, seed: int = 0,
         elif dtype.kind == "b":
             feeds[spec.name] = rng.random(shape) < 0.5
         else:
-            raise InputDataError(f"input {spec.name!r} has dtype {dtype}; xverify can only make "
-                                 "numeric or boolean synthetic inputs: pass --inputs FILE.")
+            raise InputDataError(
+                f"input {spec.name!r} has dtype {dtype}; xverify can only make "
+                "numeric or boolean synthetic inputs: pass --inputs FILE."
+            )
     return feeds
 
 
-def load_inputs(path: str | Path, specs: list[InputSpec],
-                budget: Budget | None = None) -> dict[str, np.ndarray]:
+def load_inputs(
+    path: str | Path, specs: list[InputSpec], budget: Budget | None = None
+) -> dict[str, np.ndarray]:
     """Read inputs from ``.npz``, ``.npy`` or ``.csv`` and check them against ``specs``.
 
     The arrays' declared sizes (``.npy`` headers, ``.npz`` members, a ``.csv``'s length) are checked
     against ``budget`` before anything is read."""
     p = Path(path)
     if not p.is_file():
-        raise InputDataError(f"{p}: no such inputs file. Expected .npz (arrays by input name), "
-                             ".npy (one input) or .csv (one row per sample).")
+        raise InputDataError(
+            f"{p}: no such inputs file. Expected .npz (arrays by input name), "
+            ".npy (one input) or .csv (one row per sample)."
+        )
     suffix = p.suffix.lower()
     (budget or Budget.default()).require(
-        _declared_bytes(p, suffix), f"{p}: the arrays it holds",
-        "Pass fewer samples in the file, or raise --max-memory if the machine has the memory.")
+        _declared_bytes(p, suffix),
+        f"{p}: the arrays it holds",
+        "Pass fewer samples in the file, or raise --max-memory if the machine has the memory.",
+    )
     try:
         if suffix == ".npz":
             with np.load(p, allow_pickle=False) as archive:
@@ -167,10 +182,15 @@ def load_inputs(path: str | Path, specs: list[InputSpec],
     except InputDataError:
         raise
     except ValueError as exc:
-        what = ("it holds Python objects (pickled), which xverify never loads"
-                if "pickle" in str(exc).lower() else str(exc).splitlines()[0])
-        raise InputDataError(f"{p}: cannot read inputs: {what}. Save plain numeric arrays "
-                             "(np.save / np.savez, or a numeric .csv).") from exc
+        what = (
+            "it holds Python objects (pickled), which xverify never loads"
+            if "pickle" in str(exc).lower()
+            else str(exc).splitlines()[0]
+        )
+        raise InputDataError(
+            f"{p}: cannot read inputs: {what}. Save plain numeric arrays "
+            "(np.save / np.savez, or a numeric .csv)."
+        ) from exc
     except Exception as exc:
         raise InputDataError(f"{p}: cannot read inputs ({type(exc).__name__}: {exc}).") from exc
     return fit_inputs(arrays, specs, str(p))
@@ -192,8 +212,10 @@ def _declared_bytes(path: Path, suffix: str) -> float:
                         total += _npy_header_bytes(member)
                 return total
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputDataError(f"{path}: cannot read inputs ({type(exc).__name__}: {exc}). Save "
-                             "plain numeric arrays (np.save / np.savez).") from exc
+        raise InputDataError(
+            f"{path}: cannot read inputs ({type(exc).__name__}: {exc}). Save "
+            "plain numeric arrays (np.save / np.savez)."
+        ) from exc
     return float(path.stat().st_size) * 8  # a .csv: a float64 per value is at most 8x the text
 
 
@@ -209,8 +231,10 @@ def _npy_header_bytes(handle) -> float:
 
 def _only(specs, path, what) -> InputSpec:
     if len(specs) != 1:
-        raise InputDataError(f"{path}: {what} holds one input, but the model has {len(specs)} "
-                             f"inputs {[s.name for s in specs]}; use an .npz with one array per name.")
+        raise InputDataError(
+            f"{path}: {what} holds one input, but the model has {len(specs)} "
+            f"inputs {[s.name for s in specs]}; use an .npz with one array per name."
+        )
     return specs[0]
 
 
@@ -220,25 +244,34 @@ def fit_inputs(arrays: dict[str, np.ndarray], specs: list[InputSpec], origin: st
     unknown = sorted(set(arrays) - set(names))
     missing = [n for n in names if n not in arrays]
     if unknown or missing:
-        raise InputDataError(f"{origin}: input names {sorted(arrays)} do not fit the model, which "
-                             f"expects {names} (missing {missing}, unknown {unknown}).")
+        raise InputDataError(
+            f"{origin}: input names {sorted(arrays)} do not fit the model, which "
+            f"expects {names} (missing {missing}, unknown {unknown})."
+        )
     feeds, batch = {}, None
     for spec in specs:
         array = np.asarray(arrays[spec.name])
         if array.dtype.kind not in "biuf":
-            raise InputDataError(f"{origin}: input {spec.name!r} has dtype {array.dtype}; "
-                                 f"expected numeric data of dtype {spec.dtype}.")
+            raise InputDataError(
+                f"{origin}: input {spec.name!r} has dtype {array.dtype}; "
+                f"expected numeric data of dtype {spec.dtype}."
+            )
         if array.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:
             array = array.reshape(-1, 1)  # a column of scalars for a one-feature input
         expected = ("N", *["?" if d is None else d for d in spec.shape[1:]])
         if array.ndim != len(spec.shape) or any(
-                d is not None and d != a for d, a in zip(spec.shape[1:], array.shape[1:])):
-            raise InputDataError(f"{origin}: input {spec.name!r} has shape {array.shape}, but the "
-                                 f"model expects {tuple(expected)} (N samples).")
+            d is not None and d != a for d, a in zip(spec.shape[1:], array.shape[1:])
+        ):
+            raise InputDataError(
+                f"{origin}: input {spec.name!r} has shape {array.shape}, but the "
+                f"model expects {tuple(expected)} (N samples)."
+            )
         feeds[spec.name] = _cast(array, spec, origin)
         if batch is not None and array.shape[0] != batch:
-            raise InputDataError(f"{origin}: inputs have different sample counts "
-                                 f"({batch} and {array.shape[0]} for {spec.name!r}).")
+            raise InputDataError(
+                f"{origin}: inputs have different sample counts "
+                f"({batch} and {array.shape[0]} for {spec.name!r})."
+            )
         batch = array.shape[0]
     if not batch:
         raise InputDataError(f"{origin}: the inputs hold no samples (0 rows).")
@@ -247,11 +280,14 @@ def fit_inputs(arrays: dict[str, np.ndarray], specs: list[InputSpec], origin: st
 
 def _cast(array: np.ndarray, spec: InputSpec, origin: str) -> np.ndarray:
     dtype = np.dtype(spec.dtype)
-    if dtype.kind in "iu" and array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-            raise InputDataError(f"{origin}: input {spec.name!r} expects integers ({dtype}) but "
-                                 "holds non-integer values.")
+    whole = dtype.kind not in "iu" or array.dtype.kind != "f"
+    if not whole and (not np.all(np.isfinite(array)) or not np.all(array == np.round(array))):
+        raise InputDataError(
+            f"{origin}: input {spec.name!r} expects integers ({dtype}) but holds non-integer values."
+        )
     if spec.high is not None and array.size and (array.min() < 0 or array.max() >= spec.high):
-        raise InputDataError(f"{origin}: input {spec.name!r} holds indices from {array.min()} to "
-                             f"{array.max()}, but the embedding has {spec.high} rows (0..{spec.high - 1}).")
+        raise InputDataError(
+            f"{origin}: input {spec.name!r} holds indices from {array.min()} to "
+            f"{array.max()}, but the embedding has {spec.high} rows (0..{spec.high - 1})."
+        )
     return array.astype(dtype, copy=False)

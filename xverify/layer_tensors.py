@@ -15,7 +15,6 @@ import re
 
 from xverify.convert import layer_index_of
 
-
 _RECURRENT = {"LSTM", "GRU", "RNN"}
 _RESHAPES = {"Squeeze", "Unsqueeze", "Transpose", "Reshape"}
 
@@ -34,11 +33,15 @@ def adopt_unnamed(graph, owners: list) -> list:
             sources = {owners[p] if p is not None else None for p in sources}
             feeds_me = any(producer.get(i) in adopted for i in node.input)
             recurrent = node.op_type in _RECURRENT and not any(
-                a.name == "direction" and a.s == b"bidirectional" for a in node.attribute)
+                a.name == "direction" and a.s == b"bidirectional" for a in node.attribute
+            )
             if recurrent:  # its initial states may come from unnamed nodes
                 sources.discard(None)
-            if len(sources) == 1 and None not in sources and (
-                    recurrent or (node.op_type in _RESHAPES and feeds_me)):
+            if (
+                len(sources) == 1
+                and None not in sources
+                and (recurrent or (node.op_type in _RESHAPES and feeds_me))
+            ):
                 owners[position] = sources.pop()
                 adopted.add(position)
         for out in node.output:
@@ -50,8 +53,11 @@ def weight_owners(graph) -> dict[str, int]:
     """Weights (not shared scalars or shapes) and the layer whose scope token they carry."""
     from xverify.convert import is_weight
 
-    return {i.name: index for i in graph.initializer
-            if is_weight(i) and (index := layer_index_of(i.name + "/")) is not None}
+    return {
+        i.name: index
+        for i in graph.initializer
+        if is_weight(i) and (index := layer_index_of(i.name + "/")) is not None
+    }
 
 
 def last_call_sources(layer, rows, graph) -> list[str] | None:
@@ -92,7 +98,7 @@ def last_call(positions: list[int], graph) -> list[int]:
 
     def call(p):
         match = _TOKEN.search(graph.node[p].name)
-        prefix = graph.node[p].name[:match.start()] if match else ""
+        prefix = graph.node[p].name[: match.start()] if match else ""
         return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", prefix)]
 
     if not positions:
@@ -116,8 +122,7 @@ def element_kinds(onnx_model) -> dict[str, bool]:
     from xverify.shapes import value_infos
 
     floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
-    return {name: info.type.tensor_type.elem_type in floats
-            for name, info in value_infos(onnx_model).items()}
+    return {name: info.type.tensor_type.elem_type in floats for name, info in value_infos(onnx_model).items()}
 
 
 def same_kind(layer, is_float: bool | None) -> bool:
@@ -137,8 +142,7 @@ def reads_other_weights(position, graph, index, consumers, owners) -> bool:
     inits = {i.name for i in graph.initializer}
     for name in graph.node[position].input:
         later = layer_index_of(name + "/") if name in inits else None
-        if later is not None and later > index and \
-                all(owners[p] != later for p in consumers.get(name, ())):
+        if later is not None and later > index and all(owners[p] != later for p in consumers.get(name, ())):
             return True
     return False
 
@@ -162,8 +166,7 @@ def fused_forward(graph, owners) -> set[int]:
             # A scalar only when the layer's own nodes no longer read it (tf2onnx shares equal
             # scalars): hard_sigmoid's 1/6 folded into the next BatchNormalization's scale.
             source = scalars.get(name)
-            if source is not None and owner is not None and owner > source \
-                    and source not in readers[name]:
+            if source is not None and owner is not None and owner > source and source not in readers[name]:
                 fused.add(source)
     return fused
 
@@ -171,8 +174,8 @@ def fused_forward(graph, owners) -> set[int]:
 def _scalar_owners(graph) -> dict[str, int]:
     from xverify.convert import is_float
 
-    return {i.name: index for i in graph.initializer
-            if is_float(i) and math.prod(i.dims) == 1
-            and (index := layer_index_of(i.name + "/")) is not None}
-
-
+    return {
+        i.name: index
+        for i in graph.initializer
+        if is_float(i) and math.prod(i.dims) == 1 and (index := layer_index_of(i.name + "/")) is not None
+    }

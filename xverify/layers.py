@@ -60,8 +60,15 @@ def _node_layer_indices(onnx_model, layers) -> list[int | None]:
     out = []
     for node in onnx_model.graph.node:  # foreign file: match the TensorFlow scope components
         parts = node.name.split("/")[:-1]
-        hit = next((index[n] for part in parts for n in names
-                    if part == n or re.fullmatch(re.escape(n) + r"_\d+", part)), None)
+        hit = next(
+            (
+                index[n]
+                for part in parts
+                for n in names
+                if part == n or re.fullmatch(re.escape(n) + r"_\d+", part)
+            ),
+            None,
+        )
         out.append(hit)
     return out
 
@@ -97,8 +104,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     shapes = static_shapes(onnx_model)
     kinds = element_kinds(onnx_model)
     layouts = tensor_layouts(onnx_model, shapes)
-    sizes = {name: int(np.prod(dims[1:])) for name, dims in shapes.items()
-             if dims and None not in dims[1:]}
+    sizes = {name: int(np.prod(dims[1:])) for name, dims in shapes.items() if dims and None not in dims[1:]}
     fused = fused_forward(graph, owners)
     producer = {name: p for p, node in enumerate(graph.node) for name in node.output}
     rows = []
@@ -106,8 +112,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
         positions = [p for p, owner in enumerate(owners) if owner == index]
         if len(getattr(layer, "_inbound_nodes", ())) > 1:
             sources = last_call_sources(layer, rows, graph)
-            positions = (reached_from(sources, positions, graph) if sources
-                         else last_call(positions, graph))
+            positions = reached_from(sources, positions, graph) if sources else last_call(positions, graph)
         mine = set(positions)
         tensor = None
         for p in positions:
@@ -116,19 +121,30 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
             for name in graph.node[p].output:
                 if name and (name in outputs or consumers.get(name, set()) - mine):
                     tensor = name
-        foreign = tensor is not None and reads_other_weights(producer.get(tensor), graph, index,
-                                                              consumers, owners)
-        if tensor is not None and (index in fused or foreign
-                                   or not same_kind(layer, kinds.get(tensor))
-                                   or not _holds_whole_output(layer, sizes.get(tensor))):
+        foreign = tensor is not None and reads_other_weights(
+            producer.get(tensor), graph, index, consumers, owners
+        )
+        if tensor is not None and (
+            index in fused
+            or foreign
+            or not same_kind(layer, kinds.get(tensor))
+            or not _holds_whole_output(layer, sizes.get(tensor))
+        ):
             tensor = None  # the layer's output was fused into the next layer: look through it
         # A Transpose of an earlier layer reading this tensor says how it reads, whatever the
         # propagation found (a Permute merged with a Conv's transpose back to channels-last).
-        layout = (pushed_permutation(tensor, graph, consumers, owners, index)
-                  or layouts.get(tensor))
-        rows.append(LayerTensor(index, layer.name, type(layer).__name__, tensor,
-                                tuple(graph.node[p].name for p in positions), layout,
-                                _inbound(layer)))
+        layout = pushed_permutation(tensor, graph, consumers, owners, index) or layouts.get(tensor)
+        rows.append(
+            LayerTensor(
+                index,
+                layer.name,
+                type(layer).__name__,
+                tensor,
+                tuple(graph.node[p].name for p in positions),
+                layout,
+                _inbound(layer),
+            )
+        )
     pending_permutations(rows, layers, TransposeFinder(graph, producer, owners))
     return rows
 
@@ -146,9 +162,10 @@ def static_shapes(onnx_model) -> dict[str, list]:
     """Every typed tensor's static shape (None for a dimension that is not a number)."""
     from xverify.shapes import value_infos
 
-    return {name: [d.dim_value if d.HasField("dim_value") else None
-                   for d in info.type.tensor_type.shape.dim]
-            for name, info in value_infos(onnx_model).items()}
+    return {
+        name: [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
+        for name, info in value_infos(onnx_model).items()
+    }
 
 
 def with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
@@ -168,6 +185,7 @@ def with_effective_inputs(every: list[LayerTensor]) -> list[LayerTensor]:
     for row in every:
         if row.tensor is not None:
             inputs = tuple(dict.fromkeys(n for p in row.inbound for n in resolve(p, {row.name})))
-            out.append(LayerTensor(row.index, row.name, row.layer_class, row.tensor, row.nodes,
-                                   row.layout, inputs))
+            out.append(
+                LayerTensor(row.index, row.name, row.layer_class, row.tensor, row.nodes, row.layout, inputs)
+            )
     return out

@@ -31,24 +31,102 @@ AS_IS, CHANNELS_FIRST, TIME_MAJOR = "as-is", "channels-first", "time-major"
 # Transpose tf2onnx pushed past the layer; decided in ``layers.map_layers``, which knows the owners).
 PERMUTED = "permuted:"
 
-_CHANNELS_FIRST_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool",
-                       "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "BatchNormalization",
-                       "InstanceNormalization", "LRN", "DepthToSpace", "SpaceToDepth",
-                       "MaxUnpool", "ConvInteger", "QLinearConv"}
+_CHANNELS_FIRST_OPS = {
+    "Conv",
+    "ConvTranspose",
+    "MaxPool",
+    "AveragePool",
+    "LpPool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "GlobalLpPool",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "LRN",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "MaxUnpool",
+    "ConvInteger",
+    "QLinearConv",
+}
 # Reductions over every axis after the second: channels-first pooling, or a mean over the last axes
 # (LayerNormalization's moments); either way the output keeps the input's reading.
 _GLOBAL_POOLS = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"}
 _RECURRENT_OPS = {"LSTM", "GRU", "RNN"}
 # Ops whose output keeps the axis order of their data inputs (elementwise, or along a named axis).
-_PRESERVING = {"Relu", "Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "PRelu", "HardSigmoid",
-               "HardSwish", "Softplus", "Softsign", "Clip", "Exp", "Log", "Sqrt", "Abs", "Neg",
-               "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Sin", "Cos", "Identity",
-               "Cast", "Dropout", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum",
-               "Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or",
-               "Not", "Xor", "Mod", "IsNaN", "IsInf", "Softmax", "LogSoftmax", "Hardmax", "Concat",
-               "Split", "Slice", "Pad", "Resize", "Upsample", "Tile", "Expand", "Celu", "Gelu",
-               "Mish", "ThresholdedRelu", "Shrink", "BitShift", "Trilu", "CumSum",
-               "LayerNormalization", "Einsum"}
+_PRESERVING = {
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "LeakyRelu",
+    "PRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Softplus",
+    "Softsign",
+    "Clip",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Abs",
+    "Neg",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Erf",
+    "Sin",
+    "Cos",
+    "Identity",
+    "Cast",
+    "Dropout",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Mean",
+    "Sum",
+    "Where",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Not",
+    "Xor",
+    "Mod",
+    "IsNaN",
+    "IsInf",
+    "Softmax",
+    "LogSoftmax",
+    "Hardmax",
+    "Concat",
+    "Split",
+    "Slice",
+    "Pad",
+    "Resize",
+    "Upsample",
+    "Tile",
+    "Expand",
+    "Celu",
+    "Gelu",
+    "Mish",
+    "ThresholdedRelu",
+    "Shrink",
+    "BitShift",
+    "Trilu",
+    "CumSum",
+    "LayerNormalization",
+    "Einsum",
+}
 
 
 def _perm(node) -> list[int]:
@@ -101,7 +179,7 @@ def tensor_layouts(onnx_model, shapes: dict | None = None) -> dict[str, str | No
     return layout
 
 
-def _rule(node, first, data, layout, out, feeding, shapes):  # noqa: C901 - one table of cases
+def _rule(node, first, data, layout, out, feeding, shapes):
     op = node.op_type
     rank = len(shapes.get(out) or ())
     if op in _GLOBAL_POOLS:
@@ -119,8 +197,7 @@ def _rule(node, first, data, layout, out, feeding, shapes):  # noqa: C901 - one 
         kinds = kinds or {first}
         return kinds.pop() if len(kinds) == 1 else None
     if op in ("Squeeze", "Unsqueeze", "Reshape", "Flatten"):
-        return _reshape(first, shapes.get(data[0]) if data else None, shapes.get(out),
-                        out in feeding)
+        return _reshape(first, shapes.get(data[0]) if data else None, shapes.get(out), out in feeding)
     if op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2"):
         keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
         return first if keep or first == AS_IS else (AS_IS if rank <= 2 else None)
@@ -135,8 +212,7 @@ def _transpose(perm, first, feeds_channels_first):
             return CHANNELS_FIRST
         return TIME_MAJOR if rank >= 2 and perm == swap else AS_IS  # else a Keras Permute
     if first == CHANNELS_FIRST:
-        return AS_IS if perm == _to_last(rank) else CHANNELS_FIRST if perm == list(range(rank)) \
-            else None
+        return AS_IS if perm == _to_last(rank) else CHANNELS_FIRST if perm == list(range(rank)) else None
     if first == TIME_MAJOR:
         return AS_IS if perm == swap else TIME_MAJOR if perm == list(range(rank)) else None
     return None
@@ -168,11 +244,34 @@ def _reshape(first, before, after, feeds_channels_first):
 
 # Layers that keep their input's axis order (elementwise, or padding, cropping, repeating along
 # each axis), so that tf2onnx may push a Permute's Transpose past them.
-_ELEMENTWISE = {"ReLU", "Activation", "BatchNormalization", "Dropout", "LeakyReLU", "ELU", "PReLU",
-                "Rescaling", "GaussianNoise", "GaussianDropout", "Add", "Subtract", "Multiply",
-                "Average", "Maximum", "Minimum", "Softmax", "ZeroPadding1D", "ZeroPadding2D",
-                "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D",
-                "UpSampling2D", "UpSampling3D"}
+_ELEMENTWISE = {
+    "ReLU",
+    "Activation",
+    "BatchNormalization",
+    "Dropout",
+    "LeakyReLU",
+    "ELU",
+    "PReLU",
+    "Rescaling",
+    "GaussianNoise",
+    "GaussianDropout",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Softmax",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+}
 
 
 def pending_permutations(rows: list, layers: list, transposes) -> None:
@@ -249,7 +348,7 @@ def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = 
     """
     every = {AS_IS: value}
     if layout and layout.startswith(PERMUTED):
-        perm = [int(i) for i in layout[len(PERMUTED):].split(",")]
+        perm = [int(i) for i in layout[len(PERMUTED) :].split(",")]
         if len(perm) == value.ndim:
             every[layout] = np.transpose(value, perm)
     if value.ndim >= 3:
@@ -288,5 +387,3 @@ def _fit(reading, keras_shape: tuple, row_major: bool = False):
 def to_keras_layout(value: np.ndarray, layout: str | None, keras_shape: tuple | None = None):
     """The first of ``readings``: the one reading where the layout is decided."""
     return readings(value, layout, keras_shape)[0]
-
-

@@ -63,32 +63,41 @@ def detect_format(path: str | os.PathLike) -> str:
     """Tell a model file's format from its bytes; raise ModelFileError naming what was found."""
     p = Path(path)
     if not p.exists():
-        raise ModelFileError(f"{p}: no such file or directory. Expected a Keras model "
-                             "(.keras, .h5, SavedModel directory) or an .onnx file; check the path.")
+        raise ModelFileError(
+            f"{p}: no such file or directory. Expected a Keras model "
+            "(.keras, .h5, SavedModel directory) or an .onnx file; check the path."
+        )
     if p.is_dir():
         if (p / "saved_model.pb").is_file():
             return "savedmodel"
-        raise ModelFileError(f"{p}: is a directory without saved_model.pb. Expected a SavedModel "
-                             "directory (written by model.export()) or a model file.")
+        raise ModelFileError(
+            f"{p}: is a directory without saved_model.pb. Expected a SavedModel "
+            "directory (written by model.export()) or a model file."
+        )
     if p.stat().st_size == 0:
-        raise ModelFileError(f"{p}: the file is empty (0 bytes). Expected a Keras or ONNX model; "
-                             "re-save or re-export it.")
+        raise ModelFileError(
+            f"{p}: the file is empty (0 bytes). Expected a Keras or ONNX model; re-save or re-export it."
+        )
     head = _head(p)
     suffix = p.suffix.lower()
     if head.startswith(_ZIP_MAGIC):
         if suffix not in (".keras", ".zip", ""):
-            raise ModelFileError(f"{p}: is a zip archive (a .keras model?) but is named {suffix!r}; "
-                                 "rename it to .keras.")
+            raise ModelFileError(
+                f"{p}: is a zip archive (a .keras model?) but is named {suffix!r}; rename it to .keras."
+            )
         return "keras"
     if head.startswith(_HDF5_MAGIC):
         return "h5"
     if suffix == ".onnx":
         return "onnx"
-    expected = {".keras": "a .keras zip archive", ".h5": "an HDF5 file",
-                ".hdf5": "an HDF5 file"}.get(suffix, "a .keras, .h5 or .onnx model")
-    raise ModelFileError(f"{p}: expected {expected}, but the file starts with bytes {head!r}, "
-                         "which is not a Keras or HDF5 model. Was it truncated or saved in another "
-                         "format? Re-save it with model.save('model.keras').")
+    expected = {".keras": "a .keras zip archive", ".h5": "an HDF5 file", ".hdf5": "an HDF5 file"}.get(
+        suffix, "a .keras, .h5 or .onnx model"
+    )
+    raise ModelFileError(
+        f"{p}: expected {expected}, but the file starts with bytes {head!r}, "
+        "which is not a Keras or HDF5 model. Was it truncated or saved in another "
+        "format? Re-save it with model.save('model.keras')."
+    )
 
 
 def check_keras_archive(path: Path, budget: Budget) -> None:
@@ -101,22 +110,31 @@ def check_keras_archive(path: Path, budget: Budget) -> None:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: is not a readable .keras archive ({exc}). Was it truncated? "
-                             "Re-save it with model.save('model.keras').") from exc
+        raise ModelFileError(
+            f"{path}: is not a readable .keras archive ({exc}). Was it truncated? "
+            "Re-save it with model.save('model.keras')."
+        ) from exc
     what = "Re-save the model with model.save('model.keras'); do not load files of unknown origin."
     for info in members:
         ratio = info.file_size / max(info.compress_size, 1)
         if info.filename.endswith(".json") and info.file_size > _MAX_JSON:
-            raise ModelFileError(f"{path}: member {info.filename!r} declares {human(info.file_size)}, "
-                                 f"but a Keras model's JSON is at most a few MiB. {what}")
+            raise ModelFileError(
+                f"{path}: member {info.filename!r} declares {human(info.file_size)}, "
+                f"but a Keras model's JSON is at most a few MiB. {what}"
+            )
         if info.file_size > _RATIO_FLOOR and ratio > _MAX_RATIO:
-            raise ModelFileError(f"{path}: member {info.filename!r} would inflate from "
-                                 f"{human(info.compress_size)} to {human(info.file_size)} "
-                                 f"({ratio:.0f}x; Keras stores members uncompressed), a "
-                                 f"decompression bomb. {what}")
+            raise ModelFileError(
+                f"{path}: member {info.filename!r} would inflate from "
+                f"{human(info.compress_size)} to {human(info.file_size)} "
+                f"({ratio:.0f}x; Keras stores members uncompressed), a "
+                f"decompression bomb. {what}"
+            )
     total = sum(float(info.file_size) for info in members)
-    budget.require(total, f"{path}: the archive's members (declared sizes)",
-                   "Raise --max-memory if the machine has the memory and the file is trusted.")
+    budget.require(
+        total,
+        f"{path}: the archive's members (declared sizes)",
+        "Raise --max-memory if the machine has the memory and the file is trusted.",
+    )
 
 
 def check_h5(path: Path, budget: Budget) -> None:
@@ -136,10 +154,15 @@ def check_h5(path: Path, budget: Budget) -> None:
         with h5py.File(path, "r") as handle:
             handle.visititems(visit)
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError on damaged files
-        raise ModelFileError(f"{path}: is not a readable HDF5 file ({type(exc).__name__}: {exc}). "
-                             "Was it truncated? Re-save it with model.save('model.keras').") from exc
-    budget.require(total, f"{path}: the datasets it declares",
-                   "Raise --max-memory if the machine has the memory and the file is trusted.")
+        raise ModelFileError(
+            f"{path}: is not a readable HDF5 file ({type(exc).__name__}: {exc}). "
+            "Was it truncated? Re-save it with model.save('model.keras')."
+        ) from exc
+    budget.require(
+        total,
+        f"{path}: the datasets it declares",
+        "Raise --max-memory if the machine has the memory and the file is trusted.",
+    )
 
 
 def load_keras(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget | None = None):
@@ -165,9 +188,11 @@ def load_keras(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget 
                 "Pass --unsafe (unsafe=True in the library) only if you trust the file's author."
             ) from exc
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: Keras could not load this {fmt} file ({type(exc).__name__}: "
-                             f"{message}). Was it truncated, or written by an incompatible Keras "
-                             "version? Re-save it with model.save('model.keras').") from exc
+        raise ModelFileError(
+            f"{path}: Keras could not load this {fmt} file ({type(exc).__name__}: "
+            f"{message}). Was it truncated, or written by an incompatible Keras "
+            "version? Re-save it with model.save('model.keras')."
+        ) from exc
 
 
 def load_onnx(path: str | os.PathLike, budget: Budget | None = None):
@@ -182,23 +207,30 @@ def load_onnx(path: str | os.PathLike, budget: Budget | None = None):
     detect_format(p)
     # parsing holds the file's bytes and the parsed message at once
     (budget or Budget.default()).require(
-        2.0 * p.stat().st_size, f"{p}: parsing this ONNX file",
-        "Raise --max-memory if the machine has the memory.")
+        2.0 * p.stat().st_size,
+        f"{p}: parsing this ONNX file",
+        "Raise --max-memory if the machine has the memory.",
+    )
     try:
         model = onnx.load(str(p))
     except Exception as exc:
-        raise ModelFileError(f"{p}: is not a readable ONNX model ({type(exc).__name__}: {exc}). "
-                             "Expected a protobuf ModelProto; was the file truncated? Re-export it "
-                             "with `xverify convert`.") from exc
+        raise ModelFileError(
+            f"{p}: is not a readable ONNX model ({type(exc).__name__}: {exc}). "
+            "Expected a protobuf ModelProto; was the file truncated? Re-export it "
+            "with `xverify convert`."
+        ) from exc
     if not model.graph.node and not model.graph.output:
-        raise ModelFileError(f"{p}: parsed as ONNX but holds no graph (no nodes, no outputs). "
-                             "Expected an exported model; was the file truncated or not ONNX?")
+        raise ModelFileError(
+            f"{p}: parsed as ONNX but holds no graph (no nodes, no outputs). "
+            "Expected an exported model; was the file truncated or not ONNX?"
+        )
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0]
-        raise ModelFileError(f"{p}: the ONNX checker rejects this model ({first}). "
-                             "Re-export it with `xverify convert`.") from exc
+        raise ModelFileError(
+            f"{p}: the ONNX checker rejects this model ({first}). Re-export it with `xverify convert`."
+        ) from exc
     check_initializers(model, str(p))
     return model
 
@@ -222,14 +254,17 @@ def check_initializers(model, origin: str) -> None:
         count = len(init.raw_data) // dtype.itemsize if init.raw_data else len(getattr(init, field))
         declared = tensor_bytes(init.dims, 1)
         if count != declared:
-            raise ModelFileError(f"{origin}: initializer {init.name!r} declares shape "
-                                 f"{tuple(init.dims)} ({declared:.0f} values) but holds {count}. "
-                                 "The file is damaged or hand-edited; re-export it.")
+            raise ModelFileError(
+                f"{origin}: initializer {init.name!r} declares shape "
+                f"{tuple(init.dims)} ({declared:.0f} values) but holds {count}. "
+                "The file is damaged or hand-edited; re-export it."
+            )
         if dtype.kind == "f" and init.raw_data and np.isnan(np.frombuffer(init.raw_data, dtype)).any():
             raise ModelFileError(
                 f"{origin}: initializer {init.name!r} (shape {tuple(init.dims)}) holds NaN; "
                 "every output it reaches is NaN on every runtime, so no comparison can show "
-                "whether the conversion is right. Fix or retrain the weights first.")
+                "whether the conversion is right. Fix or retrain the weights first."
+            )
 
 
 def _plain_types() -> dict:
@@ -237,12 +272,20 @@ def _plain_types() -> dict:
     import numpy as np
     from onnx import TensorProto as T
 
-    table = {T.FLOAT: ("float32", "float_data"), T.DOUBLE: ("float64", "double_data"),
-             T.INT64: ("int64", "int64_data"), T.UINT64: ("uint64", "uint64_data"),
-             T.UINT32: ("uint32", "uint64_data"), T.INT32: ("int32", "int32_data"),
-             T.FLOAT16: ("float16", "int32_data"), T.INT16: ("int16", "int32_data"),
-             T.UINT16: ("uint16", "int32_data"), T.INT8: ("int8", "int32_data"),
-             T.UINT8: ("uint8", "int32_data"), T.BOOL: ("bool", "int32_data")}
+    table = {
+        T.FLOAT: ("float32", "float_data"),
+        T.DOUBLE: ("float64", "double_data"),
+        T.INT64: ("int64", "int64_data"),
+        T.UINT64: ("uint64", "uint64_data"),
+        T.UINT32: ("uint32", "uint64_data"),
+        T.INT32: ("int32", "int32_data"),
+        T.FLOAT16: ("float16", "int32_data"),
+        T.INT16: ("int16", "int32_data"),
+        T.UINT16: ("uint16", "int32_data"),
+        T.INT8: ("int8", "int32_data"),
+        T.UINT8: ("uint8", "int32_data"),
+        T.BOOL: ("bool", "int32_data"),
+    }
     return {k: (np.dtype(d), f) for k, (d, f) in table.items()}
 
 
@@ -268,6 +311,8 @@ def load_savedmodel(path: str | os.PathLike):
     try:
         return tf.saved_model.load(str(path))
     except Exception as exc:
-        raise ModelFileError(f"{path}: TensorFlow could not load this SavedModel "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0]}). Expected a "
-                             "directory written by model.export().") from exc
+        raise ModelFileError(
+            f"{path}: TensorFlow could not load this SavedModel "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]}). Expected a "
+            "directory written by model.export()."
+        ) from exc

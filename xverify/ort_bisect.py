@@ -57,16 +57,19 @@ def sentence(blamed: dict) -> str:
     """One line for the reports from ``OrtBlame.to_dict()`` (the JSON field)."""
     version, level = blamed["onnxruntime"], blamed["first_level"]
     if level is None:
-        return (f"ONNX Runtime {version}: optimized and unoptimized agreed when rerun; "
-                "no transformer to blame")
+        return f"ONNX Runtime {version}: optimized and unoptimized agreed when rerun; no transformer to blame"
     if not blamed["restored"]:
-        return (f"ONNX Runtime {version}: disabling every graph transformer that changed the graph "
-                f"({', '.join(blamed['applied']) or 'none'}) does not restore agreement; the "
-                f"difference starts at level {level}")
+        return (
+            f"ONNX Runtime {version}: disabling every graph transformer that changed the graph "
+            f"({', '.join(blamed['applied']) or 'none'}) does not restore agreement; the "
+            f"difference starts at level {level}"
+        )
     smallest = "" if blamed["search"] == "exhaustive" else " (none of them can be dropped)"
-    return (f"ONNX Runtime {version}: disabling {', '.join(blamed['culprits'])}{smallest} restores "
-            f"agreement on {', '.join(blamed['outputs'])}; the difference starts at level {level}; "
-            f"disabled_optimizers={list(blamed['culprits'])}")
+    return (
+        f"ONNX Runtime {version}: disabling {', '.join(blamed['culprits'])}{smallest} restores "
+        f"agreement on {', '.join(blamed['outputs'])}; the difference starts at level {level}; "
+        f"disabled_optimizers={list(blamed['culprits'])}"
+    )
 
 
 class _Probe:
@@ -85,10 +88,10 @@ class _Probe:
         runner = runner if self.batch is None else Batched(runner, self.batch)
         result = runner.run(self.feeds)
         names = [o.name for o in self.model.graph.output]
-        values = [result[n] for n in names] if all(n in result for n in names) \
-            else list(result.values())
-        return all(compare(v, self.reference[n], atol=self.atol, rtol=self.rtol)
-                   for n, v in zip(names, values))
+        values = [result[n] for n in names] if all(n in result for n in names) else list(result.values())
+        return all(
+            compare(v, self.reference[n], atol=self.atol, rtol=self.rtol) for n, v in zip(names, values)
+        )
 
     def modified(self, disabled) -> list[str]:
         """The transformers that change the graph at level "all" with ``disabled`` left out."""
@@ -136,8 +139,16 @@ def blame(model, feeds, reference, outputs, *, atol, rtol, batch=None) -> OrtBla
         applied += new
     restored = bool(applied) and probe.agrees(applied)
     culprits, search = _smallest(applied, probe) if restored else ((), "exhaustive")
-    return OrtBlame(onnxruntime.__version__, tuple(outputs), first_level, tuple(applied),
-                    tuple(culprits), restored, search, probe.sessions)
+    return OrtBlame(
+        onnxruntime.__version__,
+        tuple(outputs),
+        first_level,
+        tuple(applied),
+        tuple(culprits),
+        restored,
+        search,
+        probe.sessions,
+    )
 
 
 def _smallest(applied, probe) -> tuple[tuple[str, ...], str]:

@@ -24,10 +24,18 @@ def _light(model: onnx.ModelProto) -> onnx.ModelProto:
             size *= d
         (small if size <= _SMALL else large).append(init)
     light_graph = helper.make_graph(
-        list(graph.node), graph.name,
-        list(graph.input) + [helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
-                             for i in large if i.name not in {v.name for v in graph.input}],
-        list(graph.output), initializer=small, value_info=list(graph.value_info))
+        list(graph.node),
+        graph.name,
+        list(graph.input)
+        + [
+            helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+            for i in large
+            if i.name not in {v.name for v in graph.input}
+        ],
+        list(graph.output),
+        initializer=small,
+        value_info=list(graph.value_info),
+    )
     light = helper.make_model(light_graph, opset_imports=list(model.opset_import))
     light.ir_version = model.ir_version
     return light
@@ -43,8 +51,11 @@ def value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
         return cached[1]
     try:
         inferred = onnx.shape_inference.infer_shapes(_light(model))
-        infos = {v.name: v for v in (*inferred.graph.input, *inferred.graph.value_info,
-                                     *inferred.graph.output) if v.type.tensor_type.elem_type}
+        infos = {
+            v.name: v
+            for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
+            if v.type.tensor_type.elem_type
+        }
     except Exception:  # inference is a help (taps, layer sizes), never a requirement
         infos = {}
     if len(_CACHE) >= 4:

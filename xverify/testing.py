@@ -48,8 +48,10 @@ def assert_equivalent(model, onnx=None, **options) -> CheckReport:
 def failure_message(report: CheckReport) -> str:
     """What a failing test prints: tolerance, failing comparisons, first divergence, ORT blame."""
     tol = report.tolerance
-    lines = [f"ONNX model is not equivalent to {report.model.get('path') or 'the Keras model'} "
-             f"(atol {tol['atol']:g}, rtol {tol['rtol']:g}, {report.inputs['samples']} samples):"]
+    lines = [
+        f"ONNX model is not equivalent to {report.model.get('path') or 'the Keras model'} "
+        f"(atol {tol['atol']:g}, rtol {tol['rtol']:g}, {report.inputs['samples']} samples):"
+    ]
     lines += [f"  {line}" for line in report.failures() if not line.startswith("first divergence")]
     if report.first_divergence:
         lines.append("First divergence:")

@@ -53,7 +53,8 @@ def freeze(concrete, input_names, output_names):
     from tf2onnx import tf_loader
 
     graph_def = tf_loader.fix_freezing_errors_part2(
-        tf_loader.convert_variables_to_constants_large_model(concrete))
+        tf_loader.convert_variables_to_constants_large_model(concrete)
+    )
     values = _constants_to_placeholders(graph_def)
     release_freed_memory()
     with tf.Graph().as_default():  # grappler exports a meta graph: not in eager mode
@@ -89,8 +90,18 @@ def _placeholders_to_constants(graph_def, values) -> None:
         node.attr["value"].tensor.tensor_shape.CopyFrom(shape)
 
 
-def convert_graph_def(graph_def, *, name, opset, input_names, output_names, tensors_to_rename,
-                      continue_on_error=False, initialized_tables=None, const_node_values=None):
+def convert_graph_def(
+    graph_def,
+    *,
+    name,
+    opset,
+    input_names,
+    output_names,
+    tensors_to_rename,
+    continue_on_error=False,
+    initialized_tables=None,
+    const_node_values=None,
+):
     """What ``tf2onnx.convert._convert_common`` does with a frozen graph, with fewer weight copies.
 
     Args:
@@ -108,11 +119,16 @@ def convert_graph_def(graph_def, *, name, opset, input_names, output_names, tens
         const_node_values = compress_graph_def(graph_def)
     with tf.Graph().as_default() as tf_graph, _constants_kept_once():
         tf.import_graph_def(graph_def, name="")
-        graph = process_tf_graph(tf_graph, continue_on_error=continue_on_error, opset=opset,
-                                 input_names=input_names, output_names=output_names,
-                                 tensors_to_rename=tensors_to_rename,
-                                 const_node_values=const_node_values,
-                                 initialized_tables=initialized_tables)
+        graph = process_tf_graph(
+            tf_graph,
+            continue_on_error=continue_on_error,
+            opset=opset,
+            input_names=input_names,
+            output_names=output_names,
+            tensors_to_rename=tensors_to_rename,
+            const_node_values=const_node_values,
+            initialized_tables=initialized_tables,
+        )
         const_node_values.clear()  # the ONNX graph holds its own copies now
         release_freed_memory()
         graph = optimize_graph(graph)

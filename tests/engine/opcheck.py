@@ -24,12 +24,19 @@ def make_model(op_type, inputs, attrs=None, n_outputs=1, initializers=None, opse
     out_names = [f"out{i}" for i in range(n_outputs)]
     node = helper.make_node(op_type, in_names, out_names, domain=domain, **(attrs or {}))
     initializers = initializers or {}
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-                    for n, a in zip(in_names, inputs) if a is not None and n not in initializers]
+    graph_inputs = [
+        helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+        for n, a in zip(in_names, inputs)
+        if a is not None and n not in initializers
+    ]
     inits = [numpy_helper.from_array(np.asarray(inputs[int(n[2:])]), n) for n in initializers]
-    graph = helper.make_graph([node], "op", graph_inputs,
-                              [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None)
-                               for n in out_names], initializer=inits)
+    graph = helper.make_graph(
+        [node],
+        "op",
+        graph_inputs,
+        [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in out_names],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return onnx.shape_inference.infer_shapes(model)
@@ -42,8 +49,18 @@ def run_ort(model, feeds):
     return sess.run(None, feeds)
 
 
-def check_op(op_type, inputs, attrs=None, n_outputs=1, atol=1e-5, rtol=1e-5, const_inputs=(),
-             reference=False, oracle_atol=None, opset=OPSET):
+def check_op(
+    op_type,
+    inputs,
+    attrs=None,
+    n_outputs=1,
+    atol=1e-5,
+    rtol=1e-5,
+    const_inputs=(),
+    reference=False,
+    oracle_atol=None,
+    opset=OPSET,
+):
     """Assert the engine matches ONNX Runtime on one node; return the engine's float32 outputs.
 
     Args:
@@ -59,19 +76,27 @@ def check_op(op_type, inputs, attrs=None, n_outputs=1, atol=1e-5, rtol=1e-5, con
     out_names = [o.name for o in model.graph.output]
     got = Interpreter(model, "float32").run(feeds)
     for name, want in zip(out_names, expected):
-        _assert_close(got[name], want, atol, rtol, f"{op_type} float32 vs onnxruntime ({name})",
-                      same_dtype=True)
+        _assert_close(
+            got[name], want, atol, rtol, f"{op_type} float32 vs onnxruntime ({name})", same_dtype=True
+        )
     oracle = Interpreter(model, "float64").run(feeds)
     for name, want in zip(out_names, expected):
-        _assert_close(oracle[name], want, oracle_atol or atol * 10, rtol * 10,
-                      f"{op_type} float64 oracle vs onnxruntime ({name})", same_dtype=False)
+        _assert_close(
+            oracle[name],
+            want,
+            oracle_atol or atol * 10,
+            rtol * 10,
+            f"{op_type} float64 oracle vs onnxruntime ({name})",
+            same_dtype=False,
+        )
     if reference:
         from onnx.reference import ReferenceEvaluator
 
         ref = ReferenceEvaluator(model).run(None, feeds)
         for name, want in zip(out_names, ref):
-            _assert_close(got[name], want, atol, rtol, f"{op_type} vs onnx.reference ({name})",
-                          same_dtype=False)
+            _assert_close(
+                got[name], want, atol, rtol, f"{op_type} vs onnx.reference ({name})", same_dtype=False
+            )
     return [got[n] for n in out_names]
 
 
@@ -81,8 +106,14 @@ def _assert_close(got, want, atol, rtol, what, same_dtype):
     if same_dtype:
         assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
     if want.dtype.kind in "fc":
-        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), atol=atol,
-                                   rtol=rtol, err_msg=what, equal_nan=True)
+        np.testing.assert_allclose(
+            got.astype(np.float64),
+            want.astype(np.float64),
+            atol=atol,
+            rtol=rtol,
+            err_msg=what,
+            equal_nan=True,
+        )
     else:
         np.testing.assert_array_equal(got, want, err_msg=what)
 
@@ -99,14 +130,18 @@ def check_model(model, feeds, atol=1e-5, rtol=1e-5, oracle_atol=None, reference=
     got = Interpreter(model, "float32").run(feeds)
     oracle = Interpreter(model, "float64").run(feeds)
     for name, want in zip(out_names, expected):
-        _assert_close(got[name], want, atol, rtol, f"float32 vs onnxruntime ({name})",
-                      same_dtype=True)
-        _assert_close(oracle[name], want, oracle_atol or atol * 10, rtol * 10,
-                      f"float64 oracle vs onnxruntime ({name})", same_dtype=False)
+        _assert_close(got[name], want, atol, rtol, f"float32 vs onnxruntime ({name})", same_dtype=True)
+        _assert_close(
+            oracle[name],
+            want,
+            oracle_atol or atol * 10,
+            rtol * 10,
+            f"float64 oracle vs onnxruntime ({name})",
+            same_dtype=False,
+        )
     if reference:
         from onnx.reference import ReferenceEvaluator
 
         for name, want in zip(out_names, ReferenceEvaluator(model).run(None, feeds)):
-            _assert_close(got[name], want, atol, rtol, f"vs onnx.reference ({name})",
-                          same_dtype=False)
+            _assert_close(got[name], want, atol, rtol, f"vs onnx.reference ({name})", same_dtype=False)
     return [got[n] for n in out_names]

@@ -24,24 +24,40 @@ def test_attention_4d_with_past_and_float_mask(mode, causal):
     mask = _r(3, 7)
     if mode == 2 and causal:  # masked positions: -inf (ONNX's reference) or lowest (ORT)
         with pytest.raises(UnsupportedOpError, match="mode=2 with masked"):
-            check_op("Attention", [q, k, v, mask, past_k, past_v],
-                     {"is_causal": causal, "qk_matmul_output_mode": mode}, n_outputs=4, opset=23)
+            check_op(
+                "Attention",
+                [q, k, v, mask, past_k, past_v],
+                {"is_causal": causal, "qk_matmul_output_mode": mode},
+                n_outputs=4,
+                opset=23,
+            )
         return
-    check_op("Attention", [q, k, v, mask, past_k, past_v],
-             {"is_causal": causal, "qk_matmul_output_mode": mode, "softcap": 2.5}, n_outputs=4,
-             opset=23, atol=1e-4)
+    check_op(
+        "Attention",
+        [q, k, v, mask, past_k, past_v],
+        {"is_causal": causal, "qk_matmul_output_mode": mode, "softcap": 2.5},
+        n_outputs=4,
+        opset=23,
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("opset", [23, 24])
 def test_attention_3d_heads_and_scale(opset):
     q, k, v = _r(2, 3, 12), _r(2, 5, 6), _r(2, 5, 9)
-    check_op("Attention", [q, k, v], {"q_num_heads": 6, "kv_num_heads": 3, "scale": 0.3},
-             opset=opset, atol=1e-4)
+    check_op(
+        "Attention", [q, k, v], {"q_num_heads": 6, "kv_num_heads": 3, "scale": 0.3}, opset=opset, atol=1e-4
+    )
 
 
 def test_rotary_embedding_4d_interleaved_partial():
     x = _r(2, 3, 5, 8)
     cos, sin = _r(6, 2), _r(6, 2)
     ids = np.array([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]], np.int64)
-    check_op("RotaryEmbedding", [x, cos, sin, ids],
-             {"interleaved": 1, "rotary_embedding_dim": 4}, opset=23, atol=1e-5)
+    check_op(
+        "RotaryEmbedding",
+        [x, cos, sin, ids],
+        {"interleaved": 1, "rotary_embedding_dim": 4},
+        opset=23,
+        atol=1e-5,
+    )

@@ -23,19 +23,22 @@ W2 = randn(6, 4, 3, 3)
 B6 = randn(6)
 
 
-@pytest.mark.parametrize("attrs", [
-    {},
-    {"pads": [1, 1, 1, 1]},
-    {"pads": [0, 2, 1, 0]},
-    {"strides": [2, 2]},
-    {"strides": [2, 1], "pads": [1, 0, 1, 0]},
-    {"dilations": [2, 2]},
-    {"dilations": [2, 1], "pads": [2, 1, 2, 1], "strides": [1, 2]},
-    {"auto_pad": "VALID"},
-    {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
-    {"auto_pad": "SAME_LOWER", "strides": [2, 2]},
-    {"kernel_shape": [3, 3]},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {},
+        {"pads": [1, 1, 1, 1]},
+        {"pads": [0, 2, 1, 0]},
+        {"strides": [2, 2]},
+        {"strides": [2, 1], "pads": [1, 0, 1, 0]},
+        {"dilations": [2, 2]},
+        {"dilations": [2, 1], "pads": [2, 1, 2, 1], "strides": [1, 2]},
+        {"auto_pad": "VALID"},
+        {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+        {"auto_pad": "SAME_LOWER", "strides": [2, 2]},
+        {"kernel_shape": [3, 3]},
+    ],
+)
 def test_conv2d_attributes(attrs):
     check_op("Conv", [X2, W2, B6], attrs, **TOL, reference=True)
 
@@ -66,19 +69,28 @@ def test_conv_1x1_and_1x1_strided():
 
 
 def test_conv1d_and_conv3d():
-    check_op("Conv", [randn(2, 3, 9), randn(4, 3, 3), randn(4)], {"pads": [1, 2], "strides": [2]},
-             **TOL)
-    check_op("Conv", [randn(1, 2, 5, 6, 4), randn(3, 2, 3, 2, 3), randn(3)],
-             {"pads": [1, 0, 1, 1, 1, 0], "strides": [1, 2, 1], "dilations": [1, 1, 2]}, **TOL)
+    check_op("Conv", [randn(2, 3, 9), randn(4, 3, 3), randn(4)], {"pads": [1, 2], "strides": [2]}, **TOL)
+    check_op(
+        "Conv",
+        [randn(1, 2, 5, 6, 4), randn(3, 2, 3, 2, 3), randn(3)],
+        {"pads": [1, 0, 1, 1, 1, 0], "strides": [1, 2, 1], "dilations": [1, 1, 2]},
+        **TOL,
+    )
 
 
 def test_conv_grouped():
     check_op("Conv", [X2, randn(6, 2, 3, 3), B6], {"group": 2, "pads": [1, 1, 1, 1]}, **TOL)
 
 
-@pytest.mark.parametrize("attrs", [{"pads": [1, 1, 1, 1]}, {"strides": [2, 2], "pads": [1, 1, 1, 1]},
-                                   {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
-                                   {"dilations": [2, 2]}])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"pads": [1, 1, 1, 1]},
+        {"strides": [2, 2], "pads": [1, 1, 1, 1]},
+        {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+        {"dilations": [2, 2]},
+    ],
+)
 def test_conv_depthwise(attrs):
     check_op("Conv", [X2, randn(4, 1, 3, 3), randn(4)], {"group": 4, **attrs}, **TOL)
 
@@ -91,14 +103,17 @@ def test_conv_depthwise_multiplier_and_batch_chunks():
     check_op("Conv", [randn(5, 8, 130, 130), randn(8, 1, 3, 3)], {"group": 8}, **TOL)
 
 
-@pytest.mark.parametrize("attrs", [
-    {"pads": [1, 1, 1, 1]},
-    {"pads": [0, 2, 1, 0], "strides": [2, 2]},
-    {"pads": [2, 1, 2, 1], "dilations": [2, 1], "strides": [1, 2]},
-    {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
-    {"dilations": [2, 3]},
-    {"pads": [0, 1, 2, 0], "dilations": [1, 2]},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"pads": [1, 1, 1, 1]},
+        {"pads": [0, 2, 1, 0], "strides": [2, 2]},
+        {"pads": [2, 1, 2, 1], "dilations": [2, 1], "strides": [1, 2]},
+        {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+        {"dilations": [2, 3]},
+        {"pads": [0, 1, 2, 0], "dilations": [1, 2]},
+    ],
+)
 def test_conv_depthwise_padded_in_blocks(attrs):
     # The padding is applied per block of channels, in a scratch plane whose border stays zero
     # across blocks of several images; stride 1 takes the flattened-plane path, dilated too.
@@ -125,10 +140,17 @@ def test_conv_bad_auto_pad_is_unsupported():
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(nsp=st.integers(1, 3), size=st.integers(3, 8), k=st.integers(1, 3), s=st.integers(1, 3),
-       d=st.integers(1, 2), p=st.integers(0, 2), groups=st.sampled_from([1, 2, 3]),
-       mult=st.integers(1, 2), auto_pad=st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER",
-                                                         "SAME_LOWER", "VALID"]))
+@given(
+    nsp=st.integers(1, 3),
+    size=st.integers(3, 8),
+    k=st.integers(1, 3),
+    s=st.integers(1, 3),
+    d=st.integers(1, 2),
+    p=st.integers(0, 2),
+    groups=st.sampled_from([1, 2, 3]),
+    mult=st.integers(1, 2),
+    auto_pad=st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]),
+)
 def test_conv_property(nsp, size, k, s, d, p, groups, mult, auto_pad):
     r = np.random.default_rng(size * 1000 + k * 100 + s * 10 + d)
     cg = 1 if groups == 3 else 2
@@ -148,43 +170,63 @@ def test_conv_property(nsp, size, k, s, d, p, groups, mult, auto_pad):
 WT = randn(4, 3, 3, 3)  # (C_in, C_out / group, kH, kW)
 
 
-@pytest.mark.parametrize("attrs", [
-    {},
-    {"strides": [2, 2]},
-    {"strides": [2, 2], "pads": [1, 1, 1, 1]},
-    {"strides": [2, 3], "pads": [0, 1, 2, 0], "output_padding": [1, 2]},
-    {"dilations": [2, 1]},
-    {"strides": [2, 2], "output_shape": [14, 12]},
-    {"strides": [2, 2], "output_shape": [15, 13]},
-    {"strides": [2, 2], "output_shape": [15, 13], "auto_pad": "SAME_UPPER"},
-    {"strides": [2, 2], "output_shape": [15, 13], "auto_pad": "SAME_LOWER"},
-    {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
-    {"strides": [2, 2], "auto_pad": "SAME_LOWER"},
-    {"strides": [2, 2], "auto_pad": "VALID"},
-    {"kernel_shape": [3, 3]},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {},
+        {"strides": [2, 2]},
+        {"strides": [2, 2], "pads": [1, 1, 1, 1]},
+        {"strides": [2, 3], "pads": [0, 1, 2, 0], "output_padding": [1, 2]},
+        {"dilations": [2, 1]},
+        {"strides": [2, 2], "output_shape": [14, 12]},
+        {"strides": [2, 2], "output_shape": [15, 13]},
+        {"strides": [2, 2], "output_shape": [15, 13], "auto_pad": "SAME_UPPER"},
+        {"strides": [2, 2], "output_shape": [15, 13], "auto_pad": "SAME_LOWER"},
+        {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+        {"strides": [2, 2], "auto_pad": "SAME_LOWER"},
+        {"strides": [2, 2], "auto_pad": "VALID"},
+        {"kernel_shape": [3, 3]},
+    ],
+)
 def test_conv_transpose_attributes(attrs):
     check_op("ConvTranspose", [X2, WT, randn(3)], attrs, **TOL)
 
 
 def test_conv_transpose_grouped_1d_3d_no_bias():
     check_op("ConvTranspose", [X2, randn(4, 2, 3, 3)], {"group": 2, "strides": [2, 1]}, **TOL)
-    check_op("ConvTranspose", [randn(2, 3, 5), randn(3, 2, 4), randn(2)],
-             {"strides": [3], "pads": [1, 2]}, **TOL)
-    check_op("ConvTranspose", [randn(1, 2, 3, 4, 3), randn(2, 2, 2, 3, 2)],
-             {"strides": [2, 1, 2], "output_padding": [1, 0, 0]}, **TOL)
+    check_op(
+        "ConvTranspose", [randn(2, 3, 5), randn(3, 2, 4), randn(2)], {"strides": [3], "pads": [1, 2]}, **TOL
+    )
+    check_op(
+        "ConvTranspose",
+        [randn(1, 2, 3, 4, 3), randn(2, 2, 2, 3, 2)],
+        {"strides": [2, 1, 2], "output_padding": [1, 0, 0]},
+        **TOL,
+    )
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(nsp=st.integers(1, 3), size=st.integers(2, 6), k=st.integers(1, 4), s=st.integers(1, 3),
-       d=st.integers(1, 2), p=st.integers(0, 1), groups=st.sampled_from([1, 2]),
-       adj=st.integers(0, 2))
+@given(
+    nsp=st.integers(1, 3),
+    size=st.integers(2, 6),
+    k=st.integers(1, 4),
+    s=st.integers(1, 3),
+    d=st.integers(1, 2),
+    p=st.integers(0, 1),
+    groups=st.sampled_from([1, 2]),
+    adj=st.integers(0, 2),
+)
 def test_conv_transpose_property(nsp, size, k, s, d, p, groups, adj):
     r = np.random.default_rng(size * 1000 + k * 100 + s * 10 + d)
     adj = min(adj, s - 1)  # ONNX Runtime wants output_padding < stride
     assume(s * (size - 1) + adj + (k - 1) * d + 1 > 2 * p)
     x = r.standard_normal((2, 2 * groups) + (size,) * nsp).astype(np.float32)
     w = r.standard_normal((2 * groups, 2) + (k,) * nsp).astype(np.float32)
-    attrs = {"strides": [s] * nsp, "dilations": [d] * nsp, "group": groups,
-             "pads": [p] * (2 * nsp), "output_padding": [adj] * nsp}
+    attrs = {
+        "strides": [s] * nsp,
+        "dilations": [d] * nsp,
+        "group": groups,
+        "pads": [p] * (2 * nsp),
+        "output_padding": [adj] * nsp,
+    }
     check_op("ConvTranspose", [x, w], attrs, **TOL)

@@ -24,8 +24,22 @@ B2 = rng.random((4,)) < 0.5
 HALF = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49, -0.51], dtype=np.float32)
 SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -1.0, 3.0], dtype=np.float32)
 
-UNARY = ["Neg", "Abs", "Exp", "Floor", "Ceil", "Sign", "Erf", "Sin", "Cos", "Tan", "Atan",
-         "Sinh", "Cosh", "Asinh"]
+UNARY = [
+    "Neg",
+    "Abs",
+    "Exp",
+    "Floor",
+    "Ceil",
+    "Sign",
+    "Erf",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+]
 
 
 @pytest.mark.parametrize("op_type", UNARY)
@@ -73,7 +87,7 @@ def test_binary_int(op_type, a):
 
 
 def test_int_div_truncates_toward_zero():
-    out, = check_op("Div", [np.array([7, -7, 7, -7]), np.array([2, 2, -2, -2])])
+    (out,) = check_op("Div", [np.array([7, -7, 7, -7]), np.array([2, 2, -2, -2])])
     np.testing.assert_array_equal(out, [3, -3, -3, 3])
 
 
@@ -122,9 +136,18 @@ def test_isnan_isinf():
         check_op("IsInf", [SPECIAL], {"detect_negative": neg, "detect_positive": pos})
 
 
-@pytest.mark.parametrize("to", [TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.INT64,
-                                TensorProto.INT32, TensorProto.BOOL, TensorProto.UINT8,
-                                TensorProto.FLOAT16])
+@pytest.mark.parametrize(
+    "to",
+    [
+        TensorProto.FLOAT,
+        TensorProto.DOUBLE,
+        TensorProto.INT64,
+        TensorProto.INT32,
+        TensorProto.BOOL,
+        TensorProto.UINT8,
+        TensorProto.FLOAT16,
+    ],
+)
 def test_cast_from_float(to):
     check_op("Cast", [F * 10], {"to": to}, atol=1e-2 if to == TensorProto.FLOAT16 else 1e-5)
 
@@ -135,8 +158,8 @@ def test_cast_from_int(to):
 
 
 def test_cast_to_float_is_float64_in_oracle():
-    from xverify.engine import Interpreter
     from tests.engine.opcheck import make_model
+    from xverify.engine import Interpreter
 
     model = make_model("Cast", [I], {"to": TensorProto.FLOAT})
     out = Interpreter(model, "float64").run({"in0": I})["out0"]

@@ -54,9 +54,12 @@ CONSTANTS = {
 def _graph_model(nodes, constants, x_shape, outs=("y",)):
     """A float model of ``nodes`` reading input ``x`` of ``x_shape``, with ``constants``."""
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, None) for out in outs],
-        initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()])
+        initializer=[numpy_helper.from_array(a, n) for n, a in constants.items()],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -104,10 +107,12 @@ def test_tapping_an_intermediate_runs_the_nodes_one_by_one(handover):
 
 def test_chains_with_other_readers_or_nonzero_pad_are_not_fused():
     constants = dict(CONSTANTS, one=np.array(1.0, dtype=np.float32))
-    nodes = [helper.make_node("Pad", ["x", "pads", "one"], ["p"]),  # pads with ones
-             helper.make_node("Conv", ["p", "w_dw"], ["d"], group=C),
-             helper.make_node("Mul", ["d", "scale"], ["m"]),
-             helper.make_node("Add", ["m", "d"], ["y"])]  # d has a second reader
+    nodes = [
+        helper.make_node("Pad", ["x", "pads", "one"], ["p"]),  # pads with ones
+        helper.make_node("Conv", ["p", "w_dw"], ["d"], group=C),
+        helper.make_node("Mul", ["d", "scale"], ["m"]),
+        helper.make_node("Add", ["m", "d"], ["y"]),
+    ]  # d has a second reader
     model = _model(nodes, constants=constants)
     interp = Interpreter(model)
     assert not interp.program.hidden
@@ -123,14 +128,18 @@ def test_graph_output_inside_a_chain_stays_visible():
     np.testing.assert_allclose(interp.run({"x": X})["m"], _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("factor", [np.array(0.5, dtype=np.float32),
-                                    np.array([[[-2.0]], [[0.25]], [[3.0]], [[1.5]]], dtype=np.float32)])
+@pytest.mark.parametrize(
+    "factor",
+    [np.array(0.5, dtype=np.float32), np.array([[[-2.0]], [[0.25]], [[3.0]], [[1.5]]], dtype=np.float32)],
+)
 def test_a_conv_with_bias_then_a_mul_folds_it_into_its_weights(factor):
     # (conv(x, w) + b) * s == conv(x, w * s) + b * s, for one factor or one per output channel.
     constants = dict(CONSTANTS, s=factor)
-    nodes = [helper.make_node("Conv", ["x", "w_pw", "b_pw"], ["q"]),
-             helper.make_node("Mul", ["q", "s"], ["m"]),
-             helper.make_node("Relu", ["m"], ["y"])]
+    nodes = [
+        helper.make_node("Conv", ["x", "w_pw", "b_pw"], ["q"]),
+        helper.make_node("Mul", ["q", "s"], ["m"]),
+        helper.make_node("Relu", ["m"], ["y"]),
+    ]
     model = _model(nodes, constants=constants)
     interp = Interpreter(model)
     assert interp.program.hidden == {"q", "m"}
@@ -140,9 +149,15 @@ def test_a_conv_with_bias_then_a_mul_folds_it_into_its_weights(factor):
 
 
 EXPAND = {  # MobileNetV2's expand conv (1x1, bias, ReLU6) feeding a strided depthwise conv
-    "w_ex": randn(C, 3, 1, 1), "b_ex": randn(C), "w_dw": CONSTANTS["w_dw"], "b_dw": randn(C),
-    "scale": CONSTANTS["scale"], "lo": CONSTANTS["lo"], "hi": CONSTANTS["hi"],
-    "pads": CONSTANTS["pads"], "zero": CONSTANTS["zero"],
+    "w_ex": randn(C, 3, 1, 1),
+    "b_ex": randn(C),
+    "w_dw": CONSTANTS["w_dw"],
+    "b_dw": randn(C),
+    "scale": CONSTANTS["scale"],
+    "lo": CONSTANTS["lo"],
+    "hi": CONSTANTS["hi"],
+    "pads": CONSTANTS["pads"],
+    "zero": CONSTANTS["zero"],
 }
 EXPAND_BLOCK = [
     helper.make_node("Conv", ["x", "w_ex", "b_ex"], ["e"]),
@@ -173,14 +188,18 @@ def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(handover, dtype, ba
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("size, dw_attrs", [
-    ((20, 18), {"pads": [0, 0, 1, 1], "strides": [2, 2]}),  # Keras' "same" on an even plane
-    ((21, 19), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
-    ((21, 19), {"pads": [2, 0, 1, 2], "strides": [3, 2], "dilations": [2, 1]}),
-    ((16, 17), {"pads": [1, 1, 1, 1], "strides": [2, 1]}),
-])
+@pytest.mark.parametrize(
+    "size, dw_attrs",
+    [
+        ((20, 18), {"pads": [0, 0, 1, 1], "strides": [2, 2]}),  # Keras' "same" on an even plane
+        ((21, 19), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+        ((21, 19), {"pads": [2, 0, 1, 2], "strides": [3, 2], "dilations": [2, 1]}),
+        ((16, 17), {"pads": [1, 1, 1, 1], "strides": [2, 1]}),
+    ],
+)
 def test_pointwise_conv_writes_a_strided_depthwise_input_as_its_stride_phases(
-        monkeypatch, dtype, size, dw_attrs):
+    monkeypatch, dtype, size, dw_attrs
+):
     # The expand conv writes the padded stride phases the depthwise conv reads (on planes this
     # small only when forced), with several blocks of channels per image; the results stay those
     # of the nodes one by one, which read strided windows of the plain tensor.
@@ -192,7 +211,8 @@ def test_pointwise_conv_writes_a_strided_depthwise_input_as_its_stride_phases(
     nodes = EXPAND_BLOCK[:2] + [
         helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, **dw_attrs),
         helper.make_node("Mul", ["d", "scale"], ["m"]),
-        helper.make_node("Clip", ["m", "lo", "hi"], ["y"])]
+        helper.make_node("Clip", ["m", "lo", "hi"], ["y"]),
+    ]
     model = _graph_model(nodes, EXPAND, [3, 3, *size])
     x = randn(3, 3, *size)
     interp = Interpreter(model, dtype)
@@ -211,13 +231,20 @@ def test_mobilenet_sized_block_is_within_rounding_of_the_nodes(monkeypatch):
     producer = conv_ops._phased_producer
     monkeypatch.setattr(conv_ops, "_phased_producer", lambda *a: made.append(a) or producer(*a))
     monkeypatch.setattr(conv_ops, "_WIDE_EXTRA", 1.2)
-    constants = {"w_ex": randn(96, 16, 1, 1), "w_dw": randn(96, 1, 3, 3), "w_pj": randn(24, 96, 1, 1),
-                 "lo": CONSTANTS["lo"], "hi": CONSTANTS["hi"]}
-    nodes = [helper.make_node("Conv", ["x", "w_ex"], ["e"]),
-             helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
-             helper.make_node("Conv", ["r", "w_dw"], ["d"], group=96, strides=[2, 2], pads=[0, 0, 1, 1]),
-             helper.make_node("Clip", ["d", "lo", "hi"], ["c"]),
-             helper.make_node("Conv", ["c", "w_pj"], ["y"])]
+    constants = {
+        "w_ex": randn(96, 16, 1, 1),
+        "w_dw": randn(96, 1, 3, 3),
+        "w_pj": randn(24, 96, 1, 1),
+        "lo": CONSTANTS["lo"],
+        "hi": CONSTANTS["hi"],
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w_ex"], ["e"]),
+        helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
+        helper.make_node("Conv", ["r", "w_dw"], ["d"], group=96, strides=[2, 2], pads=[0, 0, 1, 1]),
+        helper.make_node("Clip", ["d", "lo", "hi"], ["c"]),
+        helper.make_node("Conv", ["c", "w_pj"], ["y"]),
+    ]
     model = _graph_model(nodes, constants, [4, 16, 64, 64])
     x = randn(4, 16, 64, 64)
     interp = Interpreter(model)
@@ -238,7 +265,8 @@ def test_residual_add_after_the_projection_joins_the_depthwise_step(handover, dt
     nodes = EXPAND_BLOCK[:2] + [
         helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["d", "w_pj"], ["q"]),
-        helper.make_node("Add", add, ["y"])]
+        helper.make_node("Add", add, ["y"]),
+    ]
     model = _graph_model(nodes, constants, [batch, 3, 21, 19])
     x = randn(batch, 3, 21, 19)
     interp = Interpreter(model, dtype)
@@ -255,9 +283,11 @@ def test_residual_add_after_the_projection_joins_the_depthwise_step(handover, dt
 def test_pointwise_conv_without_activation_feeding_a_depthwise_conv(handover, dtype, expand):
     # Its last pass (the bias, or a copy) writes into the padded plane the depthwise conv reads.
     constants = dict(EXPAND, w_pj=randn(4, C, 1, 1))
-    nodes = [helper.make_node("Conv", expand, ["r"]),
-             helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 2, 0, 1]),
-             helper.make_node("Conv", ["d", "w_pj"], ["y"])]
+    nodes = [
+        helper.make_node("Conv", expand, ["r"]),
+        helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 2, 0, 1]),
+        helper.make_node("Conv", ["d", "w_pj"], ["y"]),
+    ]
     model = _graph_model(nodes, constants, [3, 3, 21, 19])
     x = randn(3, 3, 21, 19)
     interp = Interpreter(model, dtype)
@@ -287,7 +317,8 @@ def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one(handover)
         helper.make_node("Clip", ["m", "lo", "hi"], ["c"]),
         helper.make_node("Conv", ["c", "w_pj"], ["q"]),
         helper.make_node("Conv", ["q", "w_dw2"], ["d2"], group=C, pads=[1, 1, 1, 1]),
-        helper.make_node("Conv", ["d2", "w_out"], ["y"])]
+        helper.make_node("Conv", ["d2", "w_out"], ["y"]),
+    ]
     model = _graph_model(nodes, constants, [5, 3, 21, 19])
     interp = Interpreter(model)
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv", "Conv"]
@@ -303,11 +334,13 @@ def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one(handover)
 def test_mobilenet_stem_conv_joins_the_depthwise_step(handover, dtype):
     # A 3x3 stride-2 conv (its Pad folded in) makes the depthwise input image by image too.
     constants = dict(EXPAND, w_stem=randn(C, 3, 3, 3), w_pj=randn(4, C, 1, 1))
-    nodes = [helper.make_node("Pad", ["x", "pads", "zero"], ["px"]),
-             helper.make_node("Conv", ["px", "w_stem"], ["e"], strides=[2, 2]),
-             helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
-             helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 1, 1, 1]),
-             helper.make_node("Conv", ["d", "w_pj"], ["y"])]
+    nodes = [
+        helper.make_node("Pad", ["x", "pads", "zero"], ["px"]),
+        helper.make_node("Conv", ["px", "w_stem"], ["e"], strides=[2, 2]),
+        helper.make_node("Clip", ["e", "lo", "hi"], ["r"]),
+        helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["d", "w_pj"], ["y"]),
+    ]
     model = _graph_model(nodes, constants, [4, 3, 21, 19])
     interp = Interpreter(model, dtype)
     assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]

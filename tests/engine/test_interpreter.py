@@ -11,10 +11,12 @@ from xverify.engine.interpreter import _exclusive
 
 def _model(nodes, inputs, outputs, initializers=()):
     graph = helper.make_graph(
-        nodes, "g",
+        nodes,
+        "g",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in inputs],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-        initializer=[numpy_helper.from_array(a, n) for n, a in initializers])
+        initializer=[numpy_helper.from_array(a, n) for n, a in initializers],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -30,9 +32,15 @@ def _addresses(interp, feeds):
 
 
 def test_dying_intermediate_is_reused_in_place():
-    model = _model([helper.make_node("Mul", ["x", "x"], ["m"]),
-                    helper.make_node("Relu", ["m"], ["r"]),
-                    helper.make_node("Neg", ["r"], ["y"])], ["x"], ["y"])
+    model = _model(
+        [
+            helper.make_node("Mul", ["x", "x"], ["m"]),
+            helper.make_node("Relu", ["m"], ["r"]),
+            helper.make_node("Neg", ["r"], ["y"]),
+        ],
+        ["x"],
+        ["y"],
+    )
     seen = _addresses(Interpreter(model), {"x": X})
     assert seen["r"] == seen["m"]  # Relu wrote into Mul's output, which dies there
     np.testing.assert_array_equal(Interpreter(model).run({"x": X})["y"], -np.maximum(X * X, 0))
@@ -40,9 +48,15 @@ def test_dying_intermediate_is_reused_in_place():
 
 def test_tensor_with_two_consumers_is_not_clobbered():
     # m feeds Relu and, later, Add: Relu must not overwrite it.
-    model = _model([helper.make_node("Neg", ["x"], ["m"]),
-                    helper.make_node("Relu", ["m"], ["r"]),
-                    helper.make_node("Add", ["r", "m"], ["y"])], ["x"], ["y"])
+    model = _model(
+        [
+            helper.make_node("Neg", ["x"], ["m"]),
+            helper.make_node("Relu", ["m"], ["r"]),
+            helper.make_node("Add", ["r", "m"], ["y"]),
+        ],
+        ["x"],
+        ["y"],
+    )
     for dtype in ("float32", "float64"):
         y = Interpreter(model, dtype).run({"x": X})["y"]
         np.testing.assert_allclose(y, np.maximum(-X, 0) - X)
@@ -50,10 +64,17 @@ def test_tensor_with_two_consumers_is_not_clobbered():
 
 def test_graph_inputs_initializers_and_taps_are_never_modified():
     w = np.full((2, 3), 2.0, dtype=np.float32)
-    model = _model([helper.make_node("Relu", ["x"], ["r"]),
-                    helper.make_node("Mul", ["w", "r"], ["m"]),
-                    helper.make_node("Clip", ["m"], ["c"]),
-                    helper.make_node("Add", ["c", "x"], ["y"])], ["x"], ["y"], [("w", w)])
+    model = _model(
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Mul", ["w", "r"], ["m"]),
+            helper.make_node("Clip", ["m"], ["c"]),
+            helper.make_node("Add", ["c", "x"], ["y"]),
+        ],
+        ["x"],
+        ["y"],
+        [("w", w)],
+    )
     interp = Interpreter(model)
     x = X.copy()
     for _ in range(2):  # a second run would see a modified initializer
@@ -68,19 +89,26 @@ def test_views_of_a_live_tensor_block_in_place():
     # Reshape returns a view of r; Relu of that view must not write through into r, which Add reads.
     shape = numpy_helper.from_array(np.array([3, 2], dtype=np.int64), "shape")
     back = numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "back")
-    model = _model([helper.make_node("Neg", ["x"], ["r"]),
-                    helper.make_node("Reshape", ["r", "shape"], ["v"]),
-                    helper.make_node("Relu", ["v"], ["rv"]),
-                    helper.make_node("Reshape", ["rv", "back"], ["b"]),
-                    helper.make_node("Add", ["b", "r"], ["y"])], ["x"], ["y"])
+    model = _model(
+        [
+            helper.make_node("Neg", ["x"], ["r"]),
+            helper.make_node("Reshape", ["r", "shape"], ["v"]),
+            helper.make_node("Relu", ["v"], ["rv"]),
+            helper.make_node("Reshape", ["rv", "back"], ["b"]),
+            helper.make_node("Add", ["b", "r"], ["y"]),
+        ],
+        ["x"],
+        ["y"],
+    )
     model.graph.initializer.extend([shape, back])
     y = Interpreter(model).run({"x": X})["y"]
     np.testing.assert_array_equal(y, np.maximum(-X, 0) - X)
 
 
 def test_values_kept_by_a_callback_are_not_overwritten():
-    model = _model([helper.make_node("Neg", ["x"], ["m"]),
-                    helper.make_node("Relu", ["m"], ["y"])], ["x"], ["y"])
+    model = _model(
+        [helper.make_node("Neg", ["x"], ["m"]), helper.make_node("Relu", ["m"], ["y"])], ["x"], ["y"]
+    )
     kept = {}
     Interpreter(model).run({"x": X}, on_tensor=kept.__setitem__)
     np.testing.assert_array_equal(kept["m"], -X)
@@ -106,16 +134,22 @@ def test_large_in_place_ops_split_over_the_pool_give_the_plain_result():
     full = r.standard_normal(shape).astype(np.float32)
     lo, hi = np.array(-0.5, np.float32), np.array(0.5, np.float32)
     graph = helper.make_graph(
-        [helper.make_node("Neg", ["x"], ["n"]),
-         helper.make_node("Mul", ["n", "pc"], ["m"]),
-         helper.make_node("Add", ["m", "full"], ["a"]),
-         helper.make_node("Relu", ["a"], ["r"]),
-         helper.make_node("Sub", ["r", "x"], ["s"]),
-         helper.make_node("Clip", ["s", "lo", "hi"], ["y"])], "g",
+        [
+            helper.make_node("Neg", ["x"], ["n"]),
+            helper.make_node("Mul", ["n", "pc"], ["m"]),
+            helper.make_node("Add", ["m", "full"], ["a"]),
+            helper.make_node("Relu", ["a"], ["r"]),
+            helper.make_node("Sub", ["r", "x"], ["s"]),
+            helper.make_node("Clip", ["s", "lo", "hi"], ["y"]),
+        ],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(a, n) for n, a in
-                     [("pc", per_channel), ("full", full), ("lo", lo), ("hi", hi)]])
+        initializer=[
+            numpy_helper.from_array(a, n)
+            for n, a in [("pc", per_channel), ("full", full), ("lo", lo), ("hi", hi)]
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     x = r.standard_normal(shape).astype(np.float32)

@@ -20,8 +20,17 @@ def randn(*shape, dtype=np.float32):
     return rng.standard_normal(shape).astype(dtype)
 
 
-@pytest.mark.parametrize("a, b", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)),
-                                  ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,))])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ((3, 4), (4, 5)),
+        ((2, 3, 4), (4, 5)),
+        ((2, 1, 3, 4), (5, 4, 2)),
+        ((4,), (4, 5)),
+        ((3, 4), (4,)),
+        ((4,), (4,)),
+    ],
+)
 def test_matmul_shapes(a, b):
     check_op("MatMul", [randn(*a), randn(*b)], atol=1e-5)
 
@@ -31,8 +40,12 @@ def test_matmul_int64():
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(m=st.integers(1, 6), k=st.integers(1, 6), n=st.integers(1, 6),
-       batch=st.lists(st.integers(1, 3), max_size=2))
+@given(
+    m=st.integers(1, 6),
+    k=st.integers(1, 6),
+    n=st.integers(1, 6),
+    batch=st.lists(st.integers(1, 3), max_size=2),
+)
 def test_matmul_property(m, k, n, batch):
     r = np.random.default_rng(m * 100 + k * 10 + n)
     a = r.standard_normal((*batch, m, k)).astype(np.float32)
@@ -41,26 +54,47 @@ def test_matmul_property(m, k, n, batch):
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(m=st.integers(1, 5), k=st.integers(1, 5), n=st.integers(1, 5), ta=st.booleans(),
-       tb=st.booleans(), alpha=st.sampled_from([1.0, 0.5, -2.0]),
-       beta=st.sampled_from([1.0, 0.0, 3.0]), c=st.sampled_from(["none", "row", "full", "scalar"]))
+@given(
+    m=st.integers(1, 5),
+    k=st.integers(1, 5),
+    n=st.integers(1, 5),
+    ta=st.booleans(),
+    tb=st.booleans(),
+    alpha=st.sampled_from([1.0, 0.5, -2.0]),
+    beta=st.sampled_from([1.0, 0.0, 3.0]),
+    c=st.sampled_from(["none", "row", "full", "scalar"]),
+)
 def test_gemm_property(m, k, n, ta, tb, alpha, beta, c):
     r = np.random.default_rng(0)
     a = r.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     b = r.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     cs = {"none": None, "row": (n,), "full": (m, n), "scalar": ()}[c]
     inputs = [a, b] + ([] if cs is None else [r.standard_normal(cs).astype(np.float32)])
-    check_op("Gemm", inputs, {"alpha": alpha, "beta": beta, "transA": int(ta), "transB": int(tb)},
-             atol=1e-5)
+    check_op("Gemm", inputs, {"alpha": alpha, "beta": beta, "transA": int(ta), "transB": int(tb)}, atol=1e-5)
 
 
 def test_gemm_dense_layer():
     check_op("Gemm", [M, randn(4, 3), C], atol=1e-5)
 
 
-@pytest.mark.parametrize("op_type", ["Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "HardSwish",
-                                     "Mish", "Elu", "Selu", "Celu", "LeakyRelu", "ThresholdedRelu",
-                                     "HardSigmoid"])
+@pytest.mark.parametrize(
+    "op_type",
+    [
+        "Relu",
+        "Sigmoid",
+        "Tanh",
+        "Softplus",
+        "Softsign",
+        "HardSwish",
+        "Mish",
+        "Elu",
+        "Selu",
+        "Celu",
+        "LeakyRelu",
+        "ThresholdedRelu",
+        "HardSigmoid",
+    ],
+)
 def test_activation_defaults(op_type):
     check_op(op_type, [X], atol=1e-5, opset=18)
 
@@ -71,11 +105,17 @@ def test_activation_extremes():
         check_op(op_type, [x], atol=1e-6, rtol=1e-5, opset=18)
 
 
-@pytest.mark.parametrize("op_type, attrs", [("LeakyRelu", {"alpha": 0.3}), ("Elu", {"alpha": 0.5}),
-                                            ("Selu", {"alpha": 1.5, "gamma": 2.0}),
-                                            ("Celu", {"alpha": 2.0}),
-                                            ("ThresholdedRelu", {"alpha": 0.7}),
-                                            ("HardSigmoid", {"alpha": 0.1, "beta": 0.3})])
+@pytest.mark.parametrize(
+    "op_type, attrs",
+    [
+        ("LeakyRelu", {"alpha": 0.3}),
+        ("Elu", {"alpha": 0.5}),
+        ("Selu", {"alpha": 1.5, "gamma": 2.0}),
+        ("Celu", {"alpha": 2.0}),
+        ("ThresholdedRelu", {"alpha": 0.7}),
+        ("HardSigmoid", {"alpha": 0.1, "beta": 0.3}),
+    ],
+)
 def test_activation_attributes(op_type, attrs):
     check_op(op_type, [X], attrs, atol=1e-5)
 
@@ -142,8 +182,13 @@ def test_instance_normalization():
 @pytest.mark.parametrize("axis", [-1, -2, 1])
 def test_layer_normalization(axis):
     s = X.shape[axis:] if axis != 1 else X.shape[1:]
-    check_op("LayerNormalization", [X, randn(*s), randn(*s)], {"axis": axis, "epsilon": 1e-3},
-             n_outputs=3, atol=1e-4)
+    check_op(
+        "LayerNormalization",
+        [X, randn(*s), randn(*s)],
+        {"axis": axis, "epsilon": 1e-3},
+        n_outputs=3,
+        atol=1e-4,
+    )
     check_op("LayerNormalization", [X, randn(*s)], {"axis": axis}, atol=1e-4)
 
 
@@ -152,10 +197,16 @@ def test_lp_normalization(p, axis):
     check_op("LpNormalization", [X], {"p": p, "axis": axis}, atol=1e-5)
 
 
-@pytest.mark.parametrize("eq, shapes", [("ij,jk->ik", [(3, 4), (4, 5)]),
-                                        ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
-                                        ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
-                                        ("ii->i", [(4, 4)]), ("ij->", [(3, 4)]),
-                                        ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)])])
+@pytest.mark.parametrize(
+    "eq, shapes",
+    [
+        ("ij,jk->ik", [(3, 4), (4, 5)]),
+        ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+        ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
+        ("ii->i", [(4, 4)]),
+        ("ij->", [(3, 4)]),
+        ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)]),
+    ],
+)
 def test_einsum(eq, shapes):
     check_op("Einsum", [randn(*s) for s in shapes], {"equation": eq}, atol=1e-5)

@@ -15,22 +15,23 @@ from xverify.engine.interpreter import kernel_for, opsets_of
 
 # Cases of claimed ops the engine refuses on purpose, each for a named attribute value.
 REFUSED_CASES = {
-    **{f"test_batchnorm_{k}_training_mode": "training_mode=1 (training)"
-       for k in ("example", "epsilon")},
-    **{f"test_training_dropout{k}": "training_mode=True (training, random)"
-       for k in ("", "_mask", "_default", "_default_mask", "_zero_ratio", "_zero_ratio_mask")},
-    **{f"test_resize_downsample_{k}_antialias": "antialias=1 when downscaling"
-       for k in ("scales_linear", "sizes_linear", "scales_cubic", "sizes_cubic")},
-    "test_resize_downsample_scales_linear_align_corners":
-        "align_corners with a fractional length: ONNX's reference and ONNX Runtime disagree",
-    "test_resize_downsample_scales_cubic_align_corners":
-        "align_corners with a fractional length: ONNX's reference and ONNX Runtime disagree",
+    **{f"test_batchnorm_{k}_training_mode": "training_mode=1 (training)" for k in ("example", "epsilon")},
+    **{
+        f"test_training_dropout{k}": "training_mode=True (training, random)"
+        for k in ("", "_mask", "_default", "_default_mask", "_zero_ratio", "_zero_ratio_mask")
+    },
+    **{
+        f"test_resize_downsample_{k}_antialias": "antialias=1 when downscaling"
+        for k in ("scales_linear", "sizes_linear", "scales_cubic", "sizes_cubic")
+    },
+    "test_resize_downsample_scales_linear_align_corners": "align_corners with a fractional length: ONNX's reference and ONNX Runtime disagree",
+    "test_resize_downsample_scales_cubic_align_corners": "align_corners with a fractional length: ONNX's reference and ONNX Runtime disagree",
     "test_convtranspose_output_shape": "output_shape beyond the full output (negative padding)",
-    "test_maxunpool_export_with_output_shape":
-        "output_shape other than the inferred one: ONNX's reference and ONNX Runtime disagree",
-    **{f"test_attention_4d_with_past_and_present_qk_matmul_bias_{k}_mask_causal":
-       "qk_matmul_output_mode=2 with masked positions: -inf (ONNX) or the lowest float (ORT)"
-       for k in ("3d", "4d")},
+    "test_maxunpool_export_with_output_shape": "output_shape other than the inferred one: ONNX's reference and ONNX Runtime disagree",
+    **{
+        f"test_attention_4d_with_past_and_present_qk_matmul_bias_{k}_mask_causal": "qk_matmul_output_mode=2 with masked positions: -inf (ONNX) or the lowest float (ORT)"
+        for k in ("3d", "4d")
+    },
     "test_cast_e8m0_FLOAT_to_FLOAT8E8M0": "the FLOAT8E8M0 type",
     "test_cast_e8m0_FLOAT16_to_FLOAT8E8M0": "the FLOAT8E8M0 type",
 }

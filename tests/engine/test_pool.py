@@ -28,32 +28,55 @@ POOL_CASES = [
 ]
 
 
-@pytest.mark.parametrize("attrs", POOL_CASES + [
-    {"kernel_shape": [2, 2], "dilations": [2, 2]},
-    {"kernel_shape": [2, 2], "dilations": [2, 1], "pads": [1, 1, 1, 1], "ceil_mode": 1,
-     "strides": [2, 2]},
-    {"kernel_shape": [3, 3], "storage_order": 1},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    POOL_CASES
+    + [
+        {"kernel_shape": [2, 2], "dilations": [2, 2]},
+        {
+            "kernel_shape": [2, 2],
+            "dilations": [2, 1],
+            "pads": [1, 1, 1, 1],
+            "ceil_mode": 1,
+            "strides": [2, 2],
+        },
+        {"kernel_shape": [3, 3], "storage_order": 1},
+    ],
+)
 def test_max_pool(attrs):
     check_op("MaxPool", [X], attrs, **TOL)
 
 
-@pytest.mark.parametrize("attrs", [
-    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
-    {"kernel_shape": [2, 3], "strides": [2, 1], "pads": [1, 0, 0, 1], "storage_order": 1},
-    {"kernel_shape": [2, 2], "dilations": [2, 2], "ceil_mode": 1, "strides": [2, 2]},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+        {"kernel_shape": [2, 3], "strides": [2, 1], "pads": [1, 0, 0, 1], "storage_order": 1},
+        {"kernel_shape": [2, 2], "dilations": [2, 2], "ceil_mode": 1, "strides": [2, 2]},
+    ],
+)
 def test_max_pool_indices(attrs):
     check_op("MaxPool", [X], attrs, n_outputs=2, **TOL)
 
 
 def test_max_pool_1d_3d_and_int8():
-    check_op("MaxPool", [rng.standard_normal((2, 3, 9)).astype(np.float32)],
-             {"kernel_shape": [3], "strides": [2], "pads": [1, 1]}, **TOL)
-    check_op("MaxPool", [rng.standard_normal((1, 2, 5, 4, 6)).astype(np.float32)],
-             {"kernel_shape": [2, 2, 3], "strides": [1, 2, 2], "pads": [0, 1, 1, 1, 0, 1]}, **TOL)
-    check_op("MaxPool", [rng.integers(-100, 100, (1, 2, 5, 5)).astype(np.int8)],
-             {"kernel_shape": [2, 2], "pads": [1, 1, 1, 1]})
+    check_op(
+        "MaxPool",
+        [rng.standard_normal((2, 3, 9)).astype(np.float32)],
+        {"kernel_shape": [3], "strides": [2], "pads": [1, 1]},
+        **TOL,
+    )
+    check_op(
+        "MaxPool",
+        [rng.standard_normal((1, 2, 5, 4, 6)).astype(np.float32)],
+        {"kernel_shape": [2, 2, 3], "strides": [1, 2, 2], "pads": [0, 1, 1, 1, 0, 1]},
+        **TOL,
+    )
+    check_op(
+        "MaxPool",
+        [rng.integers(-100, 100, (1, 2, 5, 5)).astype(np.int8)],
+        {"kernel_shape": [2, 2], "pads": [1, 1, 1, 1]},
+    )
 
 
 @pytest.mark.parametrize("attrs", POOL_CASES)
@@ -63,23 +86,39 @@ def test_average_pool(attrs, count_include_pad):
 
 
 def test_average_pool_1d_3d():
-    check_op("AveragePool", [rng.standard_normal((2, 3, 9)).astype(np.float32)],
-             {"kernel_shape": [3], "strides": [2], "pads": [1, 1], "count_include_pad": 1}, **TOL)
-    check_op("AveragePool", [rng.standard_normal((1, 2, 5, 4, 6)).astype(np.float32)],
-             {"kernel_shape": [2, 2, 3], "strides": [1, 2, 2], "pads": [0, 1, 1, 1, 0, 1]}, **TOL)
+    check_op(
+        "AveragePool",
+        [rng.standard_normal((2, 3, 9)).astype(np.float32)],
+        {"kernel_shape": [3], "strides": [2], "pads": [1, 1], "count_include_pad": 1},
+        **TOL,
+    )
+    check_op(
+        "AveragePool",
+        [rng.standard_normal((1, 2, 5, 4, 6)).astype(np.float32)],
+        {"kernel_shape": [2, 2, 3], "strides": [1, 2, 2], "pads": [0, 1, 1, 1, 0, 1]},
+        **TOL,
+    )
 
 
 def test_average_pool_dilations_opset19():
-    check_op("AveragePool", [X], {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [1, 1, 1, 1]},
-             opset=19, **TOL)
+    check_op(
+        "AveragePool",
+        [X],
+        {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [1, 1, 1, 1]},
+        opset=19,
+        **TOL,
+    )
 
 
-@pytest.mark.parametrize("attrs", [
-    {"kernel_shape": [2, 2]},
-    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
-    {"kernel_shape": [3, 2], "p": 3, "auto_pad": "SAME_UPPER"},
-    {"kernel_shape": [2, 2], "p": 1},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [2, 2]},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+        {"kernel_shape": [3, 2], "p": 3, "auto_pad": "SAME_UPPER"},
+        {"kernel_shape": [2, 2], "p": 1},
+    ],
+)
 def test_lp_pool(attrs):
     check_op("LpPool", [X], attrs, atol=1e-4, rtol=1e-4)
 
@@ -101,17 +140,23 @@ def test_pool_bad_auto_pad_is_unsupported():
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(op_type=st.sampled_from(["MaxPool", "AveragePool"]), nsp=st.integers(1, 3),
-       size=st.integers(2, 8), k=st.integers(1, 3), s=st.integers(1, 3), p=st.integers(0, 1),
-       ceil=st.integers(0, 1), include=st.integers(0, 1),
-       auto_pad=st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+@given(
+    op_type=st.sampled_from(["MaxPool", "AveragePool"]),
+    nsp=st.integers(1, 3),
+    size=st.integers(2, 8),
+    k=st.integers(1, 3),
+    s=st.integers(1, 3),
+    p=st.integers(0, 1),
+    ceil=st.integers(0, 1),
+    include=st.integers(0, 1),
+    auto_pad=st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]),
+)
 def test_pool_property(op_type, nsp, size, k, s, p, ceil, include, auto_pad):
     assume(p < k)  # ONNX Runtime wants pads smaller than the kernel
     assume(auto_pad != "VALID" or size >= k)
     r = np.random.default_rng(size * 100 + k * 10 + s)
     x = r.standard_normal((2, 3) + (size,) * nsp).astype(np.float32)
-    attrs = {"kernel_shape": [k] * nsp, "strides": [s] * nsp, "auto_pad": auto_pad,
-             "ceil_mode": ceil}
+    attrs = {"kernel_shape": [k] * nsp, "strides": [s] * nsp, "auto_pad": auto_pad, "ceil_mode": ceil}
     if auto_pad == "NOTSET":
         attrs["pads"] = [p] * (2 * nsp)
     if op_type == "AveragePool":

@@ -13,8 +13,18 @@ POS = (rng.random((2, 3, 4)) + 0.5).astype(np.float32)
 I = rng.integers(-9, 9, (2, 3, 4)).astype(np.int64)
 TIES = np.array([[1, 3, 3, 0], [2, 2, 1, 2], [0, 0, 0, 0]], dtype=np.float32)
 
-OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-       "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"]
+OPS = [
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+]
 AXES = [[1], [-1], [0, 2], [-3, -2, -1], None]
 
 
@@ -45,8 +55,7 @@ def test_reduce_int64(op_type):
 @pytest.mark.parametrize("op_type", ["ReduceSum", "ReduceMean"])
 def test_reduce_noop_with_empty_axes(op_type):
     check_op(op_type, [X, np.array([], dtype=np.int64)], {"noop_with_empty_axes": 1}, opset=18)
-    check_op(op_type, [X, np.array([], dtype=np.int64)], {"noop_with_empty_axes": 0}, opset=18,
-             atol=1e-5)
+    check_op(op_type, [X, np.array([], dtype=np.int64)], {"noop_with_empty_axes": 0}, opset=18, atol=1e-5)
 
 
 def test_reduce_sum_axes_as_constant_input():

@@ -26,10 +26,14 @@ def rnn_inputs(op_type, num_dir=1, bias=True, lens=False, init=False, peep=False
     g = GATES[op_type]
     x = randn(SEQ, BATCH, INP)
     state = (num_dir, BATCH, HID)
-    inputs = [x, randn(num_dir, g * HID, INP), randn(num_dir, g * HID, HID),
-              randn(num_dir, 2 * g * HID) if bias else None,
-              np.array([5, 2, 4], dtype=np.int32) if lens else None,
-              randn(*state) if init else None]
+    inputs = [
+        x,
+        randn(num_dir, g * HID, INP),
+        randn(num_dir, g * HID, HID),
+        randn(num_dir, 2 * g * HID) if bias else None,
+        np.array([5, 2, 4], dtype=np.int32) if lens else None,
+        randn(*state) if init else None,
+    ]
     if op_type == "LSTM":
         inputs += [randn(*state) if init else None, randn(num_dir, 3 * HID) if peep else None]
     while inputs[-1] is None:
@@ -52,8 +56,9 @@ def check_layouts(op_type, inputs, attrs):
         return
     from xverify.engine import OPS
 
-    batch_major = [a.transpose(1, 0, 2) if a is not None and i in (0, 5, 6) else a
-                   for i, a in enumerate(inputs)]
+    batch_major = [
+        a.transpose(1, 0, 2) if a is not None and i in (0, 5, 6) else a for i, a in enumerate(inputs)
+    ]
     got = OPS[op_type].kernel(*batch_major, **attrs)
     np.testing.assert_allclose(got[0], want[0].transpose(2, 0, 1, 3), **TOL)
     for g, w in zip(got[1:], want[1:]):
@@ -61,19 +66,22 @@ def check_layouts(op_type, inputs, attrs):
 
 
 @pytest.mark.parametrize("op_type", ["LSTM", "GRU", "RNN"])
-@pytest.mark.parametrize("attrs, kwargs", [
-    ({}, {}),
-    ({}, {"bias": False}),
-    ({"direction": "reverse"}, {}),
-    ({"direction": "bidirectional"}, {"init": True}),
-    ({}, {"init": True}),
-    ({}, {"lens": True}),
-    ({"direction": "reverse"}, {"lens": True}),
-    ({"direction": "bidirectional"}, {"lens": True, "init": True}),
-    ({"layout": 1}, {"init": True}),
-    ({"layout": 1, "direction": "bidirectional"}, {"lens": True, "init": True}),
-    ({"clip": 0.3}, {}),
-])
+@pytest.mark.parametrize(
+    "attrs, kwargs",
+    [
+        ({}, {}),
+        ({}, {"bias": False}),
+        ({"direction": "reverse"}, {}),
+        ({"direction": "bidirectional"}, {"init": True}),
+        ({}, {"init": True}),
+        ({}, {"lens": True}),
+        ({"direction": "reverse"}, {"lens": True}),
+        ({"direction": "bidirectional"}, {"lens": True, "init": True}),
+        ({"layout": 1}, {"init": True}),
+        ({"layout": 1, "direction": "bidirectional"}, {"lens": True, "init": True}),
+        ({"clip": 0.3}, {}),
+    ],
+)
 def test_recurrent_attributes(op_type, attrs, kwargs):
     check(op_type, attrs, **kwargs)
 
@@ -90,10 +98,20 @@ def test_gru_linear_before_reset():
     check("GRU", {"linear_before_reset": 1}, bias=False)
 
 
-ACTS = [("Relu", None, None), ("HardSigmoid", 0.3, 0.4), ("Affine", 0.5, 0.1),
-        ("LeakyRelu", 0.2, None), ("ThresholdedRelu", 0.1, None), ("ScaledTanh", 1.2, 0.7),
-        ("Elu", 0.8, None), ("Softsign", None, None), ("Softplus", None, None),
-        ("Sigmoid", None, None), ("Tanh", None, None), ("HardSigmoid", None, None)]
+ACTS = [
+    ("Relu", None, None),
+    ("HardSigmoid", 0.3, 0.4),
+    ("Affine", 0.5, 0.1),
+    ("LeakyRelu", 0.2, None),
+    ("ThresholdedRelu", 0.1, None),
+    ("ScaledTanh", 1.2, 0.7),
+    ("Elu", 0.8, None),
+    ("Softsign", None, None),
+    ("Softplus", None, None),
+    ("Sigmoid", None, None),
+    ("Tanh", None, None),
+    ("HardSigmoid", None, None),
+]
 
 
 @pytest.mark.parametrize("name, alpha, beta", ACTS)
@@ -110,12 +128,25 @@ def test_activations(name, alpha, beta):
 
 def test_activation_parameters_consumed_in_order():
     # alpha/beta go to the activations that take them, in order (Sigmoid/Tanh take none).
-    check("LSTM", {"activations": ["HardSigmoid", "Tanh", "ScaledTanh"] * 2,
-                   "activation_alpha": [0.3, 0.9, 0.25, 1.1], "activation_beta": [0.45, 0.8, 0.5, 1.0],
-                   "direction": "bidirectional"}, init=True)
-    check("GRU", {"activations": ["Sigmoid", "LeakyRelu", "HardSigmoid", "Elu"],
-                  "activation_alpha": [0.1, 0.25, 0.9], "activation_beta": [0.4],
-                  "direction": "bidirectional"})
+    check(
+        "LSTM",
+        {
+            "activations": ["HardSigmoid", "Tanh", "ScaledTanh"] * 2,
+            "activation_alpha": [0.3, 0.9, 0.25, 1.1],
+            "activation_beta": [0.45, 0.8, 0.5, 1.0],
+            "direction": "bidirectional",
+        },
+        init=True,
+    )
+    check(
+        "GRU",
+        {
+            "activations": ["Sigmoid", "LeakyRelu", "HardSigmoid", "Elu"],
+            "activation_alpha": [0.1, 0.25, 0.9],
+            "activation_beta": [0.4],
+            "direction": "bidirectional",
+        },
+    )
 
 
 def test_unsupported_values_are_named():
@@ -131,10 +162,18 @@ def test_unsupported_values_are_named():
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(op_type=st.sampled_from(["LSTM", "GRU"]), seq=st.integers(1, 6), batch=st.integers(1, 4),
-       inp=st.integers(1, 5), hid=st.integers(1, 5),
-       direction=st.sampled_from(["forward", "reverse", "bidirectional"]), layout=st.integers(0, 1),
-       lens=st.booleans(), init=st.booleans(), extra=st.booleans())
+@given(
+    op_type=st.sampled_from(["LSTM", "GRU"]),
+    seq=st.integers(1, 6),
+    batch=st.integers(1, 4),
+    inp=st.integers(1, 5),
+    hid=st.integers(1, 5),
+    direction=st.sampled_from(["forward", "reverse", "bidirectional"]),
+    layout=st.integers(0, 1),
+    lens=st.booleans(),
+    init=st.booleans(),
+    extra=st.booleans(),
+)
 def test_recurrent_property(op_type, seq, batch, inp, hid, direction, layout, lens, init, extra):
     r = np.random.default_rng(seq * 1000 + batch * 100 + inp * 10 + hid)
     g, nd = GATES[op_type], 2 if direction == "bidirectional" else 1
@@ -143,10 +182,14 @@ def test_recurrent_property(op_type, seq, batch, inp, hid, direction, layout, le
         return (r.standard_normal(shape) * 0.5).astype(np.float32)
 
     state = (nd, batch, hid)
-    inputs = [rn(seq, batch, inp), rn(nd, g * hid, inp),
-              rn(nd, g * hid, hid), rn(nd, 2 * g * hid),
-              r.integers(1, seq + 1, batch).astype(np.int32) if lens else None,
-              rn(*state) if init else None]
+    inputs = [
+        rn(seq, batch, inp),
+        rn(nd, g * hid, inp),
+        rn(nd, g * hid, hid),
+        rn(nd, 2 * g * hid),
+        r.integers(1, seq + 1, batch).astype(np.int32) if lens else None,
+        rn(*state) if init else None,
+    ]
     attrs = {"hidden_size": hid, "direction": direction, "layout": layout}
     if op_type == "LSTM":
         inputs += [rn(*state) if init else None, rn(nd, 3 * hid) if extra else None]

@@ -22,8 +22,7 @@ def ints(*v):
     return np.array(v, dtype=np.int64)
 
 
-@pytest.mark.parametrize("attrs", [{}, {"start": 1}, {"end": -1}, {"start": -3, "end": 3},
-                                   {"start": 10}])
+@pytest.mark.parametrize("attrs", [{}, {"start": 1}, {"end": -1}, {"start": -3, "end": 3}, {"start": 10}])
 def test_shape(attrs):
     check_op("Shape", [X], attrs, opset=15)
 
@@ -39,8 +38,7 @@ def test_reshape(shape):
 
 
 def test_reshape_allowzero():
-    check_op("Reshape", [np.zeros((0, 4), np.float32), ints(4, 0)], {"allowzero": 1},
-             const_inputs=(1,))
+    check_op("Reshape", [np.zeros((0, 4), np.float32), ints(4, 0)], {"allowzero": 1}, const_inputs=(1,))
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, 4, -1, -4])
@@ -77,9 +75,15 @@ def test_split():
     check_op("Split", [X3], {"axis": 2, "split": [2, 3]}, n_outputs=2, opset=11)
 
 
-SLICES = [([1], [3], [1], None), ([0, 1], [-1, 100], [0, 2], None), ([-1], [-100], [2], [-1]),
-          ([3, 0], [0, 5], [1, -1], [-2, 2]), ([10], [20], [0], None), ([0], [9], None, [2]),
-          ([4], [-9223372036854775807], [-1], [-1])]
+SLICES = [
+    ([1], [3], [1], None),
+    ([0, 1], [-1, 100], [0, 2], None),
+    ([-1], [-100], [2], [-1]),
+    ([3, 0], [0, 5], [1, -1], [-2, 2]),
+    ([10], [20], [0], None),
+    ([0], [9], None, [2]),
+    ([4], [-9223372036854775807], [-1], [-1]),
+]
 
 
 @pytest.mark.parametrize("starts, ends, axes, steps", SLICES)
@@ -103,8 +107,10 @@ def test_slice_property(data):
     n = data.draw(st.integers(1, len(shape)))
     axes = data.draw(st.permutations(range(len(shape))))[:n]
     bound = st.integers(-7, 7)
-    starts, ends = data.draw(st.lists(bound, min_size=n, max_size=n)), data.draw(
-        st.lists(bound, min_size=n, max_size=n))
+    starts, ends = (
+        data.draw(st.lists(bound, min_size=n, max_size=n)),
+        data.draw(st.lists(bound, min_size=n, max_size=n)),
+    )
     steps = data.draw(st.lists(st.sampled_from([-3, -2, -1, 1, 2, 3]), min_size=n, max_size=n))
     check_op("Slice", [x, ints(*starts), ints(*ends), ints(*axes), ints(*steps)])
 
@@ -124,8 +130,12 @@ def test_gather_property(data):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
     n = shape[axis]
     ishape = data.draw(st.lists(st.integers(1, 3), max_size=2))
-    idx = np.array(data.draw(st.lists(st.integers(-n, n - 1), min_size=int(np.prod(ishape)),
-                                      max_size=int(np.prod(ishape)))), np.int64).reshape(ishape)
+    idx = np.array(
+        data.draw(
+            st.lists(st.integers(-n, n - 1), min_size=int(np.prod(ishape)), max_size=int(np.prod(ishape)))
+        ),
+        np.int64,
+    ).reshape(ishape)
     check_op("Gather", [x, idx], {"axis": axis})
 
 
@@ -136,12 +146,18 @@ def test_gather_elements():
     check_op("GatherElements", [X3, rng.integers(0, 5, (3, 4, 2))], {"axis": -1})
 
 
-@pytest.mark.parametrize("indices, batch_dims", [([[0, 1], [2, 3]], 0), ([[1], [0]], 0),
-                                                 ([[0, 1, 2], [-1, 0, 4]], 0),
-                                                 ([[1], [2], [0]], 1), ([[[1, 2]], [[3, 4]], [[0, 0]]], 1)])
+@pytest.mark.parametrize(
+    "indices, batch_dims",
+    [
+        ([[0, 1], [2, 3]], 0),
+        ([[1], [0]], 0),
+        ([[0, 1, 2], [-1, 0, 4]], 0),
+        ([[1], [2], [0]], 1),
+        ([[[1, 2]], [[3, 4]], [[0, 0]]], 1),
+    ],
+)
 def test_gather_nd(indices, batch_dims):
-    check_op("GatherND", [X3, np.array(indices, np.int64)], {"batch_dims": batch_dims},
-             reference=True)
+    check_op("GatherND", [X3, np.array(indices, np.int64)], {"batch_dims": batch_dims}, reference=True)
 
 
 def test_gather_nd_batch_dims_2():
@@ -150,10 +166,18 @@ def test_gather_nd_batch_dims_2():
 
 @pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
 def test_scatter_nd(reduction):
-    check_op("ScatterND", [X3, ints(2, 0).reshape(2, 1), rng.standard_normal((2, 4, 5)).astype(
-        np.float32)], {"reduction": reduction}, opset=18)
-    check_op("ScatterND", [I, np.array([[0, 1], [2, 3], [-1, 0]]), ints(7, 8, 9)],
-             {"reduction": reduction}, opset=18)
+    check_op(
+        "ScatterND",
+        [X3, ints(2, 0).reshape(2, 1), rng.standard_normal((2, 4, 5)).astype(np.float32)],
+        {"reduction": reduction},
+        opset=18,
+    )
+    check_op(
+        "ScatterND",
+        [I, np.array([[0, 1], [2, 3], [-1, 0]]), ints(7, 8, 9)],
+        {"reduction": reduction},
+        opset=18,
+    )
 
 
 @pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
@@ -161,8 +185,12 @@ def test_scatter_nd(reduction):
 def test_scatter_elements(reduction, axis):
     idx = np.array([[0, 1, 2], [2, 0, 1]]) if reduction == "none" else rng.integers(0, 3, (2, 3))
     upd = rng.standard_normal((2, 3)).astype(np.float32)
-    check_op("ScatterElements", [I[:3, :3].astype(np.float32), idx, upd],
-             {"axis": axis, "reduction": reduction}, opset=18)
+    check_op(
+        "ScatterElements",
+        [I[:3, :3].astype(np.float32), idx, upd],
+        {"axis": axis, "reduction": reduction},
+        opset=18,
+    )
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 5), (2, 1, 1, 1), (1,), (4, 5), (2, 3, 4, 5)])
@@ -209,10 +237,17 @@ def test_pad_property(data):
     check_op("Pad", [x, ints(*pads)], {"mode": mode})
 
 
-@pytest.mark.parametrize("start, limit, delta, dtype", [(0, 10, 3, np.int64), (10, 0, -2, np.int64),
-                                                        (0.5, 3.0, 0.25, np.float32),
-                                                        (1, 1, 1, np.int32), (5, 0, 1, np.int64),
-                                                        (-1.0, 1.0, 0.3, np.float32)])
+@pytest.mark.parametrize(
+    "start, limit, delta, dtype",
+    [
+        (0, 10, 3, np.int64),
+        (10, 0, -2, np.int64),
+        (0.5, 3.0, 0.25, np.float32),
+        (1, 1, 1, np.int32),
+        (5, 0, 1, np.int64),
+        (-1.0, 1.0, 0.3, np.float32),
+    ],
+)
 def test_range(start, limit, delta, dtype):
     check_op("Range", [np.array(v, dtype) for v in (start, limit, delta)], atol=1e-6)
 
@@ -225,10 +260,17 @@ def test_constant_of_shape():
     check_op("ConstantOfShape", [ints(4)], {"value": ival}, const_inputs=(0,))
 
 
-@pytest.mark.parametrize("attrs", [{"value": numpy_helper.from_array(X3)},
-                                   {"value": numpy_helper.from_array(I)},
-                                   {"value_float": 0.1}, {"value_floats": [0.1, 0.2]},
-                                   {"value_int": 3}, {"value_ints": [1, 2, -3]}])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"value": numpy_helper.from_array(X3)},
+        {"value": numpy_helper.from_array(I)},
+        {"value_float": 0.1},
+        {"value_floats": [0.1, 0.2]},
+        {"value_int": 3},
+        {"value_ints": [1, 2, -3]},
+    ],
+)
 def test_constant(attrs):
     check_op("Constant", [], attrs, atol=0)
 
@@ -244,8 +286,9 @@ def test_constant_float_is_float64_in_oracle():
 
 @pytest.mark.parametrize("mode", ["DCR", "CRD"])
 def test_depth_to_space(mode):
-    check_op("DepthToSpace", [rng.standard_normal((2, 8, 3, 4)).astype(np.float32)],
-             {"blocksize": 2, "mode": mode})
+    check_op(
+        "DepthToSpace", [rng.standard_normal((2, 8, 3, 4)).astype(np.float32)], {"blocksize": 2, "mode": mode}
+    )
 
 
 def test_space_to_depth():
@@ -287,8 +330,9 @@ def test_trilu(k, upper):
     check_op("Trilu", [X3] + ([] if k is None else [np.int64(k)]), {"upper": upper})
 
 
-@pytest.mark.parametrize("attrs", [{}, {"k": 1}, {"k": -2, "dtype": TensorProto.INT64},
-                                   {"dtype": TensorProto.FLOAT}])
+@pytest.mark.parametrize(
+    "attrs", [{}, {"k": 1}, {"k": -2, "dtype": TensorProto.INT64}, {"dtype": TensorProto.FLOAT}]
+)
 def test_eye_like(attrs):
     check_op("EyeLike", [X3[0]], attrs)
     check_op("EyeLike", [I], attrs)
@@ -309,8 +353,11 @@ def check_resize(inputs, attrs, **kwargs):
     """check_op for Resize, expecting the refusal of align_corners with a scale giving a fractional
     length (ONNX's reference and ONNX Runtime disagree there)."""
     x, s = inputs[0], inputs[2]
-    if attrs.get("coordinate_transformation_mode") == "align_corners" and s is not None and any(
-            n * f % 1 for n, f in zip(x.shape, s)):
+    if (
+        attrs.get("coordinate_transformation_mode") == "align_corners"
+        and s is not None
+        and any(n * f % 1 for n, f in zip(x.shape, s))
+    ):
         with pytest.raises(UnsupportedOpError, match="disagree"):
             check_op("Resize", inputs, attrs, **kwargs)
         return
@@ -330,8 +377,7 @@ def test_resize_nearest(coord, nearest_mode):
 def test_resize_linear(coord):
     attrs = {"mode": "linear", "coordinate_transformation_mode": coord}
     # onnx.reference does not know tf_half_pixel_for_nn
-    check_resize([IMG, None, scales(1, 1, 2, 2)], attrs, opset=19,
-             reference=coord != "tf_half_pixel_for_nn")
+    check_resize([IMG, None, scales(1, 1, 2, 2)], attrs, opset=19, reference=coord != "tf_half_pixel_for_nn")
     check_resize([IMG, None, None, ints(1, 2, 3, 11)], attrs, opset=19)
     check_resize([X3, None, scales(2, 0.5, 1.5)], attrs, opset=19)
 
@@ -339,51 +385,77 @@ def test_resize_linear(coord):
 @pytest.mark.parametrize("coord", ["half_pixel", "asymmetric", "align_corners"])
 @pytest.mark.parametrize("exclude_outside", [0, 1])
 def test_resize_cubic(coord, exclude_outside):
-    attrs = {"mode": "cubic", "coordinate_transformation_mode": coord,
-             "exclude_outside": exclude_outside}
+    attrs = {"mode": "cubic", "coordinate_transformation_mode": coord, "exclude_outside": exclude_outside}
     # onnx.reference's cubic align_corners disagrees with ONNX Runtime, which the engine follows
-    check_resize([IMG, None, scales(1, 1, 2, 1.5)], attrs, atol=1e-5,
-             reference=coord != "align_corners")
-    check_resize([IMG, None, None, ints(1, 2, 3, 4)],
-             {**attrs, "cubic_coeff_a": -0.5}, atol=1e-5)
+    check_resize([IMG, None, scales(1, 1, 2, 1.5)], attrs, atol=1e-5, reference=coord != "align_corners")
+    check_resize([IMG, None, None, ints(1, 2, 3, 4)], {**attrs, "cubic_coeff_a": -0.5}, atol=1e-5)
 
 
 def test_resize_keras_upsampling_and_tf_resize_shapes():
     nhwc = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
-    check_op("Resize", [nhwc, np.zeros(0, np.float32), scales(1, 2, 2, 1)],
-             {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
-              "nearest_mode": "floor"}, const_inputs=(1, 2))
-    check_op("Resize", [nhwc, np.zeros(0, np.float32), scales(1, 2, 2, 1)],
-             {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}, const_inputs=(1, 2))
-    check_op("Resize", [nhwc, None, None, ints(2, 7, 5, 3)],
-             {"mode": "linear", "coordinate_transformation_mode": "half_pixel"})
+    check_op(
+        "Resize",
+        [nhwc, np.zeros(0, np.float32), scales(1, 2, 2, 1)],
+        {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+        const_inputs=(1, 2),
+    )
+    check_op(
+        "Resize",
+        [nhwc, np.zeros(0, np.float32), scales(1, 2, 2, 1)],
+        {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+        const_inputs=(1, 2),
+    )
+    check_op(
+        "Resize",
+        [nhwc, None, None, ints(2, 7, 5, 3)],
+        {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+    )
 
 
 def test_resize_axes_keep_aspect_ratio_and_crop():
-    check_op("Resize", [IMG, None, None, ints(10, 10)],
-             {"mode": "linear", "axes": [2, 3], "keep_aspect_ratio_policy": "not_larger"}, opset=18)
-    check_op("Resize", [IMG, None, None, ints(10, 10)],
-             {"mode": "nearest", "axes": [2, 3], "keep_aspect_ratio_policy": "not_smaller"},
-             opset=18)
+    check_op(
+        "Resize",
+        [IMG, None, None, ints(10, 10)],
+        {"mode": "linear", "axes": [2, 3], "keep_aspect_ratio_policy": "not_larger"},
+        opset=18,
+    )
+    check_op(
+        "Resize",
+        [IMG, None, None, ints(10, 10)],
+        {"mode": "nearest", "axes": [2, 3], "keep_aspect_ratio_policy": "not_smaller"},
+        opset=18,
+    )
     roi = scales(0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2)
     for mode in ["nearest", "linear"]:
-        check_op("Resize", [IMG, roi, None, ints(1, 2, 6, 6)],
-                 {"mode": mode, "coordinate_transformation_mode": "tf_crop_and_resize",
-                  "extrapolation_value": -9.0}, atol=1e-5)
+        check_op(
+            "Resize",
+            [IMG, roi, None, ints(1, 2, 6, 6)],
+            {
+                "mode": mode,
+                "coordinate_transformation_mode": "tf_crop_and_resize",
+                "extrapolation_value": -9.0,
+            },
+            atol=1e-5,
+        )
 
 
 def test_resize_uint8_and_unsupported():
     img = rng.integers(0, 255, (1, 1, 4, 4)).astype(np.uint8)
     check_op("Resize", [img, None, scales(1, 1, 2, 2)], {"mode": "nearest"})
     with pytest.raises(UnsupportedOpError, match="antialias"):
-        check_op("Resize", [IMG, None, scales(1, 1, 0.5, 0.5)], {"mode": "linear", "antialias": 1},
-                 opset=18)
+        check_op("Resize", [IMG, None, scales(1, 1, 0.5, 0.5)], {"mode": "linear", "antialias": 1}, opset=18)
 
 
 @SETTINGS
-@given(h=st.integers(1, 6), w=st.integers(1, 6), sh=st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0]),
-       sw=st.sampled_from([0.75, 1.0, 2.0, 2.5]), mode=st.sampled_from(["nearest", "linear", "cubic"]),
-       coord=st.sampled_from(COORDS), nearest_mode=st.sampled_from(NEAREST))
+@given(
+    h=st.integers(1, 6),
+    w=st.integers(1, 6),
+    sh=st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0]),
+    sw=st.sampled_from([0.75, 1.0, 2.0, 2.5]),
+    mode=st.sampled_from(["nearest", "linear", "cubic"]),
+    coord=st.sampled_from(COORDS),
+    nearest_mode=st.sampled_from(NEAREST),
+)
 def test_resize_property(h, w, sh, sw, mode, coord, nearest_mode):
     x = np.random.default_rng(h * 10 + w).standard_normal((1, 2, h, w)).astype(np.float32)
     if int(h * sh) == 0 or int(w * sw) == 0:
@@ -405,13 +477,19 @@ def test_resize_align_corners_fractional_length_refused():
         check_op("Resize", [x, None, scales(1, 1, 0.6, 0.6)], attrs)
 
 
-@pytest.mark.parametrize("time_axis, batch_axis, shape", [(0, 1, (5, 4, 3)), (1, 0, (4, 5, 3)),
-                                                           (0, 1, (5, 4)), (1, 0, (4, 5, 2, 2))])
+@pytest.mark.parametrize(
+    "time_axis, batch_axis, shape",
+    [(0, 1, (5, 4, 3)), (1, 0, (4, 5, 3)), (0, 1, (5, 4)), (1, 0, (4, 5, 2, 2))],
+)
 @pytest.mark.parametrize("lens", [(5, 5, 5, 5), (1, 3, 5, 2)])
 def test_reverse_sequence(time_axis, batch_axis, shape, lens):
     x = rng.standard_normal(shape).astype(np.float32)
-    check_op("ReverseSequence", [x, ints(*lens)],
-             {"time_axis": time_axis, "batch_axis": batch_axis}, reference=True)
+    check_op(
+        "ReverseSequence",
+        [x, ints(*lens)],
+        {"time_axis": time_axis, "batch_axis": batch_axis},
+        reference=True,
+    )
 
 
 def test_reverse_sequence_keeps_integers():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
 from tests.engine.opcheck import check_op, make_model
 from xverify.engine import Interpreter
@@ -39,8 +38,16 @@ def test_opset_6_broadcast_axis(op_type):
     b = rng.uniform(1, 2, (3,)).astype(np.float32)
     model = make_model(op_type, [a, b], {"broadcast": 1, "axis": 1}, opset=6)
     out = Interpreter(model).run({"in0": a, "in1": b})["out0"]
-    fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
-          "Pow": np.power, "Equal": np.equal, "Less": np.less, "Greater": np.greater}[op_type]
+    fn = {
+        "Add": np.add,
+        "Sub": np.subtract,
+        "Mul": np.multiply,
+        "Div": np.divide,
+        "Pow": np.power,
+        "Equal": np.equal,
+        "Less": np.less,
+        "Greater": np.greater,
+    }[op_type]
     np.testing.assert_allclose(out, fn(a, b.reshape(3, 1)), rtol=1e-6)
 
 
@@ -54,11 +61,11 @@ def test_opset_6_prelu_slope_is_per_channel():
 
 def test_opset_6_batchnorm_is_test_and_training_refused():
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
-    stats = [np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32),
-             np.ones(3, np.float32)]
+    stats = [np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32), np.ones(3, np.float32)]
     model = make_model("BatchNormalization", [x, *stats], {"is_test": 1, "epsilon": 0.0}, opset=6)
-    np.testing.assert_allclose(Interpreter(model).run({"in0": x, **{f"in{i + 1}": s for i, s in
-                                                                   enumerate(stats)}})["out0"], x)
+    np.testing.assert_allclose(
+        Interpreter(model).run({"in0": x, **{f"in{i + 1}": s for i, s in enumerate(stats)}})["out0"], x
+    )
     for attrs in ({"is_test": 0}, {}):  # before opset 7, is_test defaults to 0: training
         model = make_model("BatchNormalization", [x, *stats], attrs, opset=6)
         with pytest.raises(UnsupportedOpError, match="is_test=0"):
@@ -77,8 +84,9 @@ def test_op_version_without_kernel_is_refused_up_front_naming_versions():
     x = np.zeros((1, 1, 2, 2), np.float32)
     model = make_model("Upsample", [x, np.array([1, 1, 2, 2], np.float32)], opset=9)
     model.opset_import[0].version = 10
-    with pytest.raises(UnsupportedOpError,
-                       match=r"Upsample at opset 10 \(the engine runs it at opsets 7-9\)"):
+    with pytest.raises(
+        UnsupportedOpError, match=r"Upsample at opset 10 \(the engine runs it at opsets 7-9\)"
+    ):
         Interpreter(model)
 
 

@@ -3,4 +3,4 @@
 from xverify.engine.interpreter import Interpreter, unsupported_nodes
 from xverify.engine.registry import OPS, op, supported_ops
 
-__all__ = ["Interpreter", "OPS", "op", "supported_ops", "unsupported_nodes"]
+__all__ = ["OPS", "Interpreter", "op", "supported_ops", "unsupported_nodes"]

@@ -64,15 +64,27 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
     def residual_add(name):
         """``(step, other input)`` when an Add alone reads ``name`` (as either input)."""
         i = reader.get(name)
-        if i is None or not sole(name) or steps[i][0].domain or steps[i][0].op_type != "Add" \
-                or len(steps[i][2]) != 2 or len(set(steps[i][2])) != 2 or len(steps[i][3]) != 1:
+        if (
+            i is None
+            or not sole(name)
+            or steps[i][0].domain
+            or steps[i][0].op_type != "Add"
+            or len(steps[i][2]) != 2
+            or len(set(steps[i][2])) != 2
+            or len(steps[i][3]) != 1
+        ):
             return None
         return i, next(other for other in steps[i][2] if other != name)
 
     chains = {}  # Conv step -> (chain steps, input, attrs, factor, bounds, activation, tail)
     for c, (node, _, inputs, outs, attrs) in enumerate(steps):
-        if node.op_type != "Conv" or node.domain or len(outs) != 1 or len(inputs) < 2 \
-                or inputs[1] not in constants:
+        if (
+            node.op_type != "Conv"
+            or node.domain
+            or len(outs) != 1
+            or len(inputs) < 2
+            or inputs[1] not in constants
+        ):
             continue
         weight = constants[inputs[1]]
         attrs, first, chain = dict(attrs), inputs[0], [c]
@@ -109,22 +121,34 @@ def fuse_conv_chains(steps: list, constants: dict, pinned: set) -> tuple[list, s
         weight = constants[inputs[1]]
         if _is_depthwise(weight, attrs):  # with the pointwise chains making and reading its tensors
             before, after = by_tail.get(first), by_first.get(tail)
-            if before is None or before in used or not sole(first) or not _conv_next_to(
-                    steps[before], chains[before], constants, weight, pointwise=False):
+            if (
+                before is None
+                or before in used
+                or not sole(first)
+                or not _conv_next_to(steps[before], chains[before], constants, weight, pointwise=False)
+            ):
                 before = None
-            if after is None or not sole(tail) or not _conv_next_to(
-                    steps[after], chains[after], constants, weight, pointwise=True):
+            if (
+                after is None
+                or not sole(tail)
+                or not _conv_next_to(steps[after], chains[after], constants, weight, pointwise=True)
+            ):
                 after = None
             if before is not None or after is not None:
                 used.update(k for k in (before, after) if k is not None)
-                chain = (chains[before][0] if before is not None else []) + chain \
+                chain = (
+                    (chains[before][0] if before is not None else [])
+                    + chain
                     + (chains[after][0] if after is not None else [])
+                )
                 # A residual Add after the projection (MobileNetV2's blocks) joins it too.
                 add = residual_add(chains[after][6]) if after is not None else None
-                step = _around_depthwise(step, (factor, bounds, activation),
-                                         *(None if k is None else (steps[k][2], chains[k])
-                                           for k in (before, after)),
-                                         add and (add[1], steps[add[0]][3][0]))
+                step = _around_depthwise(
+                    step,
+                    (factor, bounds, activation),
+                    *(None if k is None else (steps[k][2], chains[k]) for k in (before, after)),
+                    add and (add[1], steps[add[0]][3][0]),
+                )
                 chain += [add[0]] if add else []
         if len(chain) == 1:
             continue
@@ -145,8 +169,13 @@ def _conv_next_to(step, chain, constants, weight, pointwise) -> bool:
     """Whether ``chain`` is a Conv chain (group 1; ``pointwise``: 1x1, stride 1, no padding) with a
     constant weight of the dtype and rank of the depthwise weight ``weight``."""
     w1 = constants.get(step[2][1])
-    return w1 is not None and chain[2].get("group", 1) == 1 and w1.dtype == weight.dtype \
-        and w1.ndim == weight.ndim and (is_pointwise(w1, chain[2]) or not pointwise)
+    return (
+        w1 is not None
+        and chain[2].get("group", 1) == 1
+        and w1.dtype == weight.dtype
+        and w1.ndim == weight.ndim
+        and (is_pointwise(w1, chain[2]) or not pointwise)
+    )
 
 
 def _around_depthwise(dw_step, dw_post, before, after, add=None):
@@ -164,15 +193,20 @@ def _around_depthwise(dw_step, dw_post, before, after, add=None):
     def operands(inputs):  # weight and bias
         return (list(inputs) + ["", ""])[1:3] if inputs else ["", ""]
 
-    inputs = [before[1][1] if before else dw_inputs[0], *operands(dw_inputs),
-              *operands(before and before[0]), *operands(after and after[0])]
+    inputs = [
+        before[1][1] if before else dw_inputs[0],
+        *operands(dw_inputs),
+        *operands(before and before[0]),
+        *operands(after and after[0]),
+    ]
     outs = [add[1]] if add else [after[1][6]] if after else outs
     inputs += [add[0]] if add else []
 
     def kernel(x, w, b, w1, b1, w3, b3, other=None, **attrs):
         parts = [_folded(x, w, b, *dw_post[:2])] + [
             (True, wp, bp, None) if p is None else _folded(x, wp, bp, *p[1][:2])
-            for p, wp, bp in zip(pw, (w1, w3), (b1, b3))]
+            for p, wp, bp in zip(pw, (w1, w3), (b1, b3))
+        ]
         if not all(part[0] for part in parts):  # mixed or integer dtypes: chain by chain
             if pw[0]:
                 x = _fused_kernel(*pw[0][1])(x, w1, b1, **pw[0][0])
@@ -199,13 +233,14 @@ def _zero_pad(step, constants, conv_attrs):
     pads = [int(v) for v in np.asarray(pads).reshape(-1)]
     value = constants[inputs[2]] if len(inputs) > 2 and inputs[2] else attrs.get("value", 0.0)
     n = len(pads) // 2
-    if n < 3 or np.any(np.asarray(value) != 0) or min(pads) < 0 or any(pads[:2] + pads[n:n + 2]):
+    if n < 3 or np.any(np.asarray(value) != 0) or min(pads) < 0 or any(pads[:2] + pads[n : n + 2]):
         return None
     own = list(conv_attrs.get("pads") or [0] * (2 * (n - 2)))
     if len(own) != 2 * (n - 2):
         return None
-    return ([a + b for a, b in zip(own[:n - 2], pads[2:n])]
-            + [a + b for a, b in zip(own[n - 2:], pads[n + 2:])])
+    return [a + b for a, b in zip(own[: n - 2], pads[2:n])] + [
+        a + b for a, b in zip(own[n - 2 :], pads[n + 2 :])
+    ]
 
 
 def _channel_factor(step, constants, weight) -> bool:
@@ -243,8 +278,9 @@ def _folded(x, w, b, factor, bounds):
     if x.dtype != w.dtype or x.dtype.kind != "f" or (factor is not None and factor.dtype != x.dtype):
         return False, w, b, None
     if factor is not None:
-        scale = np.broadcast_to(factor.reshape((-1,) + (1,) * (w.ndim - 1)),
-                                (w.shape[0],) + (1,) * (w.ndim - 1))
+        scale = np.broadcast_to(
+            factor.reshape((-1,) + (1,) * (w.ndim - 1)), (w.shape[0],) + (1,) * (w.ndim - 1)
+        )
         w, b = w * scale, None if b is None else b * scale.reshape(-1)
     if bounds is None:
         return True, w, b, None

@@ -22,8 +22,8 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import onnx
@@ -33,10 +33,17 @@ from xverify.engine.fusion import fuse_conv_chains
 from xverify.engine.registry import OPS, resolve, supported_versions
 from xverify.errors import InputDataError, UnsupportedOpError
 
-_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
-                onnx.TensorProto.BFLOAT16)
-_WIDENED = tuple(np.dtype(helper.tensor_dtype_to_np_dtype(t))  # what the oracle computes in float64
-                 for t in _FLOAT_TYPES if t != onnx.TensorProto.DOUBLE)
+_FLOAT_TYPES = (
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.BFLOAT16,
+)
+_WIDENED = tuple(
+    np.dtype(helper.tensor_dtype_to_np_dtype(t))  # what the oracle computes in float64
+    for t in _FLOAT_TYPES
+    if t != onnx.TensorProto.DOUBLE
+)
 
 
 def _keep_freed_memory() -> None:
@@ -50,8 +57,11 @@ def _keep_freed_memory() -> None:
     environment sets ``XVERIFY_MALLOC_TUNING=0`` (for a host process that tunes malloc itself).
     """
     global _MALLOC_TUNED
-    if (_MALLOC_TUNED or not sys.platform.startswith("linux")
-            or os.environ.get("XVERIFY_MALLOC_TUNING", "1") == "0"):
+    if (
+        _MALLOC_TUNED
+        or not sys.platform.startswith("linux")
+        or os.environ.get("XVERIFY_MALLOC_TUNING", "1") == "0"
+    ):
         return
     _MALLOC_TUNED = True
     try:
@@ -125,14 +135,12 @@ _IGNORED_ATTRIBUTES = ("consumed_inputs", "output_sequence")
 
 
 def _attributes(node: onnx.NodeProto) -> dict:
-    return {a.name: _decode_attribute(a) for a in node.attribute
-            if a.name not in _IGNORED_ATTRIBUTES}
+    return {a.name: _decode_attribute(a) for a in node.attribute if a.name not in _IGNORED_ATTRIBUTES}
 
 
 def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
     """The model's opset per domain ("" for the default domain, which "ai.onnx" also names)."""
-    return {("" if o.domain in ("", "ai.onnx") else o.domain): o.version
-            for o in model.opset_import}
+    return {("" if o.domain in ("", "ai.onnx") else o.domain): o.version for o in model.opset_import}
 
 
 def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
@@ -173,8 +181,7 @@ def kernel_for(node: onnx.NodeProto, opsets: dict[str, int] | None):
     return resolve(node.op_type, domain, (opsets or {}).get(domain))
 
 
-def unsupported_nodes(graph: onnx.GraphProto,
-                      opsets: dict[str, int] | None = None) -> list[onnx.NodeProto]:
+def unsupported_nodes(graph: onnx.GraphProto, opsets: dict[str, int] | None = None) -> list[onnx.NodeProto]:
     """The nodes (subgraphs included) the engine has no kernel for at the model's ``opsets``
     (``None``: any opset)."""
     return [n for n in iter_nodes(graph) if kernel_for(n, opsets) is None]
@@ -191,13 +198,17 @@ def _refusal(missing: list[onnx.NodeProto], opsets: dict[str, int]) -> Unsupport
         domain = _domain(n)
         name = f"{domain}.{n.op_type}" if domain else n.op_type
         versions = supported_versions(n.op_type, domain)
-        kinds[name] = (f"{name} at opset {opsets.get(domain, '?')} (the engine runs it at opsets "
-                       f"{versions})" if versions else name)
+        kinds[name] = (
+            f"{name} at opset {opsets.get(domain, '?')} (the engine runs it at opsets {versions})"
+            if versions
+            else name
+        )
     error = UnsupportedOpError(
         f"the NumPy engine has no kernel for op(s) {', '.join(sorted(kinds.values()))} "
         f"(first at node {missing[0].name!r}); `xverify ops` lists the supported ops and opsets. "
         "Run the check without the numpy runtime (--runtimes onnxruntime,tensorflow) "
-        "or report the op.")
+        "or report the op."
+    )
     error.ops = sorted(kinds)
     return error
 
@@ -255,22 +266,22 @@ class _Program:
         missing = unsupported_nodes(graph, opsets)
         if missing:
             raise _refusal(missing, opsets)
-        self.constants = {init.name: self._cast(numpy_helper.to_array(init))
-                          for init in graph.initializer}
+        self.constants = {init.name: self._cast(numpy_helper.to_array(init)) for init in graph.initializer}
         # The kernel of each node is chosen here, once, for the model's opset.
-        steps = [(node, kernel_for(node, opsets), list(node.input), list(node.output),
-                  _attributes(node)) for node in graph.node]
+        steps = [
+            (node, kernel_for(node, opsets), list(node.input), list(node.output), _attributes(node))
+            for node in graph.node
+        ]
         self.keep = {o.name for o in graph.output}
         self.subprograms: dict = {}
         self.plain = self._schedule(steps)
         # Conv chains run as one step when no caller needs to see their intermediate tensors.
         # Fusion reuses the newest kernels, so a graph with an older form of a fused op stays as is.
-        pinned = self.keep | {name for node in graph.node for sub in _subgraphs(node)
-                              for name in _outer_names(sub)}
-        newest = all(spec is OPS.get(node.op_type) for node, spec, *_ in steps
-                     if node.op_type in _FUSED_OPS)
-        fused, self.hidden = (fuse_conv_chains(steps, self.constants, pinned) if newest
-                              else (steps, set()))
+        pinned = self.keep | {
+            name for node in graph.node for sub in _subgraphs(node) for name in _outer_names(sub)
+        }
+        newest = all(spec is OPS.get(node.op_type) for node, spec, *_ in steps if node.op_type in _FUSED_OPS)
+        fused, self.hidden = fuse_conv_chains(steps, self.constants, pinned) if newest else (steps, set())
         self.fused = self._schedule(fused) if self.hidden else self.plain
 
     def _schedule(self, steps: list) -> tuple:
@@ -287,10 +298,18 @@ class _Program:
         free_after: list[list[str]] = [[] for _ in steps]
         for name, index in last_use.items():
             free_after[index].append(name)
-        inplace = [bool(spec.inplace and inputs and inputs[0]
-                        and last_use.get(inputs[0]) == index and inputs.count(inputs[0]) == 1
-                        and inputs[0] not in self.constants and inputs[0] not in self.keep)
-                   for index, (_, spec, inputs, _, _) in enumerate(steps)]
+        inplace = [
+            bool(
+                spec.inplace
+                and inputs
+                and inputs[0]
+                and last_use.get(inputs[0]) == index
+                and inputs.count(inputs[0]) == 1
+                and inputs[0] not in self.constants
+                and inputs[0] not in self.keep
+            )
+            for index, (_, spec, inputs, _, _) in enumerate(steps)
+        ]
         return steps, free_after, inplace
 
     def _cast(self, array: np.ndarray) -> np.ndarray:
@@ -299,9 +318,13 @@ class _Program:
             return array.astype(np.float64)
         return array
 
-    def run(self, feeds: dict, keep: set[str] | None = None,
-            on_tensor: Callable[[str, np.ndarray], None] | None = None,
-            scope: dict | None = None) -> dict:
+    def run(
+        self,
+        feeds: dict,
+        keep: set[str] | None = None,
+        on_tensor: Callable[[str, np.ndarray], None] | None = None,
+        scope: dict | None = None,
+    ) -> dict:
         # ``scope``: the enclosing graph's tensors (already cast), visible to a subgraph; its own
         # initializers and feeds shadow them. Freeing below only drops names from this local dict.
         values = {**scope, **self.constants} if scope else dict(self.constants)
@@ -314,11 +337,13 @@ class _Program:
             kwargs = dict(attrs)
             if inplace[index] and inputs[0] not in keep and inputs[0] not in feeds:
                 # Held by ``values`` and ``args`` only: nobody else can see the overwrite.
-                kwargs["out"] = (args[0] if isinstance(args[0], np.ndarray)
-                                 and _exclusive(args[0], 2) else None)
+                kwargs["out"] = (
+                    args[0] if isinstance(args[0], np.ndarray) and _exclusive(args[0], 2) else None
+                )
             if spec.context:
-                kwargs["ctx"] = Context(self.float_dtype, node, values, self.oracle,
-                                        self.subprograms, self.opsets)
+                kwargs["ctx"] = Context(
+                    self.float_dtype, node, values, self.oracle, self.subprograms, self.opsets
+                )
             try:
                 result = spec.kernel(*args, **kwargs)
             except KeyError:
@@ -365,8 +390,12 @@ class Interpreter:
         """Every tensor the graph computes, in the order it is computed."""
         return [name for node in self.model.graph.node for name in node.output if name]
 
-    def run(self, feeds: dict, taps: Iterable[str] | str | None = None,
-            on_tensor: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        feeds: dict,
+        taps: Iterable[str] | str | None = None,
+        on_tensor: Callable[[str, np.ndarray], None] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Run the graph.
 
         Args:

@@ -36,8 +36,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,17 @@ OPS: dict[str, OpSpec] = {}  # the kernel for the newest opset of each op (what 
 VERSIONS: dict[tuple[str, str], list[OpSpec]] = {}  # (domain, op) -> kernels, oldest first
 
 
-def op(name: str, *, context: bool = False, attributes: tuple[str, ...] = (), notes: str = "",
-       domain: str = "", inplace: bool = False, since: int = 1, until: int | None = None):
+def op(
+    name: str,
+    *,
+    context: bool = False,
+    attributes: tuple[str, ...] = (),
+    notes: str = "",
+    domain: str = "",
+    inplace: bool = False,
+    since: int = 1,
+    until: int | None = None,
+):
     """Register the decorated function as the kernel of ONNX op ``name`` for opsets since..until.
 
     Args:
@@ -89,8 +98,7 @@ def op(name: str, *, context: bool = False, attributes: tuple[str, ...] = (), no
         specs = VERSIONS.setdefault((domain, name), [])
         for other in specs:
             if other.covers(since) or spec.covers(other.since):
-                raise ValueError(f"op {name!r} registered twice for opset "
-                                 f"{max(since, other.since)}")
+                raise ValueError(f"op {name!r} registered twice for opset {max(since, other.since)}")
         specs.append(spec)
         specs.sort(key=lambda s: s.since)
         if until is None:

@@ -12,10 +12,20 @@ a model is explained, never on import.
 """
 
 from xverify.explain.activations import ACTIVATIONS
-from xverify.explain.layers import MAX_UNITS, SHOWN  # noqa: F401  (public before the split)
 from xverify.explain.diagnose import Candidate, Diagnosis, Mistake
+from xverify.explain.layers import MAX_UNITS, SHOWN  # noqa: F401  (public before the split)
 from xverify.explain.results import Explanation, LayerSummary, Step, UnitDetail, UnitRow
 from xverify.explain.walk import explain
 
-__all__ = ["ACTIVATIONS", "Candidate", "Diagnosis", "Explanation", "LayerSummary", "Mistake",
-           "Step", "UnitDetail", "UnitRow", "explain"]
+__all__ = [
+    "ACTIVATIONS",
+    "Candidate",
+    "Diagnosis",
+    "Explanation",
+    "LayerSummary",
+    "Mistake",
+    "Step",
+    "UnitDetail",
+    "UnitRow",
+    "explain",
+]

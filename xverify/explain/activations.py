@@ -30,7 +30,7 @@ def _softmax(z, axis=-1):
 
 def _gelu(z, approximate=False):
     if approximate:  # Keras' tanh form, used when Dense/Activation asks for approximate=True
-        return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3)))
+        return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
     return 0.5 * z * (1 + _erf(z / math.sqrt(2)))
 
 
@@ -39,13 +39,23 @@ def _elu(z, alpha=1.0):
 
 
 ACTIVATIONS = {
-    "linear": lambda z: z, "relu": _relu, "relu6": lambda z: np.clip(z, 0, 6),
+    "linear": lambda z: z,
+    "relu": _relu,
+    "relu6": lambda z: np.clip(z, 0, 6),
     "leaky_relu": lambda z, negative_slope=0.2: np.where(z >= 0, z, negative_slope * z),
-    "elu": _elu, "selu": lambda z: _SELU_SCALE * _elu(z, _SELU_ALPHA), "gelu": _gelu,
-    "silu": lambda z: z * _sigmoid(z), "swish": lambda z: z * _sigmoid(z), "sigmoid": _sigmoid,
-    "hard_sigmoid": lambda z: np.clip(z + 3, 0, 6) / 6, "tanh": np.tanh, "softmax": _softmax,
-    "softplus": lambda z: np.logaddexp(0.0, z), "softsign": lambda z: z / (1 + np.abs(z)),
-    "exponential": np.exp, "hard_silu": lambda z: z * np.clip(z + 3, 0, 6) / 6,
+    "elu": _elu,
+    "selu": lambda z: _SELU_SCALE * _elu(z, _SELU_ALPHA),
+    "gelu": _gelu,
+    "silu": lambda z: z * _sigmoid(z),
+    "swish": lambda z: z * _sigmoid(z),
+    "sigmoid": _sigmoid,
+    "hard_sigmoid": lambda z: np.clip(z + 3, 0, 6) / 6,
+    "tanh": np.tanh,
+    "softmax": _softmax,
+    "softplus": lambda z: np.logaddexp(0.0, z),
+    "softsign": lambda z: z / (1 + np.abs(z)),
+    "exponential": np.exp,
+    "hard_silu": lambda z: z * np.clip(z + 3, 0, 6) / 6,
     "mish": lambda z: z * np.tanh(np.logaddexp(0.0, z)),
 }
 
@@ -60,8 +70,11 @@ def clamp_bounds(name: str, params: dict) -> tuple:
     Returns:
         A tuple of bound values; an output equal to one of them, and unlike ``z``, was clamped.
     """
-    bounds = {"relu": (0.0, params.get("max_value") or np.inf), "relu6": (0.0, 6.0),
-              "hard_sigmoid": (0.0, 1.0)}
+    bounds = {
+        "relu": (0.0, params.get("max_value") or np.inf),
+        "relu6": (0.0, 6.0),
+        "hard_sigmoid": (0.0, 1.0),
+    }
     return bounds.get(name, ())
 
 
@@ -86,14 +99,22 @@ def _excel_gelu(z, approximate=False):
 # The same activations as spreadsheet formulas of a cell reference ``z`` (Excel and LibreOffice
 # syntax); softmax also takes the range of its layer's z cells. Keys and arguments match ACTIVATIONS.
 EXCEL = {
-    "linear": lambda z: z, "relu": _excel_relu, "relu6": lambda z: f"MIN(MAX(0,{z}),6)",
+    "linear": lambda z: z,
+    "relu": _excel_relu,
+    "relu6": lambda z: f"MIN(MAX(0,{z}),6)",
     "leaky_relu": lambda z, negative_slope=0.2: f"IF({z}>=0,{z},{negative_slope!r}*{z})",
-    "elu": _excel_elu, "selu": lambda z: f"{_SELU_SCALE!r}*{_excel_elu(z, _SELU_ALPHA)}",
-    "gelu": _excel_gelu, "silu": lambda z: f"{z}/(1+EXP(-{z}))",
-    "swish": lambda z: f"{z}/(1+EXP(-{z}))", "sigmoid": lambda z: f"1/(1+EXP(-{z}))",
-    "hard_sigmoid": lambda z: f"MIN(MAX({z}+3,0),6)/6", "tanh": lambda z: f"TANH({z})",
+    "elu": _excel_elu,
+    "selu": lambda z: f"{_SELU_SCALE!r}*{_excel_elu(z, _SELU_ALPHA)}",
+    "gelu": _excel_gelu,
+    "silu": lambda z: f"{z}/(1+EXP(-{z}))",
+    "swish": lambda z: f"{z}/(1+EXP(-{z}))",
+    "sigmoid": lambda z: f"1/(1+EXP(-{z}))",
+    "hard_sigmoid": lambda z: f"MIN(MAX({z}+3,0),6)/6",
+    "tanh": lambda z: f"TANH({z})",
     "softmax": lambda z, zs, axis=-1: f"EXP({z}-MAX({zs}))/SUMPRODUCT(EXP({zs}-MAX({zs})))",
-    "softplus": lambda z: f"LN(1+EXP({z}))", "softsign": lambda z: f"{z}/(1+ABS({z}))",
-    "exponential": lambda z: f"EXP({z})", "hard_silu": lambda z: f"{z}*MIN(MAX({z}+3,0),6)/6",
+    "softplus": lambda z: f"LN(1+EXP({z}))",
+    "softsign": lambda z: f"{z}/(1+ABS({z}))",
+    "exponential": lambda z: f"EXP({z})",
+    "hard_silu": lambda z: f"{z}*MIN(MAX({z}+3,0),6)/6",
     "mish": lambda z: f"{z}*TANH(LN(1+EXP({z})))",
 }

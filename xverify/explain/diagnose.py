@@ -1,4 +1,4 @@
-""""Why is my number wrong?": the common hand-calculation mistakes tried one by one and in pairs.
+""" "Why is my number wrong?": the common hand-calculation mistakes tried one by one and in pairs.
 
 Each mistake is a ``forward.Tweak`` of one layer call (activation skipped, bias left out, kernel
 read in the other order, units handed on in reverse, a normalization or rescaling layer left out)
@@ -20,8 +20,14 @@ from xverify.explain.forward import Tweak, Variant, forward
 from xverify.explain.layers import dense_weights
 from xverify.explain.ranges import first_impossible
 
-NORMALIZERS = {"Normalization", "Rescaling", "BatchNormalization", "LayerNormalization",
-               "UnitNormalization", "GroupNormalization"}
+NORMALIZERS = {
+    "Normalization",
+    "Rescaling",
+    "BatchNormalization",
+    "LayerNormalization",
+    "UnitNormalization",
+    "GroupNormalization",
+}
 SCALES = (1 / 255, 255.0, 0.1, 10.0, 0.01, 100.0, 0.001, 1000.0)
 MAX_PAIRED = 40  # with more single mistakes, only the closest this many are paired
 # A pass reruns every layer Keras computes whose input a mistake changed: on a model with many of
@@ -29,10 +35,15 @@ MAX_PAIRED = 40  # with more single mistakes, only the closest this many are pai
 CALL_BUDGET = 10_000
 MIN_PAIRED = 4
 _TWEAKS = {"skip_activation", "no_bias", "transposed", "reversed_units", "ignored"}
-_PRETTY = {"relu": "ReLU", "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "elu": "ELU",
-           "selu": "SELU", "gelu": "GELU"}
-_ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
-             "tenth"]
+_PRETTY = {
+    "relu": "ReLU",
+    "relu6": "ReLU6",
+    "leaky_relu": "LeakyReLU",
+    "elu": "ELU",
+    "selu": "SELU",
+    "gelu": "GELU",
+}
+_ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"]
 
 
 @dataclass(frozen=True)
@@ -100,24 +111,32 @@ def diagnose(ex, mine) -> Diagnosis:
     """
     values, typed, tolerance = _parse_mine(ex, mine)
     if ex.graph is None:
-        raise InputDataError(f"model '{ex.model_name}' is a subclassed model: its layers cannot be "
-                             "rerun with mistakes, so --mine cannot be diagnosed.")
+        raise InputDataError(
+            f"model '{ex.model_name}' is a subclassed model: its layers cannot be "
+            "rerun with mistakes, so --mine cannot be diagnosed."
+        )
     singles = [_evaluate(ex, (m,), values, tolerance) for m in _singles(ex)]
     singles = [c for c in singles if c is not None]
-    paired = sorted(singles, key=lambda c: c.distance)[:_pairable(ex, len(singles))]
-    pairs = [_evaluate(ex, a.mistakes + b.mistakes, values, tolerance)
-             for a, b in itertools.combinations(paired, 2) if _compatible(a.mistakes[0], b.mistakes[0])]
-    candidates = sorted(singles + [p for p in pairs if p is not None],
-                        key=lambda c: (c.distance, len(c.mistakes)))
+    paired = sorted(singles, key=lambda c: c.distance)[: _pairable(ex, len(singles))]
+    pairs = [
+        _evaluate(ex, a.mistakes + b.mistakes, values, tolerance)
+        for a, b in itertools.combinations(paired, 2)
+        if _compatible(a.mistakes[0], b.mistakes[0])
+    ]
+    candidates = sorted(
+        singles + [p for p in pairs if p is not None], key=lambda c: (c.distance, len(c.mistakes))
+    )
     own = float(np.abs(ex.output - values).max())
     impossible = None
     if own > tolerance and not any(c.matches for c in candidates):
         impossible = first_impossible(ex, values) or (
             "No layer rules a value like that out: from every layer on, the rest of the model "
-            "can still reach it.")
+            "can still reach it."
+        )
     sentence = _sentence(ex, ", ".join(typed), own <= tolerance, candidates, len(candidates))
-    return Diagnosis(values, ex.output, tolerance, tuple(candidates), len(candidates), sentence,
-                     impossible, ex)
+    return Diagnosis(
+        values, ex.output, tolerance, tuple(candidates), len(candidates), sentence, impossible, ex
+    )
 
 
 def _pairable(ex, singles: int) -> int:
@@ -134,22 +153,27 @@ def _parse_mine(ex, mine):
     """The user's values shaped like the output, as typed, and half a unit of the last digit."""
     if isinstance(mine, str) and ex.output.size == 1 and mine.count(",") == 1 and "." not in mine:
         mine = mine.replace(",", ".")  # "20,475" as a spreadsheet with a decimal comma shows it
-    typed = [p for p in str(mine).replace(";", ",").replace(",", " ").split() if p] \
-        if isinstance(mine, str) else [_g(float(v)) for v in np.ravel(mine)]
+    typed = (
+        [p for p in str(mine).replace(";", ",").replace(",", " ").split() if p]
+        if isinstance(mine, str)
+        else [_g(float(v)) for v in np.ravel(mine)]
+    )
     try:
         values = np.array([float(t) for t in typed], np.float64)
     except ValueError as exc:
-        raise InputDataError(f"--mine {mine!r}: expected the number(s) you computed, e.g. "
-                             "--mine 20.475.") from exc
+        raise InputDataError(
+            f"--mine {mine!r}: expected the number(s) you computed, e.g. --mine 20.475."
+        ) from exc
     if values.size != ex.output.size:
-        raise InputDataError(f"--mine: the model gives {ex.output.size} output value(s), found "
-                             f"{values.size}; pass one number per output value.")
-    decimals = max((len(t.split(".")[1]) if "." in t and "e" not in t.lower() else 0)
-                   for t in typed)
+        raise InputDataError(
+            f"--mine: the model gives {ex.output.size} output value(s), found "
+            f"{values.size}; pass one number per output value."
+        )
+    decimals = max((len(t.split(".")[1]) if "." in t and "e" not in t.lower() else 0) for t in typed)
     # Half a unit of the last digit typed, but never more than 0.5% of the number: "0.1" typed
     # for a softmax output would otherwise accept anything from 0.05 to 0.15.
     largest = float(np.abs(values).max())
-    tolerance = max(min(0.5 * 10.0 ** -decimals, 5e-3 * largest), 1e-5 * max(1.0, largest))
+    tolerance = max(min(0.5 * 10.0**-decimals, 5e-3 * largest), 1e-5 * max(1.0, largest))
     return values.reshape(ex.output.shape), typed, tolerance
 
 
@@ -220,11 +244,12 @@ def describe(ex, mistake: Mistake) -> str:
         return f"the {_PRETTY.get(name, name)} of {where} is skipped (a = z)"
     square = call.kind == "Dense" and len(set(dense_weights(call.layer)[0].shape)) == 1
     how = "(W[j][i] used for W[i][j])" if square else "(its numbers taken column by column)"
-    return {"no_bias": f"the bias of {where} is left out (z = x·W)",
-            "transposed": f"the kernel of {where} is read transposed {how}",
-            "reversed_units": f"the units of {where} are taken in reverse order by the next layer",
-            "ignored": f"the {call.kind} layer '{call.label}' ({_ordinal(mistake.call)} layer) is "
-                       "left out"}[mistake.kind]
+    return {
+        "no_bias": f"the bias of {where} is left out (z = x·W)",
+        "transposed": f"the kernel of {where} is read transposed {how}",
+        "reversed_units": f"the units of {where} are taken in reverse order by the next layer",
+        "ignored": f"the {call.kind} layer '{call.label}' ({_ordinal(mistake.call)} layer) is left out",
+    }[mistake.kind]
 
 
 def _sentence(ex, shown, is_output, candidates, tried) -> str:
@@ -232,19 +257,28 @@ def _sentence(ex, shown, is_output, candidates, tried) -> str:
         return f"Your {shown} is the model's own output: your calculation is right."
     best = _simplest(candidates)
     if best is None:
-        return (f"None of the {tried} mistakes tried (one at a time and in pairs) gives {shown}; "
-                "the calculation went wrong in some other way.")
+        return (
+            f"None of the {tried} mistakes tried (one at a time and in pairs) gives {shown}; "
+            "the calculation went wrong in some other way."
+        )
     what = " and ".join(describe(ex, m) for m in best.mistakes)
     others = sum(c.matches for c in candidates) - 1
-    also = (f" ({others} other candidate{'s' * (others > 1)} also match{'es' * (others == 1)}: "
-            "type more digits to tell them apart)") if others else ""
+    also = (
+        (
+            f" ({others} other candidate{'s' * (others > 1)} also match{'es' * (others == 1)}: "
+            "type more digits to tell them apart)"
+        )
+        if others
+        else ""
+    )
     return f"Your {shown} is what the model gives when {what}: {_values(best.output)}{also}."
 
 
 def _simplest(candidates) -> Candidate | None:
     """The matching candidate with the fewest mistakes (the closest among those)."""
-    return min((c for c in candidates if c.matches), default=None,
-               key=lambda c: (len(c.mistakes), c.distance))
+    return min(
+        (c for c in candidates if c.matches), default=None, key=lambda c: (len(c.mistakes), c.distance)
+    )
 
 
 def _ordinal(index: int) -> str:

@@ -17,9 +17,11 @@ _FORMULAS = {
     "LayerNormalization": "y = gamma · (x − mean(x)) / √(variance(x) + {epsilon}) + beta",
     "Flatten": "y = x flattened into one vector",
     "Rescaling": "y = x · {scale} + {offset}",
-    "Normalization": "y = (x − mean) / √variance, with the mean and variance it was adapted to", "Reshape": "y = x reshaped to {target_shape}",
+    "Normalization": "y = (x − mean) / √variance, with the mean and variance it was adapted to",
+    "Reshape": "y = x reshaped to {target_shape}",
     "Embedding": "y = row x of the embedding table [{input_dim}x{output_dim}]",
-    "Add": "y = the sum of the inputs", "Multiply": "y = the product of the inputs",
+    "Add": "y = the sum of the inputs",
+    "Multiply": "y = the product of the inputs",
     "Concatenate": "y = the inputs joined along axis {axis}",
     "Average": "y = the mean of the inputs",
     "LSTM": "y = LSTM({units}) run over the time steps (return_sequences={return_sequences})",
@@ -45,14 +47,15 @@ def formula(layer) -> str:
     then = f", then {act_name}" if act_name and act_name != "linear" else ""
     if "Conv" in kind and weights:
         bias = " + bias" if settings.get("use_bias") else ""
-        return (f"{kind}: y = conv(x, kernel[{_dims(weights[0].shape)}], strides "
-                f"{settings['strides']}, padding {settings['padding']}){bias}{then}")
+        return (
+            f"{kind}: y = conv(x, kernel[{_dims(weights[0].shape)}], strides "
+            f"{settings['strides']}, padding {settings['padding']}){bias}{then}"
+        )
     if "Pooling" in kind:
         op = "max" if "Max" in kind else "mean"
         if kind.startswith("Global"):
             return f"{kind}: y = {op} over all positions, per channel"
-        return (f"{kind}: y = {op} over {settings['pool_size']} windows, strides "
-                f"{settings['strides']}")
+        return f"{kind}: y = {op} over {settings['pool_size']} windows, strides {settings['strides']}"
     template = _FORMULAS.get(kind)
     if template:
         return f"{kind}: " + template.format_map(settings) + then

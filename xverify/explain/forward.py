@@ -111,8 +111,8 @@ def forward(graph, sample, taps, variant=Variant(), baseline: Pass | None = None
 
 def _from_keras(call, ins, taps, baseline) -> list:
     unchanged = baseline is None or all(
-        np.array_equal(v, baseline.values[k]) for v, k in zip(ins, call.inputs))
+        np.array_equal(v, baseline.values[k]) for v, k in zip(ins, call.inputs)
+    )
     if unchanged:
         return [taps[k] for k in call.outputs]
     return call_keras(call, ins)
-

@@ -57,9 +57,11 @@ def ensure_built(model, n_values: int, where: str):
     try:
         model.build((None, n_values))
     except Exception as exc:  # layers that cannot take a flat vector: the shape is the user's call
-        raise InputDataError(f"{where}: the Sequential model has no input shape and cannot be "
-                             f"built for {n_values} input value(s) ({exc}). Build it with "
-                             "model.build((None, ...)) or start it with keras.Input(shape).") from exc
+        raise InputDataError(
+            f"{where}: the Sequential model has no input shape and cannot be "
+            f"built for {n_values} input value(s) ({exc}). Build it with "
+            "model.build((None, ...)) or start it with keras.Input(shape)."
+        ) from exc
 
 
 def graph_of(model) -> Graph | None:
@@ -78,6 +80,7 @@ def _keyer(scope: str, alias: dict):
     def key(tensor):
         own = (scope, id(tensor))
         return alias.get(own, own)
+
     return key
 
 
@@ -100,10 +103,16 @@ def _flatten(functional, scope: str, alias: dict, calls: list, seen: dict) -> No
             label = _label(scope, layer.name)
             first = seen.setdefault(id(layer), label)
             nth = sum(c.layer is layer for c in calls) + 1
-            calls.append(Call(layer, node, tuple(key(t) for t in node.input_tensors),
-                              tuple(key(t) for t in node.outputs),
-                              label if nth == 1 else f"{label} (call {nth})",
-                              None if nth == 1 else first))
+            calls.append(
+                Call(
+                    layer,
+                    node,
+                    tuple(key(t) for t in node.input_tensors),
+                    tuple(key(t) for t in node.outputs),
+                    label if nth == 1 else f"{label} (call {nth})",
+                    None if nth == 1 else first,
+                )
+            )
 
 
 def _label(scope: str, name: str) -> str:

@@ -20,9 +20,12 @@ MAX_UNITS = 64  # wider layers (or Dense layers fed by more inputs) show only th
 SHOWN = 5
 _ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"}
 # Layers that carry their activation's arguments in their own config rather than in .activation
-_FIXED = {"ReLU": ("relu", ("negative_slope", "max_value", "threshold")),
-          "LeakyReLU": ("leaky_relu", ("negative_slope",)), "ELU": ("elu", ("alpha",)),
-          "Softmax": ("softmax", ("axis",))}
+_FIXED = {
+    "ReLU": ("relu", ("negative_slope", "max_value", "threshold")),
+    "LeakyReLU": ("leaky_relu", ("negative_slope",)),
+    "ELU": ("elu", ("alpha",)),
+    "Softmax": ("softmax", ("axis",)),
+}
 
 
 def as_list(value) -> list:
@@ -55,9 +58,17 @@ def weight_name(weight) -> str:
 
 def summarize(call, formula: str, output, by_hand: bool, **more) -> LayerSummary:
     """The LayerSummary of one layer call with its label, kind and shapes filled in."""
-    return LayerSummary(call.label, call.kind, formula, shape(call.node.input_tensors),
-                        shape(call.node.outputs), output, by_hand, repeat_of=call.repeat_of,
-                        **more)
+    return LayerSummary(
+        call.label,
+        call.kind,
+        formula,
+        shape(call.node.input_tensors),
+        shape(call.node.outputs),
+        output,
+        by_hand,
+        repeat_of=call.repeat_of,
+        **more,
+    )
 
 
 def activation_of(layer):
@@ -105,8 +116,13 @@ def spell_out(call, ins, tweak=None, float16=False):
     layer, kind = call.layer, call.kind
     if kind == "Dropout":
         rate = config(layer).get("rate", "?")
-        return summarize(call, f"Dropout(rate {rate}) is the identity at inference: output = "
-                         "input (it drops units only while training)", ins[0], True), []
+        return summarize(
+            call,
+            f"Dropout(rate {rate}) is the identity at inference: output = "
+            "input (it drops units only while training)",
+            ins[0],
+            True,
+        ), []
     if kind in SCALING_KINDS and len(ins) == 1:
         return _scale(call, ins[0], float16)
     act = activation_of(layer) if len(ins) == 1 else None
@@ -126,16 +142,34 @@ def spell_out(call, ins, tweak=None, float16=False):
     limit = MAX_UNITS if kernel is None or kernel.shape[0] <= MAX_UNITS else 0
     shown = z.size if z.size <= limit else min(z.size, SHOWN)
     name = "linear (skipped)" if skip else label(act)
-    steps = [Step(call.label, i, tuple(ins[0][0]) if kernel is not None else (float(z.flat[i]),),
-                  tuple(kernel[:, i]) if kernel is not None else (),
-                  None if bias is None else float(bias[i]), float(z.flat[i]), name,
-                  float(a.flat[i]), bool(changed.flat[i]), bool(clamped.flat[i]))
-             for i in range(shown)]
+    steps = [
+        Step(
+            call.label,
+            i,
+            tuple(ins[0][0]) if kernel is not None else (float(z.flat[i]),),
+            tuple(kernel[:, i]) if kernel is not None else (),
+            None if bias is None else float(bias[i]),
+            float(z.flat[i]),
+            name,
+            float(a.flat[i]),
+            bool(changed.flat[i]),
+            bool(clamped.flat[i]),
+        )
+        for i in range(shown)
+    ]
     if tweak and tweak.reversed_units:
         a = a[..., ::-1]
     words = f"a = {name}(x·W + b)" if kernel is not None else f"a = {name}(x), value by value"
-    summary = summarize(call, words, a, True, shown=shown, changed=int(changed.sum()),
-                        clamped=int(clamped.sum()), activation=name)
+    summary = summarize(
+        call,
+        words,
+        a,
+        True,
+        shown=shown,
+        changed=int(changed.sum()),
+        clamped=int(clamped.sum()),
+        activation=name,
+    )
     return summary, steps
 
 
@@ -149,9 +183,21 @@ def _scale(call, x, float16):
     y = round16(scaling.apply(x), float16)
     shown = y.size if y.size <= MAX_UNITS else SHOWN
     channel = np.arange(y.size) % x.shape[-1]
-    steps = [Step(call.label, i, (float(x.flat[i]),), (), None, float(x.flat[i]), "", float(y.flat[i]),
-                  False, formula=_scale_terms(scaling, int(channel[i]), float(x.flat[i])))
-             for i in range(shown)]
+    steps = [
+        Step(
+            call.label,
+            i,
+            (float(x.flat[i]),),
+            (),
+            None,
+            float(x.flat[i]),
+            "",
+            float(y.flat[i]),
+            False,
+            formula=_scale_terms(scaling, int(channel[i]), float(x.flat[i])),
+        )
+        for i in range(shown)
+    ]
     return summarize(call, scaling.words, y, True, shown=shown), steps
 
 

@@ -15,11 +15,22 @@ from xverify.explain.layers import activation_of, dense_weights
 
 _INF = np.inf
 # Each activation's range over all z; None: unbounded both ways (no conclusion from it).
-_RANGES = {"relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0),
-           "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0), "softsign": (-1.0, 1.0),
-           "softplus": (0.0, _INF), "exponential": (0.0, _INF), "gelu": (-0.17, _INF),
-           "silu": (-0.28, _INF), "swish": (-0.28, _INF), "hard_silu": (-0.375, _INF),
-           "mish": (-0.31, _INF), "selu": (-1.7581, _INF)}
+_RANGES = {
+    "relu6": (0.0, 6.0),
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "softmax": (0.0, 1.0),
+    "softsign": (-1.0, 1.0),
+    "softplus": (0.0, _INF),
+    "exponential": (0.0, _INF),
+    "gelu": (-0.17, _INF),
+    "silu": (-0.28, _INF),
+    "swish": (-0.28, _INF),
+    "hard_silu": (-0.375, _INF),
+    "mish": (-0.31, _INF),
+    "selu": (-1.7581, _INF),
+}
 # Where the activations that are not monotone take their minimum (for an interval's lower end).
 _ARGMIN = {"gelu": -0.7518, "silu": -1.2785, "swish": -1.2785, "mish": -1.1924, "hard_silu": -1.5}
 
@@ -39,9 +50,11 @@ def first_impossible(ex, mine) -> str | None:
         shape = ex.hand.values[call.outputs[0]].shape
         lo, hi = _forward(ex, start, np.full(shape, bounds[0]), np.full(shape, bounds[1]))
         if np.any(mine < lo) or np.any(mine > hi):
-            return (f"A value like that cannot arise after layer '{call.label}' (layer {start + 1}):"
-                    f" its {act[0]} gives values in [{_f(bounds[0])}, {_f(bounds[1])}], and from "
-                    f"there the output can only lie in [{_f(lo.min())}, {_f(hi.max())}].")
+            return (
+                f"A value like that cannot arise after layer '{call.label}' (layer {start + 1}):"
+                f" its {act[0]} gives values in [{_f(bounds[0])}, {_f(bounds[1])}], and from "
+                f"there the output can only lie in [{_f(lo.min())}, {_f(hi.max())}]."
+            )
     return None
 
 
@@ -61,7 +74,7 @@ def _forward(ex, start, lo, hi):
     """The output interval when call ``start`` gives values in [lo, hi] (later calls exact)."""
     calls = ex.graph.calls
     bounds = {calls[start].outputs[0]: (lo, hi)}
-    for call, summary in zip(calls[start + 1:], ex.hand.summaries[start + 1:]):
+    for call, summary in zip(calls[start + 1 :], ex.hand.summaries[start + 1 :]):
         ins = [bounds.get(k) for k in call.inputs]
         out = None
         if summary.by_hand and ins[0] is not None:

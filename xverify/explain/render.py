@@ -20,8 +20,11 @@ COLUMNS = ["layer", "unit", "inputs", "weights", "bias", "z", "activation", "a",
 
 def text(ex: Explanation) -> str:
     """The plain-text walk-through of ``ex`` (no markup): layer by layer, then the verdict."""
-    lines = [f"Explaining model '{ex.model_name}' for input x = {_brief(ex.input.ravel())}",
-             "Every number is recomputed with NumPy in float64 from the layers' get_weights().", ""]
+    lines = [
+        f"Explaining model '{ex.model_name}' for input x = {_brief(ex.input.ravel())}",
+        "Every number is recomputed with NumPy in float64 from the layers' get_weights().",
+        "",
+    ]
     uses = {}
     for summary in ex.layers:
         uses[summary.repeat_of or summary.name] = uses.get(summary.repeat_of or summary.name, 0) + 1
@@ -31,22 +34,36 @@ def text(ex: Explanation) -> str:
         lines += [row for d in ex.units if d.layer == summary.name for row in unit_lines(d)] + [""]
     agree = "they agree" if ex.max_abs_diff <= 1e-5 else "they DIFFER by more than 1e-5"
     source = "NumPy, float64" if any(s.by_hand for s in ex.layers) else "Keras, nothing by hand"
-    lines += [f"Final output ({source}):      {_vector(ex.output)}",
-              f"TensorFlow's prediction (float32):  {_vector(ex.tensorflow_output)}",
-              f"Difference max |NumPy − TensorFlow|: {ex.max_abs_diff:.2e} ({agree})"]
+    lines += [
+        f"Final output ({source}):      {_vector(ex.output)}",
+        f"TensorFlow's prediction (float32):  {_vector(ex.tensorflow_output)}",
+        f"Difference max |NumPy − TensorFlow|: {ex.max_abs_diff:.2e} ({agree})",
+    ]
     if ex.graph is not None and len(ex.graph.output_keys) > 1:
-        lines.append(f"(The model has {len(ex.graph.output_keys)} outputs; the one shown is the "
-                     "first. Every layer above, on any output's path, is spelled out.)")
+        lines.append(
+            f"(The model has {len(ex.graph.output_keys)} outputs; the one shown is the "
+            "first. Every layer above, on any output's path, is spelled out.)"
+        )
     lines.append("")
     return "\n".join(lines + _closing(ex))
 
 
 def rows(ex: Explanation) -> list[dict]:
     """The step table of ``ex``: one dict per spelled-out unit, keyed by ``COLUMNS``."""
-    return [{"layer": s.layer, "unit": s.unit, "inputs": _brief(s.inputs),
-             "weights": _brief(s.weights), "bias": "" if s.bias is None else s.bias,
-             "z": s.z, "activation": s.activation, "a": s.a, "changed": s.changed}
-            for s in ex.steps]
+    return [
+        {
+            "layer": s.layer,
+            "unit": s.unit,
+            "inputs": _brief(s.inputs),
+            "weights": _brief(s.weights),
+            "bias": "" if s.bias is None else s.bias,
+            "z": s.z,
+            "activation": s.activation,
+            "a": s.a,
+            "changed": s.changed,
+        }
+        for s in ex.steps
+    ]
 
 
 def write_csv(ex: Explanation, path: str | os.PathLike) -> None:
@@ -61,12 +78,16 @@ def write_xlsx(ex: Explanation, path: str | os.PathLike) -> None:
     try:
         import openpyxl
     except ImportError as exc:
-        raise MissingDependencyError("Writing .xlsx needs openpyxl, which is not installed; "
-                                     "run `pip install 'xverify[xlsx]'` (or `pip install "
-                                     "openpyxl`), or use --csv.") from exc
+        raise MissingDependencyError(
+            "Writing .xlsx needs openpyxl, which is not installed; "
+            "run `pip install 'xverify[xlsx]'` (or `pip install "
+            "openpyxl`), or use --csv."
+        ) from exc
     if ex.graph is None:
-        raise UsageError(f"model '{ex.model_name}' is a subclassed model: its call() is Python "
-                         "code with no graph of layers to write as formulas; use --csv instead.")
+        raise UsageError(
+            f"model '{ex.model_name}' is a subclassed model: its call() is Python "
+            "code with no graph of layers to write as formulas; use --csv instead."
+        )
     from xverify.explain import workbook
 
     workbook.write(ex, path, openpyxl.Workbook)
@@ -117,11 +138,12 @@ def _unit_lines(s: Step) -> list[str]:
     if len(terms) <= 4:
         calc = f"{' + '.join(terms)} + {_fmt(s.bias)} = {_fmt(s.z)}"
     else:
-        calc = (f"x·w + b = Σ({len(s.weights)} terms) + b = {_fmt(s.z - s.bias)} + {_fmt(s.bias)}"
-                f" = {_fmt(s.z)}")
+        calc = (
+            f"x·w + b = Σ({len(s.weights)} terms) + b = {_fmt(s.z - s.bias)} + {_fmt(s.bias)} = {_fmt(s.z)}"
+        )
         if len(terms) <= _TERMS_WRITTEN:
             above = [f"{head}x·w = " + " + ".join(terms[:4])]
-            above += ["      + " + " + ".join(terms[i:i + 4]) for i in range(4, len(terms), 4)]
+            above += ["      + " + " + ".join(terms[i : i + 4]) for i in range(4, len(terms), 4)]
     if s.activation.startswith("linear"):
         return above + [f"{head}{calc} ({s.activation}: a = z)"]
     return above + [f"{head}{calc} → {s.activation} → {_fmt(s.a)}{_mark(s)}"]
@@ -134,29 +156,33 @@ def _mark(s: Step) -> str:
 def _layer_lines(summary: LayerSummary, steps, uses: int = 1) -> list[str]:
     lines = _shared_lines(summary, uses)
     if not summary.by_hand:
-        return lines + [f"Layer '{summary.name}' — {summary.formula}",
-                f"  computed by Keras: {summary.input_shape} → {summary.output_shape}; output min "
-                f"{_fmt(summary.min)}, max {_fmt(summary.max)}, mean {_fmt(summary.mean)}"]
+        return lines + [
+            f"Layer '{summary.name}' — {summary.formula}",
+            f"  computed by Keras: {summary.input_shape} → {summary.output_shape}; output min "
+            f"{_fmt(summary.min)}, max {_fmt(summary.max)}, mean {_fmt(summary.mean)}",
+        ]
     if not summary.activation and not steps:  # Dropout, the identity
         return lines + [f"Layer '{summary.name}' — {summary.formula}"]
-    shapes = (f"{_count(summary.input_shape[-1], 'input')} → "
-              f"{_count(summary.output_shape[-1], 'unit')}" if summary.kind == "Dense"
-              else f"{summary.input_shape} → {summary.output_shape}")
+    shapes = (
+        f"{_count(summary.input_shape[-1], 'input')} → {_count(summary.output_shape[-1], 'unit')}"
+        if summary.kind == "Dense"
+        else f"{summary.input_shape} → {summary.output_shape}"
+    )
     lines.append(f"Layer '{summary.name}' — {summary.kind}, {shapes}: {summary.formula}")
     if summary.activation.startswith("softmax"):
-        lines.append("  (softmax divides exp(z) of each unit by the sum of exp(z) over all "
-                     f"{summary.output.size} units)")
+        lines.append(
+            "  (softmax divides exp(z) of each unit by the sum of exp(z) over all "
+            f"{summary.output.size} units)"
+        )
     for s in steps:
         lines += _unit_lines(s)
     if summary.output.size > summary.shown:
         lines.append(f"  ... {summary.output.size - summary.shown} more units not shown")
     lines.append(f"  output of '{summary.name}' = {_vector(summary.output)}")
     if summary.changed:
-        lines.append(f"  {summary.activation} changed {summary.changed} of {summary.output.size}"
-                     " values")
+        lines.append(f"  {summary.activation} changed {summary.changed} of {summary.output.size} values")
     if summary.tf_max_abs_diff is not None:
-        lines.append(f"  Keras' own output for this layer differs by at most "
-                     f"{summary.tf_max_abs_diff:.2e}")
+        lines.append(f"  Keras' own output for this layer differs by at most {summary.tf_max_abs_diff:.2e}")
     return lines
 
 
@@ -169,16 +195,20 @@ def unit_lines(d) -> list[str]:
     diff = abs(d.value - d.keras_value)
     lines.append(f"    Keras' own value: {_fmt(d.keras_value)} (differs by {diff:.2e})")
     if diff > 1e-5 * max(1.0, abs(d.keras_value)):
-        lines.append("    (they differ: the layer uses something not spelled out here, such as a "
-                     "mask from mask_zero=True, so trust Keras' value)")
+        lines.append(
+            "    (they differ: the layer uses something not spelled out here, such as a "
+            "mask from mask_zero=True, so trust Keras' value)"
+        )
     return lines
 
 
 def _shared_lines(summary: LayerSummary, uses: int) -> list[str]:
     """Where a shared layer is used: once on its first call, and at each later call."""
     if summary.repeat_of:
-        return [f"(the shared layer '{summary.repeat_of}' again: the same weights as above, "
-                "applied to this call's input)"]
+        return [
+            f"(the shared layer '{summary.repeat_of}' again: the same weights as above, "
+            "applied to this call's input)"
+        ]
     if uses > 1:
         return [f"(a shared layer: used {uses} times in this model, with the same weights)"]
     return []
@@ -188,18 +218,27 @@ def _closing(ex: Explanation) -> list[str]:
     """What the classic mistake, forgetting the activations, would have produced."""
     if np.isnan(ex.output_without_activations).any():
         return ["The output without activations could not be computed for this model."]
-    kept = (["(Activations inside layers computed by Keras, such as Conv2D, are kept.)"]
-            if any(not s.by_hand for s in ex.layers) else [])
+    kept = (
+        ["(Activations inside layers computed by Keras, such as Conv2D, are kept.)"]
+        if any(not s.by_hand for s in ex.layers)
+        else []
+    )
     if np.allclose(ex.output_without_activations, ex.tensorflow_output, rtol=0, atol=1e-6):
-        return [f"Skipping the hidden activations spelled out here would not change the output "
-                f"for this input ({_vector(ex.tensorflow_output)}): none of them changed a "
-                "value."] + kept
-    lines = [f"The output would be {_vector(ex.output_without_activations)} without the "
-             f"activations (a = z in every hidden layer) instead of {_vector(ex.tensorflow_output)}."]
+        return [
+            f"Skipping the hidden activations spelled out here would not change the output "
+            f"for this input ({_vector(ex.tensorflow_output)}): none of them changed a "
+            "value."
+        ] + kept
+    lines = [
+        f"The output would be {_vector(ex.output_without_activations)} without the "
+        f"activations (a = z in every hidden layer) instead of {_vector(ex.tensorflow_output)}."
+    ]
     hidden = [s for s in ex.layers[:-1] if s.by_hand and s.changed]
     if hidden:
-        lines.append(f"Why: {'; '.join(_cause(s) for s in hidden)}; skipping it lets those values "
-                     "reach the next layer unchanged.")
+        lines.append(
+            f"Why: {'; '.join(_cause(s) for s in hidden)}; skipping it lets those values "
+            "reach the next layer unchanged."
+        )
     else:
         lines.append("Why: no hidden activation changed any value for this input.")
     return lines + kept
@@ -223,8 +262,10 @@ def diagnosis_text(d) -> str:
         ex_lines.append(d.impossible)
     shown = d.candidates[:_CANDIDATES_SHOWN]
     if shown:
-        ex_lines.append(f"Closest of the {d.tried} mistakes tried (one at a time and in pairs), "
-                        f"matching within ±{d.tolerance:.1g}:")
+        ex_lines.append(
+            f"Closest of the {d.tried} mistakes tried (one at a time and in pairs), "
+            f"matching within ±{d.tolerance:.1g}:"
+        )
         for c in shown:
             what = " + ".join(describe(d.explanation, m) for m in c.mistakes)
             mark = "  ✓" if c.matches else ""

@@ -13,6 +13,7 @@ import numpy as np
 
 from xverify.explain.layers import config, weight_name
 
+
 @dataclass(frozen=True)
 class Scaling:
     """``y = (x − center) / divisor · gain + shift``, each an array over the last axis."""
@@ -43,8 +44,12 @@ def scaling_of(layer, channels: int) -> Scaling | None:
     elif kind == "BatchNormalization" and settings.get("axis", -1) in (-1, [-1]):
         weights = {weight_name(w): np.asarray(w, np.float64) for w in layer.weights}
         eps = settings.get("epsilon", 1e-3)
-        parts = (weights["moving_mean"], np.sqrt(weights["moving_variance"] + eps),
-                 weights.get("gamma", 1.0), weights.get("beta", 0.0))
+        parts = (
+            weights["moving_mean"],
+            np.sqrt(weights["moving_variance"] + eps),
+            weights.get("gamma", 1.0),
+            weights.get("beta", 0.0),
+        )
         words = f"y = (x − moving_mean) / √(moving_variance + {eps}) · gamma + beta"
         names = ("moving_mean", f"√(moving_variance + {eps})", "gamma", "beta")
     else:

@@ -45,33 +45,55 @@ def explain(model, x, unit=None) -> Explanation:
     feed = sample.astype(model.inputs[0].dtype if graph else np.float32)
     tf_out = np.asarray(first(model(_structured(model, feed), training=False)), np.float64)
     if graph is None:  # a subclassed model: its call() is Python code with no graph to follow
-        whole = LayerSummary(model.name, type(model).__name__, "the whole model, computed by Keras "
-                             "(a subclassed model: its call() is Python code, not a graph of layer "
-                             "calls, so its layers cannot be followed one by one)", sample.shape,
-                             tf_out.shape, tf_out, False)
+        whole = LayerSummary(
+            model.name,
+            type(model).__name__,
+            "the whole model, computed by Keras "
+            "(a subclassed model: its call() is Python code, not a graph of layer "
+            "calls, so its layers cannot be followed one by one)",
+            sample.shape,
+            tf_out.shape,
+            tf_out,
+            False,
+        )
         unknown = np.full_like(tf_out, np.nan)
         return Explanation(model.name, sample, (), (whole,), tf_out, tf_out, unknown, 0.0)
     taps = keras_pass(graph, feed)
     hand = forward(graph, sample, taps)
-    summaries = [_checked(s, taps[c.outputs[0]]) if s.by_hand else s
-                 for s, c in zip(hand.summaries, graph.calls)]
+    summaries = [
+        _checked(s, taps[c.outputs[0]]) if s.by_hand else s for s, c in zip(hand.summaries, graph.calls)
+    ]
     try:
         skipped = forward(graph, sample, taps, skip_hidden(graph, hand), hand)
         without = skipped.output
     except Exception:  # a layer Keras cannot call on its own (custom kwargs): say so, go on
         skipped, without = None, np.full_like(hand.output, np.nan)
-    return Explanation(model.name, sample, tuple(hand.steps), tuple(summaries), hand.output, tf_out,
-                       without, _max_abs_diff(hand.output, tf_out), model=model, graph=graph,
-                       taps=taps, hand=hand, skipped=skipped,
-                       units=_details(graph, hand, taps, unit) if unit is not None else ())
+    return Explanation(
+        model.name,
+        sample,
+        tuple(hand.steps),
+        tuple(summaries),
+        hand.output,
+        tf_out,
+        without,
+        _max_abs_diff(hand.output, tf_out),
+        model=model,
+        graph=graph,
+        taps=taps,
+        hand=hand,
+        skipped=skipped,
+        units=_details(graph, hand, taps, unit) if unit is not None else (),
+    )
 
 
 def skip_hidden(graph, hand) -> Variant:
     """Every activation spelled out by hand skipped, except in the calls that give an output."""
     outputs = set(graph.output_keys)
-    tweaks = tuple((i, Tweak(skip_activation=True)) for i, (call, summary)
-                   in enumerate(zip(graph.calls, hand.summaries))
-                   if summary.activation and not outputs & set(call.outputs))
+    tweaks = tuple(
+        (i, Tweak(skip_activation=True))
+        for i, (call, summary) in enumerate(zip(graph.calls, hand.summaries))
+        if summary.activation and not outputs & set(call.outputs)
+    )
     return Variant(tweaks)
 
 

@@ -47,8 +47,10 @@ def write(ex, path: str | os.PathLike, book_cls) -> None:
     book = book_cls()
     sheet = book.active
     sheet.title = "model"
-    sheet["A1"] = (f"xverify explain: model '{ex.model_name}'. Change x (column B) or any weight on "
-                   "the layer sheets and every formula recomputes.")
+    sheet["A1"] = (
+        f"xverify explain: model '{ex.model_name}'. Change x (column B) or any weight on "
+        "the layer sheets and every formula recomputes."
+    )
     top = 3 + ex.tensorflow_output.size + 1  # the output rows come first (see _top)
     sheet.cell(top, 1, "input")
     sheet.cell(top, 2, "x")
@@ -57,8 +59,7 @@ def write(ex, path: str | os.PathLike, book_cls) -> None:
         sheet.cell(top + 1 + i, 1, f"x[{i}]")
         sheet.cell(top + 1 + i, 2, float(value))
     x_cells = Cells("B", top + 1, n)
-    state = _State(book, sheet, {ex.graph.input_key: x_cells}, {ex.graph.input_key: x_cells},
-                   top + n + 2, {})
+    state = _State(book, sheet, {ex.graph.input_key: x_cells}, {ex.graph.input_key: x_cells}, top + n + 2, {})
     skipped = {i for i, t in _skip_tweaks(ex)}
     for index, call in enumerate(ex.graph.calls):
         _block(state, ex, index, call, index in skipped)
@@ -145,8 +146,9 @@ def _params_sheet(state, layer, scaling) -> str:
     name = _sheet_name(layer.name, state.book.sheetnames)
     sheet = state.book.create_sheet(name)
     sheet.cell(1, 1, f"{scaling.words}: a column per channel (last axis)")
-    for row, (label, values) in enumerate(zip(scaling.names, (scaling.center, scaling.divisor,
-                                                              scaling.gain, scaling.shift)), 3):
+    for row, (label, values) in enumerate(
+        zip(scaling.names, (scaling.center, scaling.divisor, scaling.gain, scaling.shift)), 3
+    ):
         for j, value in enumerate(values):
             sheet.cell(row, j + 1, float(value))
         sheet.cell(row, len(values) + 2, label)
@@ -171,8 +173,9 @@ def _activation_columns(state, call, first, count, act, skip) -> None:
     name, params = act
     for j in range(count):
         state.sheet.cell(first + j, 3, "=" + _activation(name, params, z.cell(j), z.range))
-        skipped = f"={z_skip.cell(j)}" if skip else "=" + _activation(name, params,
-                                                                     z_skip.cell(j), z_skip.range)
+        skipped = (
+            f"={z_skip.cell(j)}" if skip else "=" + _activation(name, params, z_skip.cell(j), z_skip.range)
+        )
         state.sheet.cell(first + j, 6, skipped)
     state.cells[call.outputs[0]] = Cells("C", first, count)
     state.skip_cells[call.outputs[0]] = Cells("F", first, count)
@@ -193,16 +196,17 @@ def _value_rows(state, ex, index, call, first) -> int:
         if row + values.size > MAX_CELLS:
             from xverify.errors import UsageError
 
-            raise UsageError(f"the workbook would hold more than {MAX_CELLS} rows (layer "
-                             f"'{call.label}' alone has {values.size} values); --xlsx is meant for "
-                             "small models: use --csv or the text for this one.")
+            raise UsageError(
+                f"the workbook would hold more than {MAX_CELLS} rows (layer "
+                f"'{call.label}' alone has {values.size} values); --xlsx is meant for "
+                "small models: use --csv or the text for this one."
+            )
         for j, (v, w) in enumerate(zip(values, without)):
             state.sheet.cell(row + j, 1, j)
             state.sheet.cell(row + j, 3, float(v))
             state.sheet.cell(row + j, 6, float(w))
         state.sheet.cell(row, 4, f"value computed by Keras: {formula(call.layer)}")
-        state.cells[key], state.skip_cells[key] = Cells("C", row, values.size), \
-            Cells("F", row, values.size)
+        state.cells[key], state.skip_cells[key] = Cells("C", row, values.size), Cells("F", row, values.size)
         row += values.size
     return row - first
 
@@ -214,8 +218,7 @@ def _weight_sheet(state, layer, kernel, bias) -> str:
     name = _sheet_name(layer.name, state.book.sheetnames)
     sheet = state.book.create_sheet(name)
     n_in = kernel.shape[0]
-    sheet.cell(1, 1, f"kernel = get_weights()[0], shape {kernel.shape}: a row per input, "
-                     "a column per unit")
+    sheet.cell(1, 1, f"kernel = get_weights()[0], shape {kernel.shape}: a row per input, a column per unit")
     for i in range(n_in):
         for j in range(kernel.shape[1]):
             sheet.cell(i + 2, j + 1, float(kernel[i, j]))
@@ -241,8 +244,15 @@ def _top(state, ex) -> None:
     """From row 3: each output cell, beside it the output without activations, and TensorFlow's."""
     sheet = state.sheet
     out, out_skip = state.cells[ex.graph.output_keys[0]], state.skip_cells[ex.graph.output_keys[0]]
-    for col, header in enumerate(["", "output", "output without the activations",
-                                  "TensorFlow's prediction (float32; fixed, not a formula)"], 1):
+    for col, header in enumerate(
+        [
+            "",
+            "output",
+            "output without the activations",
+            "TensorFlow's prediction (float32; fixed, not a formula)",
+        ],
+        1,
+    ):
         sheet.cell(2, col, header)
     for j, value in enumerate(ex.tensorflow_output.ravel()):
         sheet.cell(3 + j, 1, f"output[{j}]")
@@ -253,8 +263,11 @@ def _top(state, ex) -> None:
 
 def _units_sheet(sheet, details) -> None:
     """--unit: each element's quantities as values, with how each is obtained beside it."""
-    sheet.cell(1, 1, "One output element of each layer Keras computes (values; the formula of each "
-                     "is written beside it)")
+    sheet.cell(
+        1,
+        1,
+        "One output element of each layer Keras computes (values; the formula of each is written beside it)",
+    )
     row = 3
     for d in details:
         sheet.cell(row, 1, f"element [{', '.join(map(str, d.index))}] of '{d.layer}'")

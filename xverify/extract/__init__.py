@@ -25,8 +25,7 @@ from xverify.extract.match import match_weights
 from xverify.extract.onnx_side import onnx_weights
 from xverify.extract.results import LayerWeights, WeightMatch, WeightReport
 
-__all__ = ["LayerWeights", "WeightMatch", "WeightReport", "extract_weights", "match_weights",
-           "onnx_weights"]
+__all__ = ["LayerWeights", "WeightMatch", "WeightReport", "extract_weights", "match_weights", "onnx_weights"]
 
 
 def extract_weights(model_or_onnx) -> tuple[LayerWeights, ...]:
@@ -53,9 +52,11 @@ def extract_weights(model_or_onnx) -> tuple[LayerWeights, ...]:
     if isinstance(model, onnx.ModelProto):
         return onnx_weights(model)
     if not hasattr(model, "get_weights"):
-        raise UsageError(f"extract_weights: expected a Keras model, an ONNX model or a path to one, "
-                         f"found {type(model).__name__} (a SavedModel has no Keras layers; load the "
-                         ".keras file instead).")
+        raise UsageError(
+            f"extract_weights: expected a Keras model, an ONNX model or a path to one, "
+            f"found {type(model).__name__} (a SavedModel has no Keras layers; load the "
+            ".keras file instead)."
+        )
     from xverify.convert import convert
 
     return match_weights(model, convert(model)).layers

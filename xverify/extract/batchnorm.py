@@ -16,7 +16,6 @@ import numpy as np
 from xverify.extract.forms import forms
 from xverify.extract.joints import Context, Joint, weight_names
 
-
 # A SeparableConv's pointwise Conv is the one tf2onnx fuses with the BatchNormalization after it.
 _FOLDABLE = ("kernel", "pointwise_kernel")
 
@@ -40,23 +39,44 @@ def bn_groups(ctx: Context, li: int) -> list:
     mean, var = values[pos["moving_mean"]], values[pos["moving_variance"]]
     gamma = values[pos["gamma"]] if "gamma" in pos else np.ones_like(mean)
     beta = values[pos["beta"]] if "beta" in pos else np.zeros_like(mean)
-    bn = _Statistics(layer.name, mean, beta, gamma / np.sqrt(var + layer.epsilon),
-                     tuple((li, pos[n]) for n in ("gamma", "moving_variance") if n in pos),
-                     tuple((li, pos[n]) for n in ("beta", "moving_mean") if n in pos))
+    bn = _Statistics(
+        layer.name,
+        mean,
+        beta,
+        gamma / np.sqrt(var + layer.epsilon),
+        tuple((li, pos[n]) for n in ("gamma", "moving_variance") if n in pos),
+        tuple((li, pos[n]) for n in ("beta", "moving_mean") if n in pos),
+    )
     none = lambda k: lambda a: [None] * k  # noqa: E731  (not recoverable one by one)
-    alternatives = [[
-        Joint(bn.on_scale, bn.scale, none(len(bn.on_scale)), ("BN scale gamma/sqrt(var+eps)",) * 2,
-              True),
-        Joint(bn.on_offset, beta - mean * bn.scale, none(len(bn.on_offset)),
-              ("BN offset beta-mean*scale",) * 2, True)]]
+    alternatives = [
+        [
+            Joint(bn.on_scale, bn.scale, none(len(bn.on_scale)), ("BN scale gamma/sqrt(var+eps)",) * 2, True),
+            Joint(
+                bn.on_offset,
+                beta - mean * bn.scale,
+                none(len(bn.on_offset)),
+                ("BN offset beta-mean*scale",) * 2,
+                True,
+            ),
+        ]
+    ]
     pi = _previous(ctx, li)
-    activation = getattr(getattr(ctx.layers[pi], "activation", None), "__name__", "") \
-        if pi is not None else ""
+    activation = (
+        getattr(getattr(ctx.layers[pi], "activation", None), "__name__", "") if pi is not None else ""
+    )
     if activation == "hard_sigmoid":  # relu6(x + 3) / 6: TensorFlow folds the 1/6 into the scale
-        alternatives.append([
-            Joint(bn.on_scale, bn.scale / 6, none(len(bn.on_scale)),
-                  ("BN scale gamma/sqrt(var+eps) / 6 (hard_sigmoid's 1/6 folded in)",) * 2, True),
-            alternatives[0][1]])
+        alternatives.append(
+            [
+                Joint(
+                    bn.on_scale,
+                    bn.scale / 6,
+                    none(len(bn.on_scale)),
+                    ("BN scale gamma/sqrt(var+eps) / 6 (hard_sigmoid's 1/6 folded in)",) * 2,
+                    True,
+                ),
+                alternatives[0][1],
+            ]
+        )
     return [alternatives + (_folded(ctx, pi, bn) if pi is not None else [])]
 
 
@@ -65,9 +85,9 @@ class _Statistics:
     name: str
     mean: np.ndarray
     beta: np.ndarray
-    scale: np.ndarray   # gamma / sqrt(var + eps), per channel
-    on_scale: tuple     # the targets only the scale holds: gamma, moving_variance
-    on_offset: tuple    # and the offset: beta, moving_mean
+    scale: np.ndarray  # gamma / sqrt(var + eps), per channel
+    on_scale: tuple  # the targets only the scale holds: gamma, moving_variance
+    on_offset: tuple  # and the offset: beta, moving_mean
 
 
 def _folded(ctx: Context, pi: int, bn: _Statistics) -> list:
@@ -78,8 +98,11 @@ def _folded(ctx: Context, pi: int, bn: _Statistics) -> list:
         return []
     cls, pvals = type(ctx.layers[pi]).__name__, ctx.values[pi]
     kernel = pvals[ki]
-    channels = kernel.shape[-2] * kernel.shape[-1] if names[ki] == "kernel" and \
-        cls.startswith("Depthwise") else kernel.shape[-1]
+    channels = (
+        kernel.shape[-2] * kernel.shape[-1]
+        if names[ki] == "kernel" and cls.startswith("Depthwise")
+        else kernel.shape[-1]
+    )
     if channels != bn.scale.size:  # the layer before does not make the normalized channels
         return []
     bias_at = [i for i, n in enumerate(names) if n == "bias" and pvals[i].shape == bn.mean.shape]
@@ -90,13 +113,23 @@ def _folded(ctx: Context, pi: int, bn: _Statistics) -> list:
 
     bias = pvals[bias_at[0]] if bias_at else np.zeros_like(bn.mean)
     recovered = lambda a: [(a - bn.beta) / bn.scale + bn.mean] * len(bias_at)  # noqa: E731
-    bias_joint = Joint(tuple((pi, bi) for bi in bias_at) + bn.on_offset,
-                       (bias - bn.mean) * bn.scale + bn.beta,
-                       lambda a: recovered(a) + [None] * len(bn.on_offset),
-                       (f"identity, {bn.name} folded in ({{init}})",) * len(bias_at)
-                       + ("folded into {init}",) * 2, True)
-    return [[Joint(((pi, ki),) + bn.on_scale, form.to_onnx(scaled(kernel, bn.scale)),
-                   lambda a, f=form: [scaled(f.to_keras(a), 1 / bn.scale)] + [None] * len(bn.on_scale),
-                   (f"{form.label}, {bn.name} folded in ({{init}})",) + ("folded into {init}",) * 2,
-                   True), bias_joint]
-            for form in forms(cls, names[ki], kernel.shape)]
+    bias_joint = Joint(
+        tuple((pi, bi) for bi in bias_at) + bn.on_offset,
+        (bias - bn.mean) * bn.scale + bn.beta,
+        lambda a: recovered(a) + [None] * len(bn.on_offset),
+        (f"identity, {bn.name} folded in ({{init}})",) * len(bias_at) + ("folded into {init}",) * 2,
+        True,
+    )
+    return [
+        [
+            Joint(
+                ((pi, ki),) + bn.on_scale,
+                form.to_onnx(scaled(kernel, bn.scale)),
+                lambda a, f=form: [scaled(f.to_keras(a), 1 / bn.scale)] + [None] * len(bn.on_scale),
+                (f"{form.label}, {bn.name} folded in ({{init}})",) + ("folded into {init}",) * 2,
+                True,
+            ),
+            bias_joint,
+        ]
+        for form in forms(cls, names[ki], kernel.shape)
+    ]

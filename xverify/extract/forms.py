@@ -8,8 +8,8 @@ kernels for Gemm (transB) and flattens EinsumDense kernels into a MatMul.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -40,9 +40,11 @@ def conv_form(ndim: int, transposed: bool) -> Form:
 
 def depthwise_form(shape: tuple) -> Form:
     h, w, c, m = shape
-    return Form("depthwise reshape (H,W,C,M)->(C*M,1,H,W)",
-                lambda a: a.reshape(h, w, c * m).transpose(2, 0, 1)[:, None],
-                lambda a: a[:, 0].transpose(1, 2, 0).reshape(h, w, c, m))
+    return Form(
+        "depthwise reshape (H,W,C,M)->(C*M,1,H,W)",
+        lambda a: a.reshape(h, w, c * m).transpose(2, 0, 1)[:, None],
+        lambda a: a[:, 0].transpose(1, 2, 0).reshape(h, w, c, m),
+    )
 
 
 def forms(layer_class: str, name: str, shape: tuple) -> list[Form]:
@@ -68,15 +70,24 @@ def activation_forms(layer, name: str) -> list[Form]:
     is ``relu6(x + 3) / 6``, so the bias reaches ONNX as ``bias + 3``."""
     activation = getattr(getattr(layer, "activation", None), "__name__", "")
     if name == "bias" and activation == "hard_sigmoid":
-        return [Form("bias + 3 (hard_sigmoid's offset folded in by TensorFlow)", lambda a: a + 3,
-                     lambda a: a - 3, True)]
+        return [
+            Form(
+                "bias + 3 (hard_sigmoid's offset folded in by TensorFlow)",
+                lambda a: a + 3,
+                lambda a: a - 3,
+                True,
+            )
+        ]
     return []
 
 
 def _flat_form(shape: tuple, k: int) -> Form:
     flat = (math.prod(shape[:k]), math.prod(shape[k:]))
-    return Form(f"reshape {tuple(shape)}->{flat} (EinsumDense as MatMul)",
-                lambda a: a.reshape(flat), lambda a: a.reshape(shape))
+    return Form(
+        f"reshape {tuple(shape)}->{flat} (EinsumDense as MatMul)",
+        lambda a: a.reshape(flat),
+        lambda a: a.reshape(shape),
+    )
 
 
 def fit(array: np.ndarray, shape: tuple) -> np.ndarray | None:

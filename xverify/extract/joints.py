@@ -7,8 +7,8 @@ looks for it first among the initializers the layer's own nodes consume, then am
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -19,10 +19,10 @@ from xverify.extract.graph import owned_initializers
 
 @dataclass(frozen=True)
 class Joint:
-    targets: tuple       # ((layer_index, weight_index), ...)
+    targets: tuple  # ((layer_index, weight_index), ...)
     expected: np.ndarray  # float64, ONNX layout
-    split: Callable       # ONNX array in expected's shape -> [Keras-layout array or None per target]
-    labels: tuple         # per target; "{init}" is replaced by the initializer's name
+    split: Callable  # ONNX array in expected's shape -> [Keras-layout array or None per target]
+    labels: tuple  # per target; "{init}" is replaced by the initializer's name
     derived: bool = False  # recomputed from several weights (BN): float32 rounding in TensorFlow
 
 
@@ -41,10 +41,12 @@ class Context:
         from onnx import numpy_helper
 
         self.layers = flat_layers(keras_model)
-        self.values = [[np.asarray(w, np.float64) for w in layer.get_weights()]
-                       for layer in self.layers]
-        self.inits = {i.name: numpy_helper.to_array(i).astype(np.float64)
-                      for i in onnx_model.graph.initializer if is_float(i)}
+        self.values = [[np.asarray(w, np.float64) for w in layer.get_weights()] for layer in self.layers]
+        self.inits = {
+            i.name: numpy_helper.to_array(i).astype(np.float64)
+            for i in onnx_model.graph.initializer
+            if is_float(i)
+        }
         self.own = owned_initializers(onnx_model)
         self.atol, self.rtol = atol, rtol
         self.claimed: set[str] = set()

@@ -18,10 +18,15 @@ from xverify.extract.normalization import UNUSED_AT_INFERENCE, normalization_gro
 from xverify.extract.recurrent import rnn_groups
 from xverify.extract.results import LayerWeights, WeightMatch, WeightReport
 
-
 # Layers whose weights tf2onnx merges or recomputes, beyond the layouts of ``forms``.
-_SPECIAL = {"BatchNormalization": bn_groups, "Normalization": normalization_groups,
-            "LSTM": rnn_groups, "GRU": rnn_groups, "SimpleRNN": rnn_groups, "Bidirectional": rnn_groups}
+_SPECIAL = {
+    "BatchNormalization": bn_groups,
+    "Normalization": normalization_groups,
+    "LSTM": rnn_groups,
+    "GRU": rnn_groups,
+    "SimpleRNN": rnn_groups,
+    "Bidirectional": rnn_groups,
+}
 
 
 def _unused(layer) -> tuple:
@@ -34,9 +39,20 @@ def _generic_groups(ctx: Context, li: int) -> list:
     for wi, (name, value) in enumerate(zip(weight_names(layer), ctx.values[li])):
         if name in _unused(layer):
             continue
-        groups.append([[Joint(((li, wi),), form.to_onnx(value), lambda a, f=form: [f.to_keras(a)],
-                              (form.label,), form.derived)]
-                       for form in forms(cls, name, value.shape) + activation_forms(layer, name)])
+        groups.append(
+            [
+                [
+                    Joint(
+                        ((li, wi),),
+                        form.to_onnx(value),
+                        lambda a, f=form: [f.to_keras(a)],
+                        (form.label,),
+                        form.derived,
+                    )
+                ]
+                for form in forms(cls, name, value.shape) + activation_forms(layer, name)
+            ]
+        )
     return groups
 
 
@@ -49,7 +65,7 @@ def _score(evaluated, own: set) -> tuple:
     """Rank one alternative: all within tolerance, then how many, then how many were found among
     the initializers the layer's own nodes read (a BatchNormalization with default statistics has
     the same scale as another one, whose Mul is elsewhere; its own Conv holds it folded)."""
-    ok = [f is not None and f[2] or (f is None and not np.any(j.expected)) for j, f in evaluated]
+    ok = [(f is not None and f[2]) or (f is None and not np.any(j.expected)) for j, f in evaluated]
     found = [f for _, f in evaluated if f is not None]
     worst = max((max_diff(f[1], j.expected) for j, f in evaluated if f is not None), default=0.0)
     mine = sum(f[0] in own for f in found)
@@ -64,8 +80,7 @@ def _record(ctx: Context, joint: Joint, found, entries: dict) -> None:
     if found is None:
         if not np.any(joint.expected):  # tf2onnx removes all-zero biases
             for li, wi in joint.targets:
-                _put(ctx, entries, li, wi, None, "eliminated: all zeros", 0.0, True,
-                     ctx.values[li][wi])
+                _put(ctx, entries, li, wi, None, "eliminated: all zeros", 0.0, True, ctx.values[li][wi])
         return
     name, array, ok = found
     atol, rtol = ctx.tolerance(joint)
@@ -84,9 +99,19 @@ def _record(ctx: Context, joint: Joint, found, entries: dict) -> None:
 def _put(ctx, entries, li, wi, init, transform, diff, passed, onnx_value) -> None:
     layer = ctx.layers[li]
     keras = ctx.values[li][wi]
-    match = WeightMatch(layer.name, type(layer).__name__, weight_names(layer)[wi], wi,
-                        tuple(keras.shape), init, transform, float(diff), bool(passed), keras,
-                        onnx_value)
+    match = WeightMatch(
+        layer.name,
+        type(layer).__name__,
+        weight_names(layer)[wi],
+        wi,
+        tuple(keras.shape),
+        init,
+        transform,
+        float(diff),
+        bool(passed),
+        keras,
+        onnx_value,
+    )
     if (li, wi) not in entries or _key(match) > _key(entries[li, wi]):
         entries[li, wi] = match
 
@@ -123,17 +148,33 @@ def match_weights(keras_model, onnx_model, *, atol: float = 1e-6, rtol: float = 
         # second pass can skip every initializer another weight already accounts for.
         ctx.loose = loose
         for li, values in enumerate(ctx.values):
-            if not loose or not all((li, wi) in entries and entries[li, wi].passed
-                                    for wi in range(len(values))):
+            if not loose or not all(
+                (li, wi) in entries and entries[li, wi].passed for wi in range(len(values))
+            ):
                 _search_layer(ctx, li, entries)
         ctx.claimed = {m.onnx_initializer for m in entries.values() if m.passed}
     layers = []
     for li, (layer, values) in enumerate(zip(ctx.layers, ctx.values)):
         names = weight_names(layer)
         # Not ``entries.get(...) or ...``: a failed WeightMatch is falsy but still the answer.
-        weights = tuple(entries[li, wi] if (li, wi) in entries else WeightMatch(
-            layer.name, type(layer).__name__, names[wi], wi, tuple(v.shape), None, "unmatched",
-            math.inf, False, v, None) for wi, v in enumerate(values))
+        weights = tuple(
+            entries[li, wi]
+            if (li, wi) in entries
+            else WeightMatch(
+                layer.name,
+                type(layer).__name__,
+                names[wi],
+                wi,
+                tuple(v.shape),
+                None,
+                "unmatched",
+                math.inf,
+                False,
+                v,
+                None,
+            )
+            for wi, v in enumerate(values)
+        )
         if weights:
             layers.append(LayerWeights(layer.name, type(layer).__name__, weights))
     used = {m.onnx_initializer for m in entries.values()}

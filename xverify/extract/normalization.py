@@ -26,11 +26,20 @@ def normalization_groups(ctx: Context, li: int) -> list:
         return []
     vi = names.index("variance")
     divisor = np.maximum(np.sqrt(ctx.values[li][vi]), keras.config.epsilon())
-    return [[
-        [Joint(((li, vi),), 1 / divisor, lambda a: [_inverse_square(a)],
-               ("1/max(sqrt(variance), eps) (division folded by TensorFlow)",), True)],
-        [Joint(((li, vi),), divisor, lambda a: [np.square(a)], ("max(sqrt(variance), eps)",), True)],
-    ]]
+    return [
+        [
+            [
+                Joint(
+                    ((li, vi),),
+                    1 / divisor,
+                    lambda a: [_inverse_square(a)],
+                    ("1/max(sqrt(variance), eps) (division folded by TensorFlow)",),
+                    True,
+                )
+            ],
+            [Joint(((li, vi),), divisor, lambda a: [np.square(a)], ("max(sqrt(variance), eps)",), True)],
+        ]
+    ]
 
 
 def _inverse_square(a: np.ndarray) -> np.ndarray:

@@ -28,8 +28,13 @@ def _by_role(node, position: int, array: np.ndarray) -> list[tuple[str, np.ndarr
         group = attrs["group"].i if "group" in attrs else 1
         if op == "Conv" and group > 1 and array.ndim == 4 and array.shape[1] == 1:
             o, _, h, w = array.shape
-            return [("kernel", array[:, 0].transpose(1, 2, 0).reshape(h, w, group, o // group),
-                     "depthwise reshape (C*M,1,H,W)->(H,W,C,M)")]
+            return [
+                (
+                    "kernel",
+                    array[:, 0].transpose(1, 2, 0).reshape(h, w, group, o // group),
+                    "depthwise reshape (C*M,1,H,W)->(H,W,C,M)",
+                )
+            ]
         perm = (*range(2, array.ndim), 1, 0)
         label = "transpose OIHW->HWIO" if op == "Conv" else "transpose IOHW->HWOI"
         return [("kernel", array.transpose(perm), label)]
@@ -37,8 +42,15 @@ def _by_role(node, position: int, array: np.ndarray) -> list[tuple[str, np.ndarr
         return [("kernel", array.T, "transpose (Gemm transB)")]
     if op == "BatchNormalization" and 1 <= position <= 4:
         return [(("gamma", "beta", "moving_mean", "moving_variance")[position - 1], array, "identity")]
-    name = {"Gather": "embeddings", "MatMul": "kernel", "Gemm": "kernel" if position == 1 else "bias",
-            "Conv": "bias", "ConvTranspose": "bias", "Add": "bias", "Mul": "scale"}.get(op, "weight")
+    name = {
+        "Gather": "embeddings",
+        "MatMul": "kernel",
+        "Gemm": "kernel" if position == 1 else "bias",
+        "Conv": "bias",
+        "ConvTranspose": "bias",
+        "Add": "bias",
+        "Mul": "scale",
+    }.get(op, "weight")
     broadcast = op in ("Add", "Sub", "Mul", "Div") and array.ndim > 1
     if broadcast and sum(d != 1 for d in array.shape) <= 1:  # (1, C, 1, 1) in an NCHW graph
         return [(name, array.reshape(-1), f"reshape {tuple(array.shape)}->({array.size},)")]
@@ -87,8 +99,21 @@ def onnx_weights(onnx_model) -> tuple[LayerWeights, ...]:
                     name = "offset"  # beta - mean * scale
                 if cls == "Conv1D" and value.ndim == 4 and value.shape[0] == 1:
                     value, transform = value[0], transform.replace("HWIO", "WIO")  # tf2onnx's H=1
-                found.append(WeightMatch(layer, cls, name, len(found), tuple(value.shape), init,
-                                         transform, 0.0, True, value, value))
+                found.append(
+                    WeightMatch(
+                        layer,
+                        cls,
+                        name,
+                        len(found),
+                        tuple(value.shape),
+                        init,
+                        transform,
+                        0.0,
+                        True,
+                        value,
+                        value,
+                    )
+                )
     return tuple(LayerWeights(layer, cls, _keras_order(ws)) for layer, (cls, ws) in groups.items())
 
 

@@ -38,10 +38,14 @@ def rnn_groups(ctx: Context, li: int) -> list:
     joints = []
     for k in (0, 1):  # kernel, recurrent kernel
         idx = [d * n + k for d in range(dirs)]
-        joints.append(Joint(tuple((li, i) for i in idx),
-                            np.stack([fwd(values[i]).T for i in idx]),
-                            lambda a: [back(a[d].T) for d in range(len(a))],
-                            (f"{label} (transposed)",) * dirs))
+        joints.append(
+            Joint(
+                tuple((li, i) for i in idx),
+                np.stack([fwd(values[i]).T for i in idx]),
+                lambda a: [back(a[d].T) for d in range(len(a))],
+                (f"{label} (transposed)",) * dirs,
+            )
+        )
     if n == 3:
         idx = [d * n + 2 for d in range(dirs)]
         if values[idx[0]].ndim == 2:  # GRU reset_after: bias rows are [input bias, recurrent bias]
@@ -50,8 +54,9 @@ def rnn_groups(ctx: Context, li: int) -> list:
         else:
             expected = np.stack([np.concatenate([fwd(values[i]), 0 * values[i]]) for i in idx])
             split = lambda a: [back(a[d][:gh] + a[d][gh:]) for d in range(len(a))]  # noqa: E731
-        joints.append(Joint(tuple((li, i) for i in idx), expected, split,
-                            (f"{label} (B = [Wb, Rb])",) * dirs))
+        joints.append(
+            Joint(tuple((li, i) for i in idx), expected, split, (f"{label} (B = [Wb, Rb])",) * dirs)
+        )
     return [[joints]]
 
 

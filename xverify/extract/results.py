@@ -34,9 +34,15 @@ class WeightMatch:
 
     def to_dict(self) -> dict:
         """The JSON report's ``weights`` entry."""
-        return {"layer": self.layer, "name": self.name, "shape": list(self.shape),
-                "onnx_initializer": self.onnx_initializer, "transform": self.transform,
-                "max_abs_diff": self.max_abs_diff, "passed": self.passed}
+        return {
+            "layer": self.layer,
+            "name": self.name,
+            "shape": list(self.shape),
+            "onnx_initializer": self.onnx_initializer,
+            "transform": self.transform,
+            "max_abs_diff": self.max_abs_diff,
+            "passed": self.passed,
+        }
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,26 @@ def to_junit(report: CheckReport) -> str:
     suite = ET.SubElement(suites, "testsuite", name=f"xverify check {report.model.get('path')}")
     failures = 0
     for d in report.comparisons:
-        failures += _case(suite, "xverify.outputs", f"{d.a} vs {d.b}: {d.output}",
-                          None if d else f"max abs diff {d.max_abs_diff:.3g} > atol {d.atol:g} + "
-                                         f"rtol {d.rtol:g}*|b| ({d.mismatch_fraction:.1%} of "
-                                         f"elements) {d.note}".strip())
+        failures += _case(
+            suite,
+            "xverify.outputs",
+            f"{d.a} vs {d.b}: {d.output}",
+            None
+            if d
+            else f"max abs diff {d.max_abs_diff:.3g} > atol {d.atol:g} + "
+            f"rtol {d.rtol:g}*|b| ({d.mismatch_fraction:.1%} of "
+            f"elements) {d.note}".strip(),
+        )
     for w in report.weights:
-        failures += _case(suite, "xverify.weights", f"{w.layer}/{w.name}",
-                          None if w.passed else f"{w.transform}: max abs diff {w.max_abs_diff:.3g}")
+        failures += _case(
+            suite,
+            "xverify.weights",
+            f"{w.layer}/{w.name}",
+            None if w.passed else f"{w.transform}: max abs diff {w.max_abs_diff:.3g}",
+        )
     for layer in report.layers:
         bad = {k: d.max_abs_diff for k, d in layer.diffs.items() if not d}
-        failures += _case(suite, "xverify.layers", layer.name,
-                          None if layer.passed else f"diverges: {bad}")
+        failures += _case(suite, "xverify.layers", layer.name, None if layer.passed else f"diverges: {bad}")
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
     suite.set("time", f"{sum(report.timings.values()):.3f}")

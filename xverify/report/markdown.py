@@ -38,27 +38,57 @@ def _outputs(report: CheckReport) -> list[str]:
     bad = [d for d in report.comparisons if not d]
     if not bad:
         return [f"All {len(report.comparisons)} output comparisons agree within tolerance.", ""]
-    rows = [[d.a, d.b, _code(d.output), _num(d.max_abs_diff), _num(d.max_rel_diff),
-             f"{d.mismatch_fraction:.1%}", _num(d.min_atol)] for d in bad]
-    return (["### Failing outputs", ""] +
-            _table(["a", "b (reference)", "output", "max abs", "max rel", "out of tol",
-                    "atol that passes"], rows, len(bad)))
+    rows = [
+        [
+            d.a,
+            d.b,
+            _code(d.output),
+            _num(d.max_abs_diff),
+            _num(d.max_rel_diff),
+            f"{d.mismatch_fraction:.1%}",
+            _num(d.min_atol),
+        ]
+        for d in bad
+    ]
+    return ["### Failing outputs", ""] + _table(
+        ["a", "b (reference)", "output", "max abs", "max rel", "out of tol", "atol that passes"],
+        rows,
+        len(bad),
+    )
 
 
 def _weights_and_layers(report: CheckReport) -> list[str]:
     lines = []
     weights = [w for w in report.weights if not w.passed]
     if weights:
-        rows = [[_code(f"{w.layer}/{w.name}"), str(tuple(w.shape)), _code(w.onnx_initializer or "-"),
-                 w.transform, _num(w.max_abs_diff)] for w in weights]
+        rows = [
+            [
+                _code(f"{w.layer}/{w.name}"),
+                str(tuple(w.shape)),
+                _code(w.onnx_initializer or "-"),
+                w.transform,
+                _num(w.max_abs_diff),
+            ]
+            for w in weights
+        ]
         lines += ["### Weights not found in the ONNX model", ""]
-        lines += _table(["weight", "shape", "closest ONNX initializer", "transform", "max abs"],
-                        rows, len(weights))
+        lines += _table(
+            ["weight", "shape", "closest ONNX initializer", "transform", "max abs"], rows, len(weights)
+        )
     layers = [layer for layer in report.layers if not layer.passed]
     if layers:
-        rows = [[_code(layer.name), layer.layer_class,
-                 ", ".join(f"{k.replace('|', ' vs ')}: {_num(d.max_abs_diff)}"
-                           for k, d in layer.diffs.items() if not d)] for layer in layers]
+        rows = [
+            [
+                _code(layer.name),
+                layer.layer_class,
+                ", ".join(
+                    f"{k.replace('|', ' vs ')}: {_num(d.max_abs_diff)}"
+                    for k, d in layer.diffs.items()
+                    if not d
+                ),
+            ]
+            for layer in layers
+        ]
         lines += [f"### Failing layers ({len(layers)} of {len(report.layers)})", ""]
         lines += _table(["layer", "class", "max abs diff (failing pairs)"], rows, len(layers))
     return lines
@@ -67,26 +97,27 @@ def _weights_and_layers(report: CheckReport) -> list[str]:
 def _first_divergence(report: CheckReport) -> list[str]:
     if not report.first_divergence:
         return []
-    return ["### First divergence", ""] + first_divergence_lines(report.first_divergence,
-                                                                 _code) + [""]
+    return ["### First divergence", ""] + first_divergence_lines(report.first_divergence, _code) + [""]
 
 
 def to_markdown(report: CheckReport) -> str:
     """The report as GitHub-flavoured Markdown."""
     model, tol = report.model, report.tolerance
-    verdict = ("✅ PASS: every runtime agrees within tolerance" if report.passed
-               else "❌ MISMATCH")
+    verdict = "✅ PASS: every runtime agrees within tolerance" if report.passed else "❌ MISMATCH"
     onnx = f" (ONNX: {_code(model['onnx_path'])})" if model.get("onnx_path") else ""
-    lines = [f"## xverify check: {verdict}", "",
-             f"{_code(model.get('path') or 'Keras model')}{onnx}, opset {model.get('opset')}, "
-             f"{report.inputs['samples']} samples from {report.inputs['source']}, "
-             f"atol {tol['atol']:g}, rtol {tol['rtol']:g}.", ""]
+    lines = [
+        f"## xverify check: {verdict}",
+        "",
+        f"{_code(model.get('path') or 'Keras model')}{onnx}, opset {model.get('opset')}, "
+        f"{report.inputs['samples']} samples from {report.inputs['source']}, "
+        f"atol {tol['atol']:g}, rtol {tol['rtol']:g}.",
+        "",
+    ]
     lines += _outputs(report) + _weights_and_layers(report) + _first_divergence(report)
     if report.ort_optimizations:
         from xverify.ort_bisect import sentence
 
-        lines += ["### ONNX Runtime optimization to blame", "", sentence(report.ort_optimizations),
-                  ""]
+        lines += ["### ONNX Runtime optimization to blame", "", sentence(report.ort_optimizations), ""]
     if report.notes:
         lines += ["<details><summary>Notes</summary>", ""]
         lines += [f"- {_cell(note)}" for note in report.notes] + ["", "</details>", ""]
@@ -99,8 +130,9 @@ def write_markdown(report: CheckReport, path, append: bool = False) -> None:
         with open(path, "a" if append else "w", encoding="utf-8") as handle:
             handle.write(to_markdown(report) + "\n")
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write the Markdown report ({exc.strerror}); choose a "
-                         "writable path.") from exc
+        raise UsageError(
+            f"{path}: cannot write the Markdown report ({exc.strerror}); choose a writable path."
+        ) from exc
 
 
 def step_summary_path() -> str | None:

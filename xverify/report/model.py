@@ -23,18 +23,25 @@ class LayerDiff:
     growth: float = 0.0  # how sharply the error grows across this layer (suspect ranking)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "class": self.layer_class, "onnx_tensor": self.onnx_tensor,
-                "onnx_nodes": list(self.onnx_nodes),
-                "diffs": {k: d.max_abs_diff for k, d in self.diffs.items()},
-                "max_rel_diffs": {k: d.max_rel_diff for k, d in self.diffs.items()},
-                "growth": self.growth, "passed": self.passed}
+        return {
+            "name": self.name,
+            "class": self.layer_class,
+            "onnx_tensor": self.onnx_tensor,
+            "onnx_nodes": list(self.onnx_nodes),
+            "diffs": {k: d.max_abs_diff for k, d in self.diffs.items()},
+            "max_rel_diffs": {k: d.max_rel_diff for k, d in self.diffs.items()},
+            "growth": self.growth,
+            "passed": self.passed,
+        }
 
 
 def first_divergence_lines(fd: dict, quote=repr) -> list[str]:
     """The first divergent layer in plain sentences (Markdown and test failures); ``quote`` wraps
     names."""
-    lines = [f"Layer {quote(fd['layer'])} ({fd.get('class', '')}): {fd['a']} vs {fd['b']}, "
-             f"max abs diff {fd['max_abs_diff']:.3g}."]
+    lines = [
+        f"Layer {quote(fd['layer'])} ({fd.get('class', '')}): {fd['a']} vs {fd['b']}, "
+        f"max abs diff {fd['max_abs_diff']:.3g}."
+    ]
     if fd.get("diverged"):
         lines.append(f"{fd['diverged']}.")
     nodes = fd.get("onnx_nodes") or []
@@ -74,25 +81,37 @@ class CheckReport:
     @property
     def passed(self) -> bool:
         """Every output comparison, weight and layer within tolerance."""
-        return (all(self.comparisons) and all(w.passed for w in self.weights)
-                and all(layer.passed for layer in self.layers))
+        return (
+            all(self.comparisons)
+            and all(w.passed for w in self.weights)
+            and all(layer.passed for layer in self.layers)
+        )
 
     def __bool__(self) -> bool:
         return self.passed
 
     def failures(self) -> list[str]:
         """One line per failed comparison or weight, for messages."""
-        lines = [f"{d.a} vs {d.b} on {d.output!r}: max abs diff {d.max_abs_diff:.3g} "
-                 f"(atol {d.atol:g}, rtol {d.rtol:g})" for d in self.comparisons if not d]
-        lines += [f"weight {w.layer}/{w.name}: {w.transform}, max abs diff {w.max_abs_diff:.3g}"
-                  for w in self.weights if not w.passed]
+        lines = [
+            f"{d.a} vs {d.b} on {d.output!r}: max abs diff {d.max_abs_diff:.3g} "
+            f"(atol {d.atol:g}, rtol {d.rtol:g})"
+            for d in self.comparisons
+            if not d
+        ]
+        lines += [
+            f"weight {w.layer}/{w.name}: {w.transform}, max abs diff {w.max_abs_diff:.3g}"
+            for w in self.weights
+            if not w.passed
+        ]
         if self.first_divergence:
             fd = self.first_divergence
-            lines.append(f"first divergence at layer {fd['layer']!r} ({fd['a']} vs {fd['b']}, "
-                         f"max abs diff {fd['max_abs_diff']:.3g})")
+            lines.append(
+                f"first divergence at layer {fd['layer']!r} ({fd['a']} vs {fd['b']}, "
+                f"max abs diff {fd['max_abs_diff']:.3g})"
+            )
         return lines
 
-    def raise_if_failed(self) -> "CheckReport":
+    def raise_if_failed(self) -> CheckReport:
         """Raise ``xverify.MismatchError`` (carrying this report) if the check failed."""
         if not self.passed:
             raise MismatchError("xverify check failed: " + "; ".join(self.failures()), report=self)

@@ -31,20 +31,28 @@ def _preview(values, count: int) -> str:
 def print_weights(layers, console: Console, verbose: bool = False) -> None:
     """Per layer, each weight in get_weights() order: shape, source initializer, transform, diff,
     and a preview of its values (Keras layout). A listing, not a table, so it reads at any width."""
-    console.print("[bold]Weights and biases read back from the ONNX initializers[/] "
-                  "(Keras layout, get_weights() order)")
+    console.print(
+        "[bold]Weights and biases read back from the ONNX initializers[/] (Keras layout, get_weights() order)"
+    )
     for layer in layers:
         console.print(f"\n[bold]{layer.layer}[/] ({layer.layer_class})", highlight=False)
         for w in layer.weights:
             values = w.onnx_value if w.onnx_value is not None else w.keras_value
             diff = "-" if w.max_abs_diff is None else f"{w.max_abs_diff:.3g}"
             verdict = "" if w.passed else "  [bold red]FAIL[/]"
-            console.print(f"  {escape(w.name)} {tuple(w.shape)}  {escape(f'[{w.transform}]')}  max abs diff {diff}"
-                          f"{verdict}", highlight=False, markup=True, soft_wrap=True)
-            console.print(f"    from: {w.onnx_initializer or '-'}", highlight=False, style="dim",
-                          soft_wrap=True)
-            console.print(f"    values: {_preview(values, 16 if verbose else 6)}", highlight=False,
-                          soft_wrap=True)
+            console.print(
+                f"  {escape(w.name)} {tuple(w.shape)}  {escape(f'[{w.transform}]')}  max abs diff {diff}"
+                f"{verdict}",
+                highlight=False,
+                markup=True,
+                soft_wrap=True,
+            )
+            console.print(
+                f"    from: {w.onnx_initializer or '-'}", highlight=False, style="dim", soft_wrap=True
+            )
+            console.print(
+                f"    values: {_preview(values, 16 if verbose else 6)}", highlight=False, soft_wrap=True
+            )
 
 
 def save_npz(layers, path) -> None:

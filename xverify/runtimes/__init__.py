@@ -9,4 +9,4 @@ from xverify.runtimes.tensorflow_rt import SavedModelRuntime, TensorflowRuntime
 
 RUNTIMES = ("numpy", "onnxruntime", "tensorflow")
 
-__all__ = ["NumpyRuntime", "OnnxRuntime", "RUNTIMES", "SavedModelRuntime", "TensorflowRuntime"]
+__all__ = ["RUNTIMES", "NumpyRuntime", "OnnxRuntime", "SavedModelRuntime", "TensorflowRuntime"]

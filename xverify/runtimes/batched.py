@@ -29,13 +29,16 @@ class Batched:
             raise InputDataError(
                 f"the model's inputs fix their first dimension to {self.size}, so it runs "
                 f"{self.size} sample(s) at a time, but the inputs hold {sorted(rows | {n})} rows: "
-                f"give a multiple of {self.size} samples.")
+                f"give a multiple of {self.size} samples."
+            )
         if n == self.size:
             return self.runner.run(feeds, **kwargs)
         if kwargs.get("on_tensor") is not None:  # a callback would see each batch's part alone
             raise TypeError("Batched.run cannot stream tensors (on_tensor) over several batches")
-        parts = [self.runner.run({k: v[i:i + self.size] for k, v in feeds.items()}, **kwargs)
-                 for i in range(0, n, self.size)]
+        parts = [
+            self.runner.run({k: v[i : i + self.size] for k, v in feeds.items()}, **kwargs)
+            for i in range(0, n, self.size)
+        ]
         return {name: _join([p[name] for p in parts]) for name in parts[0]}
 
 

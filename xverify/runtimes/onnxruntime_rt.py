@@ -18,13 +18,14 @@ def _ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise MissingDependencyError("the onnxruntime runtime needs the onnxruntime package, which "
-                                     "is not installed: pip install onnxruntime") from exc
+        raise MissingDependencyError(
+            "the onnxruntime runtime needs the onnxruntime package, which "
+            "is not installed: pip install onnxruntime"
+        ) from exc
     return onnxruntime
 
 
-def make_session(model: onnx.ModelProto, optimization: str, disabled_optimizers=(),
-                 log_severity: int = 3):
+def make_session(model: onnx.ModelProto, optimization: str, disabled_optimizers=(), log_severity: int = 3):
     """A CPU InferenceSession at an optimization level, without the named graph transformers.
 
     ``log_severity`` 0 makes ONNX Runtime log which transformers changed the graph (ort_bisect.py)."""
@@ -34,11 +35,15 @@ def make_session(model: onnx.ModelProto, optimization: str, disabled_optimizers=
         "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
     options.log_severity_level = log_severity
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(disabled_optimizers))
+    return ort.InferenceSession(
+        model.SerializeToString(),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(disabled_optimizers),
+    )
 
 
 class OnnxRuntime:
@@ -50,8 +55,7 @@ class OnnxRuntime:
         disabled_optimizers: names of ONNX Runtime graph transformers to leave out (ort_bisect.py).
     """
 
-    def __init__(self, onnx_model: onnx.ModelProto, optimization: str = "disabled",
-                 disabled_optimizers=()):
+    def __init__(self, onnx_model: onnx.ModelProto, optimization: str = "disabled", disabled_optimizers=()):
         if optimization not in LEVELS:
             raise UsageError(f"optimization {optimization!r}: expected one of {LEVELS}.")
         self.model = onnx_model
@@ -67,8 +71,7 @@ class OnnxRuntime:
                 model = onnx.ModelProto()
                 model.CopyFrom(self.model)
                 model.graph.output.extend(self._value_infos()[t] for t in taps)
-            self._sessions[taps] = make_session(model, self.optimization,
-                                                self.disabled_optimizers)
+            self._sessions[taps] = make_session(model, self.optimization, self.disabled_optimizers)
         return self._sessions[taps]
 
     def _value_infos(self) -> dict[str, onnx.ValueInfoProto]:

@@ -21,8 +21,9 @@ class TensorflowRuntime:
         try:
             import tensorflow  # noqa: F401
         except ImportError as exc:
-            raise MissingDependencyError("the tensorflow runtime needs TensorFlow: "
-                                         "pip install tensorflow-cpu") from exc
+            raise MissingDependencyError(
+                "the tensorflow runtime needs TensorFlow: pip install tensorflow-cpu"
+            ) from exc
         from xverify.convert import keras_io
 
         self.model = keras_model
@@ -44,7 +45,8 @@ class TensorflowRuntime:
                 f"TensorFlow could not run the Keras model {self.model.name!r} "
                 f"({type(exc).__name__}: {' '.join(first[:2])[:300]}); xverify compares against "
                 "the model's own outputs, so it cannot check a model Keras cannot call. Check "
-                "the model runs with model(x) first.") from exc
+                "the model runs with model(x) first."
+            ) from exc
         if isinstance(result, dict):
             result = list(result.values())
         elif not isinstance(result, (list, tuple)):
@@ -85,14 +87,18 @@ class TensorflowRuntime:
         def record(layer, result):
             if layer.name in wanted:
                 seen.setdefault(layer.name, []).append(
-                    result[0] if isinstance(result, (list, tuple)) else result)
+                    result[0] if isinstance(result, (list, tuple)) else result
+                )
 
         layers = [la for la in flat_layers(self.model) if la.name in wanted]
         with patched_calls(layers, lambda index, layer, call: _recording(layer, call, record)):
             self._call(self.model, feeds)
         by_name = {layer.name: layer for layer in layers}
-        return {name: np.asarray(seen[name][_last_call_position(self.model, by_name[name])])
-                for name in taps if name in seen}
+        return {
+            name: np.asarray(seen[name][_last_call_position(self.model, by_name[name])])
+            for name in taps
+            if name in seen
+        }
 
 
 def _last_call_position(model, layer) -> int:
@@ -104,8 +110,12 @@ def _last_call_position(model, layer) -> int:
     inbound = getattr(layer, "_inbound_nodes", [])
     if len(inbound) < 2 or not nodes_by_depth:
         return -1
-    order = [node for depth in sorted(nodes_by_depth, reverse=True)
-             for node in nodes_by_depth[depth] if node.operation is layer]
+    order = [
+        node
+        for depth in sorted(nodes_by_depth, reverse=True)
+        for node in nodes_by_depth[depth]
+        if node.operation is layer
+    ]
     in_graph = [node for node in inbound if node in order]  # not calls on other graphs' inputs
     return order.index(in_graph[-1]) if in_graph else -1
 

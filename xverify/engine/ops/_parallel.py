@@ -60,10 +60,10 @@ def run_chunks(work, n: int, chunk: int, blas: bool = False) -> None:
     if not bounds:
         return
     if _POOL is None and len(bounds) > 1 and WORKERS > 1:
-        _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="xverify-kernel",
-                                   initializer=_init_worker)
-        _POOL.blas_ok = all(_POOL.submit(lambda: _WORKER.blas_ok).result()
-                            for _ in range(WORKERS))
+        _POOL = ThreadPoolExecutor(
+            max_workers=WORKERS, thread_name_prefix="xverify-kernel", initializer=_init_worker
+        )
+        _POOL.blas_ok = all(_POOL.submit(lambda: _WORKER.blas_ok).result() for _ in range(WORKERS))
     if len(bounds) == 1 or WORKERS == 1 or (blas and not _POOL.blas_ok):
         for start, stop in bounds:
             work(start, stop)

@@ -20,8 +20,7 @@ def _scalar_bool(value) -> bool:
 
 def _empty_scans(body: onnx.GraphProto, first: int, ctx) -> list[np.ndarray]:
     """Scan outputs of a loop that ran zero times: empty, with the body's element type."""
-    return [np.zeros((0,), dtype=ctx.np_dtype(out.type.tensor_type.elem_type))
-            for out in body.output[first:]]
+    return [np.zeros((0,), dtype=ctx.np_dtype(out.type.tensor_type.elem_type)) for out in body.output[first:]]
 
 
 @op("If", context=True, attributes=("then_branch", "else_branch"))
@@ -31,14 +30,20 @@ def if_(cond, *, then_branch, else_branch, ctx):
     return tuple(ctx.run_subgraph(branch, {}))
 
 
-@op("Loop", context=True, attributes=("body",),
+@op(
+    "Loop",
+    context=True,
+    attributes=("body",),
     notes="trip count and/or condition; loop-carried values and scan outputs (stacked on axis 0); "
-          "the body's condition always counts, as in ONNX Runtime")
+    "the body's condition always counts, as in ONNX Runtime",
+)
 def loop(trip_count, cond, *initial, body, ctx):
     """for i in range(M) while cond: (cond, carried..., scans...) = body(i, cond, carried...)."""
     if trip_count is None and cond is None:
-        raise UnsupportedOpError("Loop: neither trip count M nor cond is given, so the loop never "
-                                 "ends; supported: at least one of them")
+        raise UnsupportedOpError(
+            "Loop: neither trip count M nor cond is given, so the loop never "
+            "ends; supported: at least one of them"
+        )
     trip = None if trip_count is None else int(np.asarray(trip_count).reshape(-1)[0])
     going = True if cond is None else _scalar_bool(cond)
     names = [i.name for i in body.input]
@@ -51,23 +56,40 @@ def loop(trip_count, cond, *initial, body, ctx):
         # The body's condition is honoured even without a cond input, as ONNX Runtime (and
         # onnx.reference) do; the spec's pseudo-code calls it "ignored" in that case.
         going = _scalar_bool(outs[0])
-        carried = outs[1:1 + n_carried]
+        carried = outs[1 : 1 + n_carried]
         if scans is None:
-            scans = [[] for _ in outs[1 + n_carried:]]
-        for store, value in zip(scans, outs[1 + n_carried:]):
+            scans = [[] for _ in outs[1 + n_carried :]]
+        for store, value in zip(scans, outs[1 + n_carried :]):
             store.append(value)
         i += 1
-    stacked = _empty_scans(body, 1 + n_carried, ctx) if scans is None else [np.stack(s)
-                                                                            for s in scans]
+    stacked = _empty_scans(body, 1 + n_carried, ctx) if scans is None else [np.stack(s) for s in scans]
     return tuple(carried) + tuple(stacked)
 
 
-@op("Scan", context=True, since=9, attributes=("body", "num_scan_inputs", "scan_input_axes",
-                                               "scan_input_directions", "scan_output_axes",
-                                               "scan_output_directions"),
-    notes="opset 9+ form (no batch axis, no sequence_lens); any axes, both directions")
-def scan(*inputs, body, num_scan_inputs, scan_input_axes=None, scan_input_directions=None,
-         scan_output_axes=None, scan_output_directions=None, ctx):
+@op(
+    "Scan",
+    context=True,
+    since=9,
+    attributes=(
+        "body",
+        "num_scan_inputs",
+        "scan_input_axes",
+        "scan_input_directions",
+        "scan_output_axes",
+        "scan_output_directions",
+    ),
+    notes="opset 9+ form (no batch axis, no sequence_lens); any axes, both directions",
+)
+def scan(
+    *inputs,
+    body,
+    num_scan_inputs,
+    scan_input_axes=None,
+    scan_input_directions=None,
+    scan_output_axes=None,
+    scan_output_directions=None,
+    ctx,
+):
     """(state..., y_t...) = body(state..., x_t...) for each t along the scan axes."""
     n_state = len(inputs) - num_scan_inputs
     states, xs = list(inputs[:n_state]), inputs[n_state:]
@@ -101,18 +123,33 @@ def scan(*inputs, body, num_scan_inputs, scan_input_axes=None, scan_input_direct
     return tuple(states) + tuple(results)
 
 
-@op("Scan", context=True, since=8, until=8, attributes=("body", "directions", "num_scan_inputs"),
-    notes="opset 8's form: axis 0 is a batch, scanned along axis 1; full-length sequences only")
+@op(
+    "Scan",
+    context=True,
+    since=8,
+    until=8,
+    attributes=("body", "directions", "num_scan_inputs"),
+    notes="opset 8's form: axis 0 is a batch, scanned along axis 1; full-length sequences only",
+)
 def scan_8(sequence_lens, *inputs, body, num_scan_inputs, directions=None, ctx):
     """Opset 8's Scan: the opset-9 scan run once per batch row (axis 0), time on axis 1."""
     if sequence_lens is not None:
         lengths = np.asarray(sequence_lens).reshape(-1)
         full = inputs[-num_scan_inputs].shape[1]
         if np.any(lengths != full):
-            raise UnsupportedOpError("Scan (opset 8): sequence_lens shorter than the scan axis are "
-                                     "not supported; supported: full-length sequences")
+            raise UnsupportedOpError(
+                "Scan (opset 8): sequence_lens shorter than the scan axis are "
+                "not supported; supported: full-length sequences"
+            )
     rows = []
     for b in range(inputs[0].shape[0]):
-        rows.append(scan(*(x[b] for x in inputs), body=body, num_scan_inputs=num_scan_inputs,
-                         scan_input_directions=directions, ctx=ctx))
+        rows.append(
+            scan(
+                *(x[b] for x in inputs),
+                body=body,
+                num_scan_inputs=num_scan_inputs,
+                scan_input_directions=directions,
+                ctx=ctx,
+            )
+        )
     return tuple(np.stack(parts) for parts in zip(*rows))

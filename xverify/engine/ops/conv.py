@@ -50,8 +50,9 @@ _WIDE_EXTRA = 1.2
 
 def check_auto_pad(op_type: str, auto_pad: str) -> None:
     if auto_pad not in AUTO_PADS:
-        raise UnsupportedOpError(f"{op_type}: auto_pad={auto_pad!r} is not supported; "
-                                 f"supported values are {', '.join(AUTO_PADS)}")
+        raise UnsupportedOpError(
+            f"{op_type}: auto_pad={auto_pad!r} is not supported; supported values are {', '.join(AUTO_PADS)}"
+        )
 
 
 def resolve_pads(op_type, auto_pad, in_shape, kernel, strides, dilations, pads):
@@ -105,16 +106,19 @@ def windows(xp: np.ndarray, kernel, strides, dilations, out_shape) -> np.ndarray
     """A read-only view ``(N, C, *kernel, *out_shape)`` of every window of ``xp``; no copy."""
     sp = xp.strides[2:]
     shape = xp.shape[:2] + tuple(kernel) + tuple(out_shape)
-    strides = xp.strides[:2] + tuple(st * d for st, d in zip(sp, dilations)) \
+    strides = (
+        xp.strides[:2]
+        + tuple(st * d for st, d in zip(sp, dilations))
         + tuple(st * s for st, s in zip(sp, strides))
+    )
     return as_strided(xp, shape, strides, writeable=False)
 
 
 def tap_slice(tap, strides, dilations, out_shape) -> tuple:
     """Index selecting, for kernel position ``tap``, the input pixel under it for every output."""
     return (slice(None), slice(None)) + tuple(
-        slice(t * d, t * d + (o - 1) * s + 1, s)
-        for t, s, d, o in zip(tap, strides, dilations, out_shape))
+        slice(t * d, t * d + (o - 1) * s + 1, s) for t, s, d, o in zip(tap, strides, dilations, out_shape)
+    )
 
 
 def _spatial_attrs(op_type, x, kernel, strides, dilations, kernel_shape):
@@ -122,8 +126,10 @@ def _spatial_attrs(op_type, x, kernel, strides, dilations, kernel_shape):
     if n < 1:
         raise UnsupportedOpError(f"{op_type}: input of rank {x.ndim}; need (N, C, spatial...)")
     if kernel_shape is not None and tuple(kernel_shape) != tuple(kernel):
-        raise UnsupportedOpError(f"{op_type}: kernel_shape={kernel_shape} differs from the weight's "
-                                 f"spatial shape {list(kernel)}; only equal values are supported")
+        raise UnsupportedOpError(
+            f"{op_type}: kernel_shape={kernel_shape} differs from the weight's "
+            f"spatial shape {list(kernel)}; only equal values are supported"
+        )
     return list(strides or [1] * n), list(dilations or [1] * n)
 
 
@@ -155,8 +161,9 @@ def _conv_gemm(xp, w, strides, dilations, out_shape, b=None, post=None):
 
         def work(start, stop):
             for i, r0, r1 in units[start:stop]:
-                _matmul_post(w2, src[i, :, r0 * inner:r1 * inner], y[i, :, r0 * inner:r1 * inner],
-                             bias, post)
+                _matmul_post(
+                    w2, src[i, :, r0 * inner : r1 * inner], y[i, :, r0 * inner : r1 * inner], bias, post
+                )
     else:
         win = windows(xp, kernel, strides, dilations, out_shape)
         first_out = 2 + len(kernel)
@@ -165,7 +172,7 @@ def _conv_gemm(xp, w, strides, dilations, out_shape, b=None, post=None):
             for i, r0, r1 in units[start:stop]:
                 band = win[(i,) + (slice(None),) * (first_out - 1) + (slice(r0, r1),)]
                 cols = band.reshape(k, (r1 - r0) * inner)  # the one im2col copy
-                _matmul_post(w2, cols, y[i, :, r0 * inner:r1 * inner], bias, post)
+                _matmul_post(w2, cols, y[i, :, r0 * inner : r1 * inner], bias, post)
 
     workers = _WORKERS if n * m * k * p >= _PARALLEL_MACS else 1
     run_chunks(work, len(units), -(-len(units) // workers), blas=True)
@@ -195,11 +202,18 @@ def _phases(kernel, strides, dilations):
         groups = {}
         for t in range(k):
             groups.setdefault(t * d % s, []).append(t)
-        axes.append([(phase, slice(ts[0], ts[-1] + 1, ts[1] - ts[0] if len(ts) > 1 else 1),
-                      ts[0] * d // s, (ts[1] - ts[0]) * d // s if len(ts) > 1 else 0)
-                     for phase, ts in sorted(groups.items())])
-    return [((a, b), (ys, xs), (fy, fx), (sy, sx))
-            for a, ys, fy, sy in axes[0] for b, xs, fx, sx in axes[1]]
+        axes.append(
+            [
+                (
+                    phase,
+                    slice(ts[0], ts[-1] + 1, ts[1] - ts[0] if len(ts) > 1 else 1),
+                    ts[0] * d // s,
+                    (ts[1] - ts[0]) * d // s if len(ts) > 1 else 0,
+                )
+                for phase, ts in sorted(groups.items())
+            ]
+        )
+    return [((a, b), (ys, xs), (fy, fx), (sy, sx)) for a, ys, fy, sy in axes[0] for b, xs, fx, sx in axes[1]]
 
 
 def _phase_plane(size, begin, end, strides):
@@ -233,16 +247,22 @@ def _phase_windows(planes, cols, phases, width, run):
     copies = []
     for (a, b), (ys, xs), first, step in phases:
         dst = cols[:, ys, xs]
-        src = flat[:, a, b, first[0] * width + first[1]:]
+        src = flat[:, a, b, first[0] * width + first[1] :]
         shape = (planes.shape[0],) + dst.shape[1:]
-        copies.append((dst, as_strided(src, shape, (st[0], step[0] * width * st[3],
-                                                         step[1] * st[3], st[3]),
-                                       writeable=False)))
+        copies.append(
+            (
+                dst,
+                as_strided(
+                    src, shape, (st[0], step[0] * width * st[3], step[1] * st[3], st[3]), writeable=False
+                ),
+            )
+        )
     return copies
 
 
-def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None,
-                    image=None, finish=None, phased=False):
+def _conv_depthwise(
+    x, w, begin, end, strides, dilations, out_shape, b=None, post=None, image=None, finish=None, phased=False
+):
     """Conv with one input channel per group: im2col per block of channels, then a batched matmul.
 
     ``w`` is ``(C * mult, 1, *kernel)``; output channel ``o`` reads input channel ``o // mult``.
@@ -299,8 +319,11 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
 
     def work(start, stop):
         # One output image for ``finish``; at the computed width, where it has few extra columns.
-        held = None if finish is None else np.zeros(
-            (c, mult, out_shape[0] * width if wide_held else pixels), dtype=dtype)
+        held = (
+            None
+            if finish is None
+            else np.zeros((c, mult, out_shape[0] * width if wide_held else pixels), dtype=dtype)
+        )
         cols = np.empty((per_block, taps, run), dtype=x.dtype)
         view = cols.reshape((per_block,) + tuple(kernel) + ((run,) if flat else tuple(out_shape)))
         if scratched:  # only the interior is ever written: the border keeps its zeros
@@ -308,8 +331,11 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
                 scratch = np.zeros((per_block,) + tuple(strides) + plane, dtype=x.dtype)
                 copies = _phase_windows(scratch, view, phases, width, run)
                 used = {phase for phase, *_ in phases}
-                fills = [((slice(None),) + phase + dst, (slice(None),) + src)
-                         for phase, src, dst in placed if phase in used]
+                fills = [
+                    ((slice(None),) + phase + dst, (slice(None),) + src)
+                    for phase, src, dst in placed
+                    if phase in used
+                ]
             else:
                 scratch = np.zeros((per_block,) + padded, dtype=x.dtype)
                 win = windows(scratch[None], kernel, strides, dilations, out_shape)[0]
@@ -344,8 +370,10 @@ def _conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, pos
                 np.matmul(wt[c0:c1], cols[:k], out=out[:, :, :run])
             elif flat:
                 np.matmul(wt[c0:c1], cols[:k], out=wide[:k, :, :run])
-                np.copyto(out.reshape((k, mult) + tuple(out_shape)),
-                          wide[:k].reshape(k, mult, out_shape[0], width)[..., :out_shape[1]])
+                np.copyto(
+                    out.reshape((k, mult) + tuple(out_shape)),
+                    wide[:k].reshape(k, mult, out_shape[0], width)[..., : out_shape[1]],
+                )
             else:
                 np.matmul(wt[c0:c1], cols[:k], out=out)
             if bias is not None:
@@ -375,29 +403,45 @@ def _geometry(x, w, auto_pad, dilations, group, kernel_shape, pads, strides):
     if c % group or w.shape[0] % group or w.shape[1] * group != c:
         raise ValueError(f"Conv: input channels {c}, weight {w.shape} and group={group} disagree")
     begin, end = resolve_pads("Conv", auto_pad, x.shape[2:], kernel, strides, dilations, pads)
-    out_shape = [(size + b0 + e0 - (k - 1) * d - 1) // s + 1 for size, b0, e0, k, s, d
-                 in zip(x.shape[2:], begin, end, kernel, strides, dilations)]
+    out_shape = [
+        (size + b0 + e0 - (k - 1) * d - 1) // s + 1
+        for size, b0, e0, k, s, d in zip(x.shape[2:], begin, end, kernel, strides, dilations)
+    ]
     if min(out_shape) < 1:
-        raise ValueError(f"Conv: kernel {list(kernel)} (dilations {dilations}) does not fit the "
-                         f"input {list(x.shape[2:])} padded by {begin}/{end}")
+        raise ValueError(
+            f"Conv: kernel {list(kernel)} (dilations {dilations}) does not fit the "
+            f"input {list(x.shape[2:])} padded by {begin}/{end}"
+        )
     return strides, dilations, begin, end, out_shape
 
 
 def _geometry_of(x, w, group, attrs):
     """``_geometry`` of a Conv given by its attribute dict (as the fused steps hold them)."""
-    return _geometry(x, w, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"), group,
-                     attrs.get("kernel_shape"), attrs.get("pads"), attrs.get("strides"))
+    return _geometry(
+        x,
+        w,
+        attrs.get("auto_pad", "NOTSET"),
+        attrs.get("dilations"),
+        group,
+        attrs.get("kernel_shape"),
+        attrs.get("pads"),
+        attrs.get("strides"),
+    )
 
 
 def is_pointwise(w, attrs) -> bool:
     """Whether a Conv with weight ``w`` and attributes ``attrs`` is a plain 1x1 conv (a matmul per
     pixel): group 1, stride 1, no padding."""
     n = w.ndim - 2
-    return (n >= 1 and all(v == 1 for v in w.shape[2:]) and attrs.get("group", 1) == 1
-            and all(v == 1 for v in attrs.get("strides") or [1] * n)
-            and all(v == 1 for v in attrs.get("kernel_shape") or [1] * n)
-            and attrs.get("auto_pad", "NOTSET") in AUTO_PADS
-            and not any(attrs.get("pads") or [0] * (2 * n)))
+    return (
+        n >= 1
+        and all(v == 1 for v in w.shape[2:])
+        and attrs.get("group", 1) == 1
+        and all(v == 1 for v in attrs.get("strides") or [1] * n)
+        and all(v == 1 for v in attrs.get("kernel_shape") or [1] * n)
+        and attrs.get("auto_pad", "NOTSET") in AUTO_PADS
+        and not any(attrs.get("pads") or [0] * (2 * n))
+    )
 
 
 def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
@@ -429,9 +473,14 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
         w1, b1, post1, attrs1 = before
         strides1, dilations1, begin1, end1, mid = _geometry_of(x, w1, 1, attrs1)
         k1, pointwise = math.prod(w1.shape[1:]), is_pointwise(w1, attrs1)
-    if n < _WORKERS or x.dtype.kind != "f" or len({x.dtype} | {part[0].dtype for part in parts}) > 1 \
-            or w.shape[1] != 1 or attrs.get("group", 1) != c \
-            or (before is not None and k1 * math.prod(mid) > _COLS_BUDGET and not pointwise):
+    if (
+        n < _WORKERS
+        or x.dtype.kind != "f"
+        or len({x.dtype} | {part[0].dtype for part in parts}) > 1
+        or w.shape[1] != 1
+        or attrs.get("group", 1) != c
+        or (before is not None and k1 * math.prod(mid) > _COLS_BUDGET and not pointwise)
+    ):
         # (a larger im2col would be split into bands by _conv_gemm: other matmul calls)
         if before is not None:
             x = conv(x, *before[:2], post=before[2], **before[3])
@@ -448,16 +497,19 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
         plane = _phase_plane(mid, begin, end, strides)
         # A strided depthwise conv would read strided windows of a plain image (slow gathers);
         # the padded phases add columns to the matmul, too many on small planes.
-        phased = pointwise and len(mid) == 2 and any(s > 1 for s in strides) \
+        phased = (
+            pointwise
+            and len(mid) == 2
+            and any(s > 1 for s in strides)
             and math.prod(strides) * math.prod(plane) <= _PHASED_EXTRA * math.prod(mid)
+        )
         if phased:
             image = _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane)
         else:
             if pointwise:
                 src = x.reshape(n, k1, -1)  # the column matrices, as in _conv_gemm
             else:
-                win = windows(pad_spatial(x, begin1, end1), w1.shape[2:], strides1, dilations1,
-                              mid)
+                win = windows(pad_spatial(x, begin1, end1), w1.shape[2:], strides1, dilations1, mid)
             local = threading.local()
 
             def image(i):
@@ -468,6 +520,7 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
                     _matmul_post(w1m, cols, local.buffer, bias1, post1)
                     local.index = i
                 return local.buffer.reshape(carrier.shape[1:])
+
     if after is not None:
         w3, b3, post3 = after[:3]
         w3, bias3 = w3.reshape(w3.shape[0], -1), None if b3 is None else b3.reshape(-1, 1)
@@ -485,14 +538,16 @@ def depthwise_between(x, dw, attrs, before=None, after=None, residual=None):
             if getattr(local3, "buffer", None) is None:
                 local3.buffer = np.empty((w3.shape[0], d.shape[1]), dtype=x.dtype)
             _matmul_post(w3, d, local3.buffer, bias3, post3)
-            rows = local3.buffer.reshape(w3.shape[0], out_shape[0], width)[..., :out_shape[1]]
+            rows = local3.buffer.reshape(w3.shape[0], out_shape[0], width)[..., : out_shape[1]]
             image = y[i].reshape(rows.shape)
             if skip:
                 np.add(rows, residual[i], out=image)
             else:
                 np.copyto(image, rows)
-    out = _conv_depthwise(carrier, w, begin, end, strides, dilations, out_shape, b, post,
-                          image, finish, phased)
+
+    out = _conv_depthwise(
+        carrier, w, begin, end, strides, dilations, out_shape, b, post, image, finish, phased
+    )
     out = out if y is None else y.reshape(y.shape[:2] + tuple(out_shape))
     return out if after is not None and skip else _plus(out, residual)
 
@@ -522,12 +577,16 @@ def _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane):
     # plane, a phase plane is only read for output columns that are dropped.)
     border = []
     for phase, _, inside in placed:
-        ends = [len(range(p, m + b0 + e0, s))
-                for p, m, b0, e0, s in zip(phase, x.shape[2:], begin, end, strides)]
+        ends = [
+            len(range(p, m + b0 + e0, s)) for p, m, b0, e0, s in zip(phase, x.shape[2:], begin, end, strides)
+        ]
         for axis, (span, stop) in enumerate(zip(inside, ends)):
             lead = (slice(None),) + phase + (slice(None),) * axis
-            border += [lead + (edge,) for edge in (slice(0, span.start), slice(span.stop, stop))
-                       if edge.stop > edge.start]
+            border += [
+                lead + (edge,)
+                for edge in (slice(0, span.start), slice(span.stop, stop))
+                if edge.stop > edge.start
+            ]
 
     local = threading.local()
 
@@ -539,8 +598,7 @@ def _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane):
             local.planes = np.empty((c,) + tuple(strides) + plane, dtype=x.dtype)
         for phase, src, dst in placed:
             local.gathered[(slice(None),) + phase + dst] = x[i][(slice(None),) + src]
-        _matmul_post(w1m, local.gathered.reshape(k1, -1), local.planes.reshape(c, -1), bias1,
-                     post1)
+        _matmul_post(w1m, local.gathered.reshape(k1, -1), local.planes.reshape(c, -1), bias1, post1)
         for edge in border:
             local.planes[edge] = 0
         local.index = i
@@ -549,10 +607,24 @@ def _phased_producer(x, w1m, bias1, post1, begin, end, strides, plane):
     return image
 
 
-@op("Conv", attributes=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
-    notes="1D/2D/3D; grouped and depthwise; auto_pad NOTSET|VALID|SAME_UPPER|SAME_LOWER")
-def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-         pads=None, strides=None, post=None):
+@op(
+    "Conv",
+    attributes=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
+    notes="1D/2D/3D; grouped and depthwise; auto_pad NOTSET|VALID|SAME_UPPER|SAME_LOWER",
+)
+def conv(
+    x,
+    w,
+    b=None,
+    *,
+    auto_pad="NOTSET",
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    pads=None,
+    strides=None,
+    post=None,
+):
     """Y = W * X (+ B), cross-correlation as in ONNX, NCHW layout.
 
     ``post``: for the interpreter's fused steps (a Conv followed by a clamp; a Mul between them is
@@ -569,19 +641,47 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     if group == 1:
         return _conv_gemm(xp, w, strides, dilations, out_shape, b, post)
     cg, mg = c // group, w.shape[0] // group
-    y = np.concatenate([_conv_gemm(xp[:, g * cg:(g + 1) * cg], w[g * mg:(g + 1) * mg],
-                                   strides, dilations, out_shape) for g in range(group)], axis=1)
+    y = np.concatenate(
+        [
+            _conv_gemm(xp[:, g * cg : (g + 1) * cg], w[g * mg : (g + 1) * mg], strides, dilations, out_shape)
+            for g in range(group)
+        ],
+        axis=1,
+    )
     if b is not None:
         y += b.reshape((-1,) + (1,) * len(out_shape))
     return _apply(post, y)
 
 
-@op("ConvTranspose", attributes=("auto_pad", "dilations", "group", "kernel_shape", "output_padding",
-                                 "output_shape", "pads", "strides"),
+@op(
+    "ConvTranspose",
+    attributes=(
+        "auto_pad",
+        "dilations",
+        "group",
+        "kernel_shape",
+        "output_padding",
+        "output_shape",
+        "pads",
+        "strides",
+    ),
     notes="1D/2D/3D; grouped; auto_pad NOTSET|VALID|SAME_UPPER|SAME_LOWER; output_shape overrides pads "
-          "(odd crop at the end for SAME_UPPER, at the start otherwise)")
-def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-                   output_padding=None, output_shape=None, pads=None, strides=None):
+    "(odd crop at the end for SAME_UPPER, at the start otherwise)",
+)
+def conv_transpose(
+    x,
+    w,
+    b=None,
+    *,
+    auto_pad="NOTSET",
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    output_padding=None,
+    output_shape=None,
+    pads=None,
+    strides=None,
+):
     """The adjoint of Conv: each input pixel scatters ``W`` into the (strided) output."""
     kernel = w.shape[2:]
     strides, dilations = _spatial_attrs("ConvTranspose", x, kernel, strides, dilations, kernel_shape)
@@ -589,30 +689,31 @@ def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, 
     nsp = len(kernel)
     n, c = x.shape[:2]
     if c % group or w.shape[0] != c:
-        raise ValueError(f"ConvTranspose: input channels {c}, weight {w.shape} and group={group} "
-                         "disagree")
+        raise ValueError(f"ConvTranspose: input channels {c}, weight {w.shape} and group={group} disagree")
     adj = list(output_padding or [0] * nsp)
-    full = [s * (i - 1) + a + (k - 1) * d + 1
-            for i, s, a, k, d in zip(x.shape[2:], strides, adj, kernel, dilations)]
+    full = [
+        s * (i - 1) + a + (k - 1) * d + 1
+        for i, s, a, k, d in zip(x.shape[2:], strides, adj, kernel, dilations)
+    ]
     begin, end = _transpose_pads(auto_pad, x.shape[2:], full, strides, output_shape, pads, nsp)
     cg, mg = c // group, w.shape[1]
     dtype = np.result_type(x, w)
     # Accumulate into the uncropped output (output_padding extends it at the end), then crop.
     if any(b0 < 0 or e0 < 0 for b0, e0 in zip(begin, end)):
-        raise UnsupportedOpError(f"ConvTranspose: output_shape={output_shape} is larger than the "
-                                 f"full transposed output {full}; negative padding is not supported")
+        raise UnsupportedOpError(
+            f"ConvTranspose: output_shape={output_shape} is larger than the "
+            f"full transposed output {full}; negative padding is not supported"
+        )
     out = np.zeros((n, mg * group) + tuple(full), dtype=dtype)
     hw = math.prod(x.shape[2:])
     for g in range(group):
-        xg = x[:, g * cg:(g + 1) * cg].reshape(n, cg, hw)
-        wg = w[g * cg:(g + 1) * cg].reshape(cg, -1)
+        xg = x[:, g * cg : (g + 1) * cg].reshape(n, cg, hw)
+        wg = w[g * cg : (g + 1) * cg].reshape(cg, -1)
         cols = np.matmul(wg.T, xg).reshape((n, mg) + tuple(kernel) + tuple(x.shape[2:]))
-        dst = out[:, g * mg:(g + 1) * mg]
+        dst = out[:, g * mg : (g + 1) * mg]
         for tap in itertools.product(*(range(v) for v in kernel)):
-            dst[tap_slice(tap, strides, dilations, x.shape[2:])] += cols[
-                (slice(None), slice(None)) + tap]
-    y = out[(slice(None), slice(None)) + tuple(slice(b0, f - e0)
-                                               for b0, f, e0 in zip(begin, full, end))]
+            dst[tap_slice(tap, strides, dilations, x.shape[2:])] += cols[(slice(None), slice(None)) + tap]
+    y = out[(slice(None), slice(None)) + tuple(slice(b0, f - e0) for b0, f, e0 in zip(begin, full, end))]
     if b is not None:
         y = y + b.reshape((-1,) + (1,) * nsp)
     return np.ascontiguousarray(y)

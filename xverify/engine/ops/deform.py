@@ -18,8 +18,12 @@ def _sample(x, y, xx):
     ly, lx = y - y0, xx - x0
     batch = np.arange(n)[:, None, None]
     out = 0.0
-    for dy, dx, weight in ((0, 0, (1 - ly) * (1 - lx)), (0, 1, (1 - ly) * lx),
-                           (1, 0, ly * (1 - lx)), (1, 1, ly * lx)):
+    for dy, dx, weight in (
+        (0, 0, (1 - ly) * (1 - lx)),
+        (0, 1, (1 - ly) * lx),
+        (1, 0, ly * (1 - lx)),
+        (1, 1, ly * lx),
+    ):
         yi, xi = y0 + dy, x0 + dx
         inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
         value = x[batch, :, np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]  # (N, oH, oW, C)
@@ -27,14 +31,28 @@ def _sample(x, y, xx):
     return out
 
 
-@op("DeformConv", attributes=("dilations", "group", "kernel_shape", "offset_group", "pads",
-                              "strides"),
-    notes="2-D; offsets (dy, dx) per tap and offset group; optional mask")
-def deform_conv(x, w, offset, b=None, mask=None, dilations=None, group=1, kernel_shape=None,
-                offset_group=1, pads=None, strides=None):
+@op(
+    "DeformConv",
+    attributes=("dilations", "group", "kernel_shape", "offset_group", "pads", "strides"),
+    notes="2-D; offsets (dy, dx) per tap and offset group; optional mask",
+)
+def deform_conv(
+    x,
+    w,
+    offset,
+    b=None,
+    mask=None,
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    offset_group=1,
+    pads=None,
+    strides=None,
+):
     if x.ndim != 4:
-        raise UnsupportedOpError(f"DeformConv: a {x.ndim - 2}-D input is not supported; "
-                                 "supported: 2-D (N, C, H, W)")
+        raise UnsupportedOpError(
+            f"DeformConv: a {x.ndim - 2}-D input is not supported; supported: 2-D (N, C, H, W)"
+        )
     n, c = x.shape[:2]
     kh, kw = kernel_shape or w.shape[2:]
     sh, sw = strides or (1, 1)
@@ -51,11 +69,12 @@ def deform_conv(x, w, offset, b=None, mask=None, dilations=None, group=1, kernel
         for t in range(taps):
             i, j = divmod(t, kw)
             dy, dx = offset[:, 2 * (g * taps + t)], offset[:, 2 * (g * taps + t) + 1]
-            value = _sample(wide[:, g * per_group:(g + 1) * per_group],
-                            base_y + i * dh + dy, base_x + j * dw + dx)
+            value = _sample(
+                wide[:, g * per_group : (g + 1) * per_group], base_y + i * dh + dy, base_x + j * dw + dx
+            )
             if mask is not None:
                 value = value * mask[:, g * taps + t][:, None]
-            cols[:, g * per_group:(g + 1) * per_group, t] = value
+            cols[:, g * per_group : (g + 1) * per_group, t] = value
     m, cg = w.shape[0], c // group
     cols = cols.reshape(n, group, cg * taps, oh * ow)
     weights = w.reshape(group, m // group, cg * taps).astype(np.float64)

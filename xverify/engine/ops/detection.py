@@ -13,8 +13,7 @@ def _corners(boxes, center_point_box):
         xc, yc, w, h = np.moveaxis(boxes, -1, 0)
         return np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1)
     y1, x1, y2, x2 = np.moveaxis(boxes, -1, 0)
-    return np.stack([np.minimum(y1, y2), np.minimum(x1, x2), np.maximum(y1, y2),
-                     np.maximum(x1, x2)], axis=-1)
+    return np.stack([np.minimum(y1, y2), np.minimum(x1, x2), np.maximum(y1, y2), np.maximum(x1, x2)], axis=-1)
 
 
 def _iou(box, others):
@@ -31,8 +30,9 @@ def _iou(box, others):
 
 def _select(boxes, scores, limit, iou_threshold, score_threshold):
     """Greedy NMS for one batch and class: indices of kept boxes, best score first."""
-    candidates = np.flatnonzero(scores > score_threshold) if score_threshold is not None \
-        else np.arange(scores.size)
+    candidates = (
+        np.flatnonzero(scores > score_threshold) if score_threshold is not None else np.arange(scores.size)
+    )
     order = candidates[np.argsort(-scores[candidates], kind="stable")]
     kept: list[int] = []
     while order.size and len(kept) < limit:
@@ -42,12 +42,24 @@ def _select(boxes, scores, limit, iou_threshold, score_threshold):
     return kept
 
 
-@op("NonMaxSuppression", attributes=("center_point_box",),
-    notes="per batch and class; boxes as corners (either order) or centers")
-def non_max_suppression(boxes, scores, max_output_boxes_per_class=None, iou_threshold=None,
-                        score_threshold=None, center_point_box=0):
-    limit = 0 if max_output_boxes_per_class is None else int(
-        np.asarray(max_output_boxes_per_class).reshape(-1)[0])
+@op(
+    "NonMaxSuppression",
+    attributes=("center_point_box",),
+    notes="per batch and class; boxes as corners (either order) or centers",
+)
+def non_max_suppression(
+    boxes,
+    scores,
+    max_output_boxes_per_class=None,
+    iou_threshold=None,
+    score_threshold=None,
+    center_point_box=0,
+):
+    limit = (
+        0
+        if max_output_boxes_per_class is None
+        else int(np.asarray(max_output_boxes_per_class).reshape(-1)[0])
+    )
     iou = 0.0 if iou_threshold is None else float(np.asarray(iou_threshold).reshape(-1)[0])
     score = None if score_threshold is None else float(np.asarray(score_threshold).reshape(-1)[0])
     corners = _corners(boxes.astype(np.float64), center_point_box)

@@ -23,18 +23,43 @@ def _bilinear(image, y, x, mode):
     y0, x0 = np.minimum(y0, h - 1), np.minimum(x0, w - 1)
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
     ly, lx = y - y0, x - x0
-    corners = np.stack([image[:, y0, x0] * ((1 - ly) * (1 - lx)), image[:, y0, x1] * ((1 - ly) * lx),
-                        image[:, y1, x0] * (ly * (1 - lx)), image[:, y1, x1] * (ly * lx)])
+    corners = np.stack(
+        [
+            image[:, y0, x0] * ((1 - ly) * (1 - lx)),
+            image[:, y0, x1] * ((1 - ly) * lx),
+            image[:, y1, x0] * (ly * (1 - lx)),
+            image[:, y1, x1] * (ly * lx),
+        ]
+    )
     value = corners.max(axis=0) if mode == "max" else corners.sum(axis=0)
     return np.where(outside, 0.0, value)
 
 
-@op("RoiAlign", attributes=("coordinate_transformation_mode", "mode", "output_height",
-                            "output_width", "sampling_ratio", "spatial_scale"), since=16,
+@op(
+    "RoiAlign",
+    attributes=(
+        "coordinate_transformation_mode",
+        "mode",
+        "output_height",
+        "output_width",
+        "sampling_ratio",
+        "spatial_scale",
+    ),
+    since=16,
     notes="mode=avg|max (max: the largest weighted corner, as ONNX Runtime and ONNX's reference); "
-          "coordinate_transformation_mode=half_pixel|output_half_pixel")
-def roi_align(x, rois, batch_indices, coordinate_transformation_mode="half_pixel", mode="avg",
-              output_height=1, output_width=1, sampling_ratio=0, spatial_scale=1.0):
+    "coordinate_transformation_mode=half_pixel|output_half_pixel",
+)
+def roi_align(
+    x,
+    rois,
+    batch_indices,
+    coordinate_transformation_mode="half_pixel",
+    mode="avg",
+    output_height=1,
+    output_width=1,
+    sampling_ratio=0,
+    spatial_scale=1.0,
+):
     if mode not in ("avg", "max"):
         raise UnsupportedOpError(f"RoiAlign: mode={mode!r} is not supported; supported: avg, max")
     offset = 0.5 if coordinate_transformation_mode == "half_pixel" else 0.0
@@ -47,10 +72,16 @@ def roi_align(x, rois, batch_indices, coordinate_transformation_mode="half_pixel
         bin_h, bin_w = roi_h / output_height, roi_w / output_width
         grid_h = sampling_ratio or math.ceil(roi_h / output_height)
         grid_w = sampling_ratio or math.ceil(roi_w / output_width)
-        ys = (y1 + np.arange(output_height)[:, None] * bin_h
-              + (np.arange(grid_h)[None, :] + 0.5) * bin_h / grid_h)  # (out_h, grid_h)
-        xs = (x1 + np.arange(output_width)[:, None] * bin_w
-              + (np.arange(grid_w)[None, :] + 0.5) * bin_w / grid_w)
+        ys = (
+            y1
+            + np.arange(output_height)[:, None] * bin_h
+            + (np.arange(grid_h)[None, :] + 0.5) * bin_h / grid_h
+        )  # (out_h, grid_h)
+        xs = (
+            x1
+            + np.arange(output_width)[:, None] * bin_w
+            + (np.arange(grid_w)[None, :] + 0.5) * bin_w / grid_w
+        )
         yy = np.broadcast_to(ys[:, None, :, None], (output_height, output_width, grid_h, grid_w))
         xx = np.broadcast_to(xs[None, :, None, :], yy.shape)
         samples = _bilinear(x[int(b)].astype(np.float64), yy.reshape(-1), xx.reshape(-1), mode)
@@ -59,10 +90,24 @@ def roi_align(x, rois, batch_indices, coordinate_transformation_mode="half_pixel
     return out.astype(x.dtype)
 
 
-@op("RoiAlign", attributes=("mode", "output_height", "output_width", "sampling_ratio",
-                            "spatial_scale"), since=10, until=15,
-    notes="opset 10's coordinates: output_half_pixel (no half-pixel shift)")
-def roi_align_10(x, rois, batch_indices, mode="avg", output_height=1, output_width=1,
-                 sampling_ratio=0, spatial_scale=1.0):
-    return roi_align(x, rois, batch_indices, "output_half_pixel", mode, output_height,
-                     output_width, sampling_ratio, spatial_scale)
+@op(
+    "RoiAlign",
+    attributes=("mode", "output_height", "output_width", "sampling_ratio", "spatial_scale"),
+    since=10,
+    until=15,
+    notes="opset 10's coordinates: output_half_pixel (no half-pixel shift)",
+)
+def roi_align_10(
+    x, rois, batch_indices, mode="avg", output_height=1, output_width=1, sampling_ratio=0, spatial_scale=1.0
+):
+    return roi_align(
+        x,
+        rois,
+        batch_indices,
+        "output_half_pixel",
+        mode,
+        output_height,
+        output_width,
+        sampling_ratio,
+        spatial_scale,
+    )

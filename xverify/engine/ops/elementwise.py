@@ -30,8 +30,11 @@ def in_place(ufunc, out, *args):
             return a[start:stop]
         return a  # a scalar or an array that broadcasts along axis 0
 
-    run_chunks(lambda start, stop: ufunc(*(part(a, start, stop) for a in args),
-                                         out=out[start:stop]), n, -(-n // workers()))
+    run_chunks(
+        lambda start, stop: ufunc(*(part(a, start, stop) for a in args), out=out[start:stop]),
+        n,
+        -(-n // workers()),
+    )
     return out
 
 
@@ -60,8 +63,13 @@ def _arithmetic(name: str, fn, ufunc):
     """An arithmetic op that, on floats, can write into its first input (see ``registry``)."""
 
     def kernel(a, b, out=None):
-        if (out is not None and a.dtype.kind == "f" and b.dtype == a.dtype
-                and b.ndim <= a.ndim and np.broadcast_shapes(a.shape, b.shape) == a.shape):
+        if (
+            out is not None
+            and a.dtype.kind == "f"
+            and b.dtype == a.dtype
+            and b.ndim <= a.ndim
+            and np.broadcast_shapes(a.shape, b.shape) == a.shape
+        ):
             return in_place(ufunc, out, a, b)
         return fn(a, b).astype(a.dtype, copy=False)
 
@@ -86,8 +94,9 @@ def _legacy(name: str, kernel):
         return kernel(a, legacy_broadcast(b, a.ndim, broadcast, axis))
 
     legacy.__name__ = f"{name.lower()}_legacy"
-    op(name, attributes=("broadcast", "axis"), since=1, until=6,
-       notes="broadcast=1 aligns B from `axis`")(legacy)
+    op(name, attributes=("broadcast", "axis"), since=1, until=6, notes="broadcast=1 aligns B from `axis`")(
+        legacy
+    )
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -105,16 +114,43 @@ def erf(x: np.ndarray) -> np.ndarray:
     return np.copysign(np.where(small, inner, np.where(np.isnan(z), np.nan, outer)), x)
 
 
-_ERF_T = [9.60497373987051638749e0, 9.00260197203842689217e1, 2.23200534594684319226e3,
-          7.00332514112805075473e3, 5.55923013010394962768e4]
-_ERF_U = [1.0, 3.35617141647503099647e1, 5.21357949780152679795e2, 4.59432382970980127987e3,
-          2.26290000613890934246e4, 4.92673942608635921086e4]
-_ERFC_P = [2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.46321056442269912687e0,
-           4.86371970985681366614e1, 1.96520832956077098242e2, 5.26445194995477358631e2,
-           9.34528527171957607540e2, 1.02755188689515710272e3, 5.57535335369399327526e2]
-_ERFC_Q = [1.0, 1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2,
-           9.75708501743205489753e2, 1.82390916687909736289e3, 2.24633760818710981792e3,
-           1.65666309194161350182e3, 5.57535340817727675546e2]
+_ERF_T = [
+    9.60497373987051638749e0,
+    9.00260197203842689217e1,
+    2.23200534594684319226e3,
+    7.00332514112805075473e3,
+    5.55923013010394962768e4,
+]
+_ERF_U = [
+    1.0,
+    3.35617141647503099647e1,
+    5.21357949780152679795e2,
+    4.59432382970980127987e3,
+    2.26290000613890934246e4,
+    4.92673942608635921086e4,
+]
+_ERFC_P = [
+    2.46196981473530512524e-10,
+    5.64189564831068821977e-1,
+    7.46321056442269912687e0,
+    4.86371970985681366614e1,
+    1.96520832956077098242e2,
+    5.26445194995477358631e2,
+    9.34528527171957607540e2,
+    1.02755188689515710272e3,
+    5.57535335369399327526e2,
+]
+_ERFC_Q = [
+    1.0,
+    1.32281951154744992508e1,
+    8.67072140885989742329e1,
+    3.54937778887819891062e2,
+    9.75708501743205489753e2,
+    1.82390916687909736289e3,
+    2.24633760818710981792e3,
+    1.65666309194161350182e3,
+    5.57535340817727675546e2,
+]
 
 
 def _reciprocal(x):
@@ -122,11 +158,28 @@ def _reciprocal(x):
 
 
 for _name, _fn in {
-    "Neg": np.negative, "Abs": np.abs, "Sqrt": np.sqrt, "Reciprocal": _reciprocal, "Exp": np.exp,
-    "Log": np.log, "Floor": np.floor, "Ceil": np.ceil, "Round": np.rint, "Sign": np.sign,
-    "Erf": erf, "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Asin": np.arcsin,
-    "Acos": np.arccos, "Atan": np.arctan, "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh,
-    "Acosh": np.arccosh, "Atanh": np.arctanh,
+    "Neg": np.negative,
+    "Abs": np.abs,
+    "Sqrt": np.sqrt,
+    "Reciprocal": _reciprocal,
+    "Exp": np.exp,
+    "Log": np.log,
+    "Floor": np.floor,
+    "Ceil": np.ceil,
+    "Round": np.rint,
+    "Sign": np.sign,
+    "Erf": erf,
+    "Sin": np.sin,
+    "Cos": np.cos,
+    "Tan": np.tan,
+    "Asin": np.arcsin,
+    "Acos": np.arccos,
+    "Atan": np.arctan,
+    "Sinh": np.sinh,
+    "Cosh": np.cosh,
+    "Asinh": np.arcsinh,
+    "Acosh": np.arccosh,
+    "Atanh": np.arctanh,
 }.items():
     _unary(_name, _fn, notes="round half to even" if _name == "Round" else "")
 
@@ -143,14 +196,25 @@ def _pow(a, b):
     return np.power(a, b.astype(a.dtype, copy=False) if a.dtype.kind == "f" else b)
 
 
-for _name, _fn, _ufunc in [("Add", np.add, np.add), ("Sub", np.subtract, np.subtract),
-                           ("Mul", np.multiply, np.multiply), ("Div", _int_div, np.true_divide)]:
+for _name, _fn, _ufunc in [
+    ("Add", np.add, np.add),
+    ("Sub", np.subtract, np.subtract),
+    ("Mul", np.multiply, np.multiply),
+    ("Div", _int_div, np.true_divide),
+]:
     _arithmetic(_name, _fn, _ufunc)
 _binary("Pow", _pow)
 
-for _name, _fn in {"Equal": np.equal, "Less": np.less, "Greater": np.greater,
-                   "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
-                   "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}.items():
+for _name, _fn in {
+    "Equal": np.equal,
+    "Less": np.less,
+    "Greater": np.greater,
+    "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal,
+    "And": np.logical_and,
+    "Or": np.logical_or,
+    "Xor": np.logical_xor,
+}.items():
     _binary(_name, _fn, keep_dtype=False, legacy=not _name.endswith("OrEqual"))
 
 
@@ -218,16 +282,22 @@ def _refuse_cast(to_name: str, x) -> None:
     if to_name == "STRING" or x.dtype.kind in "OSU":
         raise UnsupportedOpError(
             f"Cast: to={to_name} (or input dtype {x.dtype}) involves strings; "
-            "the NumPy engine casts between numeric and bool types only")
+            "the NumPy engine casts between numeric and bool types only"
+        )
     if to_name == "FLOAT8E8M0":  # its round_mode attribute picks the rounding; from it is exact
-        raise UnsupportedOpError("Cast: casting to FLOAT8E8M0 (a shared-exponent type) is not "
-                                 "supported; the NumPy engine casts from it, and between numeric "
-                                 "and bool types")
+        raise UnsupportedOpError(
+            "Cast: casting to FLOAT8E8M0 (a shared-exponent type) is not "
+            "supported; the NumPy engine casts from it, and between numeric "
+            "and bool types"
+        )
 
 
-@op("Cast", context=True, attributes=("to", "saturate"),
-    notes="numeric and bool types (float8 saturating), not STRING or FLOAT8E8M0; "
-          "opset 1's to=\"FLOAT\" too")
+@op(
+    "Cast",
+    context=True,
+    attributes=("to", "saturate"),
+    notes='numeric and bool types (float8 saturating), not STRING or FLOAT8E8M0; opset 1\'s to="FLOAT" too',
+)
 def cast(x, to, saturate=1, round_mode="up", ctx=None):
     if isinstance(to, str):  # opset 1 names the type
         to = TensorProto.DataType.Value(to)

@@ -17,8 +17,13 @@ import numpy as np
 from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
 
-_MODES = {"bilinear": "linear", "bicubic": "cubic", "linear": "linear", "cubic": "cubic",
-          "nearest": "nearest"}
+_MODES = {
+    "bilinear": "linear",
+    "bicubic": "cubic",
+    "linear": "linear",
+    "cubic": "cubic",
+    "nearest": "nearest",
+}
 
 
 def _reflect(pos, size, align_corners):
@@ -41,8 +46,7 @@ def _pad(pos, size, padding_mode, align_corners):
 
 def _cubic(s, a=-0.75):
     d = np.stack([s + 1, s, 1 - s, 2 - s], axis=-1)
-    return np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
-                    ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
+    return np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
 
 
 def _axis_taps(pos, size, mode, padding_mode, align_corners):
@@ -65,13 +69,18 @@ def _axis_taps(pos, size, mode, padding_mode, align_corners):
     return np.clip(idx, 0, size - 1).astype(np.int64), np.where(inside, w, 0.0)
 
 
-@op("GridSample", attributes=("align_corners", "mode", "padding_mode"),
+@op(
+    "GridSample",
+    attributes=("align_corners", "mode", "padding_mode"),
     notes="N-d; mode nearest|linear|cubic (bilinear|bicubic before opset 20); "
-          "padding_mode zeros|border|reflection")
+    "padding_mode zeros|border|reflection",
+)
 def grid_sample(x, grid, align_corners=0, mode="linear", padding_mode="zeros"):
     if mode not in _MODES or padding_mode not in ("zeros", "border", "reflection"):
-        raise UnsupportedOpError(f"GridSample: mode={mode!r}, padding_mode={padding_mode!r} are not "
-                                 "supported; supported: nearest|linear|cubic, zeros|border|reflection")
+        raise UnsupportedOpError(
+            f"GridSample: mode={mode!r}, padding_mode={padding_mode!r} are not "
+            "supported; supported: nearest|linear|cubic, zeros|border|reflection"
+        )
     mode, spatial = _MODES[mode], x.shape[2:]
     rank, grid = len(spatial), grid.astype(np.float64)
     taps = []
@@ -106,8 +115,11 @@ def affine_grid(theta, size, align_corners=0):
     return grid.astype(theta.dtype)
 
 
-@op("Col2Im", attributes=("dilations", "pads", "strides"),
-    notes="N-d; sums the overlapping blocks (PyTorch's fold)")
+@op(
+    "Col2Im",
+    attributes=("dilations", "pads", "strides"),
+    notes="N-d; sums the overlapping blocks (PyTorch's fold)",
+)
 def col2im(x, image_shape, block_shape, dilations=None, pads=None, strides=None):
     image = [int(v) for v in np.asarray(image_shape).reshape(-1)]
     block = [int(v) for v in np.asarray(block_shape).reshape(-1)]
@@ -120,8 +132,10 @@ def col2im(x, image_shape, block_shape, dilations=None, pads=None, strides=None)
     cols = x.reshape([n, c] + block + counts)
     out = np.zeros([n, c] + padded, dtype=x.dtype)
     for offsets in itertools.product(*(range(k) for k in block)):
-        window = tuple(slice(o * d, o * d + (m - 1) * s + 1, s)
-                       for o, d, m, s in zip(offsets, dilations, counts, strides))
+        window = tuple(
+            slice(o * d, o * d + (m - 1) * s + 1, s)
+            for o, d, m, s in zip(offsets, dilations, counts, strides)
+        )
         out[(slice(None), slice(None)) + window] += cols[(slice(None), slice(None)) + offsets]
     crop = tuple(slice(pads[i], pads[i] + image[i]) for i in range(r))
     return out[(slice(None), slice(None)) + crop]

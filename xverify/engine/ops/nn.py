@@ -20,8 +20,11 @@ def matmul(a, b):
     return np.matmul(a, b)
 
 
-@op("Gemm", attributes=("alpha", "beta", "transA", "transB"),
-    notes="opsets 1-6 `broadcast` read as NumPy's (what broadcast=1 means; =0 needs C's full shape)")
+@op(
+    "Gemm",
+    attributes=("alpha", "beta", "transA", "transB"),
+    notes="opsets 1-6 `broadcast` read as NumPy's (what broadcast=1 means; =0 needs C's full shape)",
+)
 def gemm(a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=1):
     y = np.matmul(a.T if transA else a, b.T if transB else b)
     if alpha != 1.0:
@@ -87,14 +90,24 @@ def _flattened(fn):
 
 for _name, _fn in {"Softmax": _softmax, "LogSoftmax": _log_softmax, "Hardmax": _hardmax}.items():
     op(_name, attributes=("axis",), since=13, notes="along `axis` (default -1)")(
-        lambda x, axis=-1, _fn=_fn: _fn(x, axis))
-    op(_name, attributes=("axis",), since=1, until=12,
-       notes="over all dimensions from `axis` on, flattened (default 1)")(_flattened(_fn))
+        lambda x, axis=-1, _fn=_fn: _fn(x, axis)
+    )
+    op(
+        _name,
+        attributes=("axis",),
+        since=1,
+        until=12,
+        notes="over all dimensions from `axis` on, flattened (default 1)",
+    )(_flattened(_fn))
 
 
-@op("Clip", attributes=("min", "max"), notes="min/max as inputs (opset 11+) or attributes (opset 6)",
-    inplace=True)
-def clip(x, lo=None, hi=None, min=None, max=None, out=None):  # noqa: A002 (ONNX attribute names)
+@op(
+    "Clip",
+    attributes=("min", "max"),
+    notes="min/max as inputs (opset 11+) or attributes (opset 6)",
+    inplace=True,
+)
+def clip(x, lo=None, hi=None, min=None, max=None, out=None):
     lo = min if lo is None else lo
     hi = max if hi is None else hi
     if lo is None and hi is None:
@@ -177,28 +190,37 @@ def mish(x):
 @op("Gelu", attributes=("approximate",), notes="opset 20; approximate=none|tanh")
 def gelu(x, approximate="none"):
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     if approximate != "none":
-        raise UnsupportedOpError(f"Gelu: attribute approximate={approximate!r} is not supported; "
-                                 "supported: 'none', 'tanh'")
+        raise UnsupportedOpError(
+            f"Gelu: attribute approximate={approximate!r} is not supported; supported: 'none', 'tanh'"
+        )
     return (0.5 * x * (1 + erf(x * math.sqrt(0.5)))).astype(x.dtype, copy=False)
 
 
-@op("Dropout", attributes=("seed",), since=10,
-    notes="inference only: identity; training_mode=true unsupported")
+@op(
+    "Dropout",
+    attributes=("seed",),
+    since=10,
+    notes="inference only: identity; training_mode=true unsupported",
+)
 def dropout(x, ratio=None, training_mode=None, seed=None):
     if training_mode is not None and bool(training_mode):
-        raise UnsupportedOpError("Dropout: input training_mode=True is not supported; "
-                                 "the NumPy engine runs inference only (training_mode=False)")
+        raise UnsupportedOpError(
+            "Dropout: input training_mode=True is not supported; "
+            "the NumPy engine runs inference only (training_mode=False)"
+        )
     return x, np.broadcast_to(np.True_, x.shape)
 
 
 def _inference_only(op_type: str, is_test) -> None:
     """Before opset 7, Dropout and BatchNormalization ran in training mode unless is_test=1."""
     if not is_test:
-        raise UnsupportedOpError(f"{op_type}: attribute is_test=0 (training, the default before "
-                                 "opset 7) is not supported; the NumPy engine runs inference only "
-                                 "(is_test=1)")
+        raise UnsupportedOpError(
+            f"{op_type}: attribute is_test=0 (training, the default before "
+            "opset 7) is not supported; the NumPy engine runs inference only "
+            "(is_test=1)"
+        )
 
 
 @op("Dropout", attributes=("ratio",), since=7, until=9, notes="inference: identity; mask of x's type")
@@ -217,20 +239,31 @@ def _channel(v, ndim):
     return v.reshape((-1,) + (1,) * (ndim - 2))
 
 
-@op("BatchNormalization", attributes=("epsilon", "momentum", "training_mode"), since=9,
-    notes="inference mode only (training_mode=0)")
+@op(
+    "BatchNormalization",
+    attributes=("epsilon", "momentum", "training_mode"),
+    since=9,
+    notes="inference mode only (training_mode=0)",
+)
 def batch_normalization(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, training_mode=0):
     if training_mode:
-        raise UnsupportedOpError("BatchNormalization: attribute training_mode=1 is not supported; "
-                                 "the NumPy engine runs inference only (training_mode=0)")
+        raise UnsupportedOpError(
+            "BatchNormalization: attribute training_mode=1 is not supported; "
+            "the NumPy engine runs inference only (training_mode=0)"
+        )
     a = scale / np.sqrt(var + epsilon)
     y = x * _channel(a, x.ndim)
     y += _channel(bias - mean * a, x.ndim)
     return y.astype(x.dtype, copy=False)  # opset 15 allows float32 statistics for float16 x
 
 
-@op("BatchNormalization", attributes=("epsilon", "momentum", "spatial"), since=7, until=8,
-    notes="spatial=0: statistics per (C, D...)")
+@op(
+    "BatchNormalization",
+    attributes=("epsilon", "momentum", "spatial"),
+    since=7,
+    until=8,
+    notes="spatial=0: statistics per (C, D...)",
+)
 def batch_normalization_7(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, spatial=1):
     if spatial:
         return batch_normalization(x, scale, bias, mean, var, epsilon)
@@ -238,10 +271,14 @@ def batch_normalization_7(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9,
     return (x * a + (bias - mean * a)).astype(x.dtype, copy=False)
 
 
-@op("BatchNormalization", attributes=("epsilon", "momentum", "is_test", "spatial"), since=1,
-    until=6, notes="is_test=1 (inference) only; spatial=0: statistics per (C, D...)")
-def batch_normalization_1(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, is_test=0,
-                          spatial=1):
+@op(
+    "BatchNormalization",
+    attributes=("epsilon", "momentum", "is_test", "spatial"),
+    since=1,
+    until=6,
+    notes="is_test=1 (inference) only; spatial=0: statistics per (C, D...)",
+)
+def batch_normalization_1(x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, is_test=0, spatial=1):
     _inference_only("BatchNormalization", is_test)
     return batch_normalization_7(x, scale, bias, mean, var, epsilon, spatial=spatial)
 
@@ -254,8 +291,11 @@ def instance_normalization(x, scale, bias, epsilon=1e-5):
     return centered * inv * _channel(scale, x.ndim) + _channel(bias, x.ndim)
 
 
-@op("LayerNormalization", attributes=("axis", "epsilon", "stash_type"),
-    notes="statistics computed in at least float32 (stash_type=1)")
+@op(
+    "LayerNormalization",
+    attributes=("axis", "epsilon", "stash_type"),
+    notes="statistics computed in at least float32 (stash_type=1)",
+)
 def layer_normalization(x, scale, bias=None, axis=-1, epsilon=1e-5, stash_type=1):
     axes = tuple(range(axis % x.ndim, x.ndim))
     xs = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
@@ -272,8 +312,11 @@ def layer_normalization(x, scale, bias=None, axis=-1, epsilon=1e-5, stash_type=1
 def lp_normalization(x, axis=-1, p=2):
     if p not in (1, 2):
         raise UnsupportedOpError(f"LpNormalization: attribute p={p} is not supported; supported: 1, 2")
-    norm = (np.sum(np.abs(x), axis=axis, keepdims=True) if p == 1
-            else np.sqrt(np.sum(x * x, axis=axis, keepdims=True)))
+    norm = (
+        np.sum(np.abs(x), axis=axis, keepdims=True)
+        if p == 1
+        else np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+    )
     # A zero vector stays zero (0/0 = 0, as ONNX's tests and ONNX Runtime have it), not NaN.
     return np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype, copy=False)
 

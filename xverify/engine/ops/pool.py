@@ -26,12 +26,13 @@ def _geometry(op_type, x, kernel_shape, strides, dilations, pads, auto_pad, ceil
     """Strides, dilations, begin/end pads, ceil_mode's extra end pads and the output shape."""
     n = x.ndim - 2
     if kernel_shape is None or len(kernel_shape) != n:
-        raise UnsupportedOpError(f"{op_type}: kernel_shape={kernel_shape} must give one size per "
-                                 f"spatial axis of the rank-{x.ndim} input")
+        raise UnsupportedOpError(
+            f"{op_type}: kernel_shape={kernel_shape} must give one size per "
+            f"spatial axis of the rank-{x.ndim} input"
+        )
     strides = list(strides or [1] * n)
     dilations = list(dilations or [1] * n)
-    begin, end = resolve_pads(op_type, auto_pad, x.shape[2:], kernel_shape, strides, dilations,
-                              pads)
+    begin, end = resolve_pads(op_type, auto_pad, x.shape[2:], kernel_shape, strides, dilations, pads)
     out, extra = [], []
     for size, b, e, k, s, d in zip(x.shape[2:], begin, end, kernel_shape, strides, dilations):
         span = (k - 1) * d + 1
@@ -84,18 +85,32 @@ def _lowest(dtype):
     return -np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
 
 
-@op("MaxPool", context=True, attributes=_POOL_ATTRS + ("storage_order",),
-    notes="1D/2D/3D; Indices output supported (storage_order 0 and 1)")
-def max_pool(x, *, kernel_shape=None, strides=None, dilations=None, pads=None, auto_pad="NOTSET",
-             ceil_mode=0, storage_order=0, ctx):
+@op(
+    "MaxPool",
+    context=True,
+    attributes=_POOL_ATTRS + ("storage_order",),
+    notes="1D/2D/3D; Indices output supported (storage_order 0 and 1)",
+)
+def max_pool(
+    x,
+    *,
+    kernel_shape=None,
+    strides=None,
+    dilations=None,
+    pads=None,
+    auto_pad="NOTSET",
+    ceil_mode=0,
+    storage_order=0,
+    ctx,
+):
     """Max over each window; padding never wins (it is the dtype's lowest value)."""
     strides, dilations, begin, end, extra, out = _geometry(
-        "MaxPool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        "MaxPool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
+    )
     xp = pad_spatial(x, begin, [e + x0 for e, x0 in zip(end, extra)], _lowest(x.dtype))
     want_indices = len(ctx.node.output) > 1 and ctx.node.output[1]
     if not want_indices:
-        return np.ascontiguousarray(
-            _fold_separable(xp, kernel_shape, strides, dilations, out, np.maximum))
+        return np.ascontiguousarray(_fold_separable(xp, kernel_shape, strides, dilations, out, np.maximum))
     return _max_pool_indices(x, xp, kernel_shape, strides, dilations, begin, out, storage_order)
 
 
@@ -109,8 +124,7 @@ def _max_pool_indices(x, xp, kernel_shape, strides, dilations, begin, out, stora
     weight, step = [0] * len(spatial), 1
     for axis in reversed(list(order)):
         weight[axis], step = step, step * spatial[axis]
-    grids = np.meshgrid(*(np.arange(o) * s - b for o, s, b in zip(out, strides, begin)),
-                        indexing="ij")
+    grids = np.meshgrid(*(np.arange(o) * s - b for o, s, b in zip(out, strides, begin)), indexing="ij")
     acc = idx = None
     for tap in _taps(kernel_shape):
         src = xp[tap_slice(tap, strides, dilations, out)]
@@ -126,32 +140,48 @@ def _max_pool_indices(x, xp, kernel_shape, strides, dilations, begin, out, stora
     return acc, idx
 
 
-@op("AveragePool", attributes=_POOL_ATTRS + ("count_include_pad",),
-    notes="1D/2D/3D; count_include_pad counts explicit/auto pads, never ceil_mode's extra end")
-def average_pool(x, *, kernel_shape=None, strides=None, dilations=None, pads=None,
-                 auto_pad="NOTSET", ceil_mode=0, count_include_pad=0):
+@op(
+    "AveragePool",
+    attributes=_POOL_ATTRS + ("count_include_pad",),
+    notes="1D/2D/3D; count_include_pad counts explicit/auto pads, never ceil_mode's extra end",
+)
+def average_pool(
+    x,
+    *,
+    kernel_shape=None,
+    strides=None,
+    dilations=None,
+    pads=None,
+    auto_pad="NOTSET",
+    ceil_mode=0,
+    count_include_pad=0,
+):
     """Window sum divided by the number of input (or, with count_include_pad, padded) pixels."""
     strides, dilations, begin, end, extra, out = _geometry(
-        "AveragePool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        "AveragePool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
+    )
     xp = pad_spatial(x, begin, [e + x0 for e, x0 in zip(end, extra)], 0)
     total = _fold(xp, kernel_shape, strides, dilations, out, np.add)
     # The divisor is separable: per axis, count the counted positions under each window.
     divisor = np.ones((), dtype=np.float64)
-    for size, b, e, x0, k, s, d, o in zip(x.shape[2:], begin, end, extra, kernel_shape, strides,
-                                          dilations, out):
+    for size, b, e, x0, k, s, d, o in zip(
+        x.shape[2:], begin, end, extra, kernel_shape, strides, dilations, out
+    ):
         counted = np.zeros(b + size + e + x0)
         counted[slice(0, b + size + e) if count_include_pad else slice(b, b + size)] = 1
-        per_window = sum(counted[t * d:t * d + (o - 1) * s + 1:s] for t in range(k))
+        per_window = sum(counted[t * d : t * d + (o - 1) * s + 1 : s] for t in range(k))
         divisor = np.multiply.outer(divisor, per_window)
     return (total / divisor.astype(x.dtype)).astype(x.dtype, copy=False)
 
 
 @op("LpPool", attributes=_POOL_ATTRS + ("p",), notes="1D/2D/3D; zero padding; p >= 1")
-def lp_pool(x, *, kernel_shape=None, strides=None, dilations=None, pads=None, auto_pad="NOTSET",
-            ceil_mode=0, p=2):
+def lp_pool(
+    x, *, kernel_shape=None, strides=None, dilations=None, pads=None, auto_pad="NOTSET", ceil_mode=0, p=2
+):
     """(sum over the window of |x|^p)^(1/p); padding contributes zeros."""
     strides, dilations, begin, end, extra, out = _geometry(
-        "LpPool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        "LpPool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
+    )
     xp = pad_spatial(np.abs(x) ** x.dtype.type(p), begin, [e + x0 for e, x0 in zip(end, extra)], 0)
     total = _fold(xp, kernel_shape, strides, dilations, out, np.add)
     return (total ** x.dtype.type(1.0 / p)).astype(x.dtype, copy=False)

@@ -60,10 +60,14 @@ def saturate_round(y, dtype: np.dtype):
     return np.clip(np.rint(y), lo, hi).astype(dtype)
 
 
-@op("QuantizeLinear", attributes=("axis", "block_size", "output_dtype", "saturate"),
-    notes="per tensor, per axis or per block; int8/uint8/int16/uint16/int4/uint4/float8 outputs")
-def quantize_linear(x, y_scale, y_zero_point=None, axis=1, block_size=0, output_dtype=0,
-                    saturate=1, precision=0):
+@op(
+    "QuantizeLinear",
+    attributes=("axis", "block_size", "output_dtype", "saturate"),
+    notes="per tensor, per axis or per block; int8/uint8/int16/uint16/int4/uint4/float8 outputs",
+)
+def quantize_linear(
+    x, y_scale, y_zero_point=None, axis=1, block_size=0, output_dtype=0, saturate=1, precision=0
+):
     dtype = _quantized_type(y_zero_point, output_dtype)
     y = _f32(x) / _f32(_along(y_scale, x.shape, axis, block_size))
     if dtype.name.startswith("float"):  # float8: no zero point to add (it must be 0)
@@ -75,8 +79,11 @@ def quantize_linear(x, y_scale, y_zero_point=None, axis=1, block_size=0, output_
     return saturate_round(y, dtype)
 
 
-@op("DequantizeLinear", attributes=("axis", "block_size", "output_dtype"),
-    notes="per tensor, per axis or per block")
+@op(
+    "DequantizeLinear",
+    attributes=("axis", "block_size", "output_dtype"),
+    notes="per tensor, per axis or per block",
+)
 def dequantize_linear(x, x_scale, x_zero_point=None, axis=1, block_size=0, output_dtype=0):
     scale = _along(x_scale, x.shape, axis, block_size)
     wide = x.astype(np.float64 if x.dtype.kind in "iu" or x.dtype.itemsize < 4 else x.dtype)
@@ -141,8 +148,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, **attrs):
 
 
 @op("QLinearConv", attributes=_CONV_ATTRS, notes="as Conv; w_scale per tensor or output channel")
-def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, b=None,
-                 **attrs):
+def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, b=None, **attrs):
     acc = _conv_integer(x, x_zero_point, w, w_zero_point, attrs)
     spatial = (1,) * (acc.ndim - 2)
     if b is not None:

@@ -30,8 +30,11 @@ def _extreme(fn, empty):
     def reduce(x, axis, keepdims):
         if x.size:
             return fn(x, axis=axis, keepdims=keepdims)
-        shape = [1 if i in axis else d for i, d in enumerate(x.shape)] if keepdims else \
-            [d for i, d in enumerate(x.shape) if i not in axis]
+        shape = (
+            [1 if i in axis else d for i, d in enumerate(x.shape)]
+            if keepdims
+            else [d for i, d in enumerate(x.shape) if i not in axis]
+        )
         if x.dtype.kind == "f":
             value = -np.inf if empty == "low" else np.inf
         else:
@@ -68,8 +71,9 @@ def _reduce(name: str, fn):
         return np.asarray(fn(x, axes, bool(keepdims))).astype(x.dtype, copy=False)
 
     kernel.__name__ = name.lower()
-    op(name, attributes=("axes", "keepdims", "noop_with_empty_axes"),
-       notes="axes as attribute or input")(kernel)
+    op(name, attributes=("axes", "keepdims", "noop_with_empty_axes"), notes="axes as attribute or input")(
+        kernel
+    )
 
 
 for _name, _fn in _REDUCERS.items():

@@ -14,8 +14,12 @@ from xverify.errors import UnsupportedOpError
 # the axis (1 nearest, 2 linear, 4 cubic) with weights; coordinates are computed in float32, as ONNX
 # Runtime and TensorFlow do, so that nearest-neighbour rounding picks the same pixels.
 
-_NEAREST = {"round_prefer_floor": lambda c: np.ceil(c - 0.5),
-            "round_prefer_ceil": lambda c: np.floor(c + 0.5), "floor": np.floor, "ceil": np.ceil}
+_NEAREST = {
+    "round_prefer_floor": lambda c: np.ceil(c - 0.5),
+    "round_prefer_ceil": lambda c: np.floor(c + 0.5),
+    "floor": np.floor,
+    "ceil": np.ceil,
+}
 
 
 def _source_coords(mode, n_out, n_in, scale, roi):
@@ -39,12 +43,21 @@ def _source_coords(mode, n_out, n_in, scale, roi):
         if n_out == 1:
             return np.full(1, 0.5 * (start + end) * (n_in - 1), np.float32)
         return start * (n_in - 1) + i * (end - start) * np.float32(n_in - 1) / np.float32(n_out - 1)
-    raise UnsupportedOpError(f"Resize: attribute coordinate_transformation_mode={mode!r} is not "
-                             "supported; supported: " + ", ".join(_COORD_MODES))
+    raise UnsupportedOpError(
+        f"Resize: attribute coordinate_transformation_mode={mode!r} is not "
+        "supported; supported: " + ", ".join(_COORD_MODES)
+    )
 
 
-_COORD_MODES = ("half_pixel", "pytorch_half_pixel", "half_pixel_symmetric", "align_corners",
-                "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize")
+_COORD_MODES = (
+    "half_pixel",
+    "pytorch_half_pixel",
+    "half_pixel_symmetric",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+    "tf_crop_and_resize",
+)
 
 
 def _cubic_weights(s, a):
@@ -111,32 +124,61 @@ def _refuse_fractional_align_corners(n_in, scale):
         f"Resize: coordinate_transformation_mode='align_corners' with a scale ({float(scale):g}) "
         f"that gives a fractional length ({n_in} * {float(scale):g}) is not supported: ONNX's "
         "reference and ONNX Runtime disagree on it; supported: sizes, or scales giving whole "
-        "lengths")
+        "lengths"
+    )
 
 
-@op("Resize", since=11, attributes=("mode", "coordinate_transformation_mode", "nearest_mode",
-                          "cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias",
-                          "axes", "keep_aspect_ratio_policy"),
+@op(
+    "Resize",
+    since=11,
+    attributes=(
+        "mode",
+        "coordinate_transformation_mode",
+        "nearest_mode",
+        "cubic_coeff_a",
+        "exclude_outside",
+        "extrapolation_value",
+        "antialias",
+        "axes",
+        "keep_aspect_ratio_policy",
+    ),
     notes="mode=nearest|linear|cubic (N-d, separable); inputs of opset 11+ (X, roi, scales, "
-          "sizes); antialias=1 only when no axis shrinks under linear/cubic")
-def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
-           coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_floor",
-           cubic_coeff_a=-0.75, exclude_outside=0, extrapolation_value=0.0, antialias=0, axes=None,
-           keep_aspect_ratio_policy="stretch"):
+    "sizes); antialias=1 only when no axis shrinks under linear/cubic",
+)
+def resize(
+    x,
+    roi=None,
+    scales=None,
+    sizes=None,
+    mode="nearest",
+    coordinate_transformation_mode="half_pixel",
+    nearest_mode="round_prefer_floor",
+    cubic_coeff_a=-0.75,
+    exclude_outside=0,
+    extrapolation_value=0.0,
+    antialias=0,
+    axes=None,
+    keep_aspect_ratio_policy="stretch",
+):
     if mode not in ("nearest", "linear", "cubic") or nearest_mode not in _NEAREST:
         raise UnsupportedOpError(
             f"Resize: attributes mode={mode!r}, nearest_mode={nearest_mode!r} are not supported; "
-            f"supported: mode nearest|linear|cubic, nearest_mode {'|'.join(_NEAREST)}")
+            f"supported: mode nearest|linear|cubic, nearest_mode {'|'.join(_NEAREST)}"
+        )
     if keep_aspect_ratio_policy not in ("stretch", "not_larger", "not_smaller"):
-        raise UnsupportedOpError(f"Resize: attribute keep_aspect_ratio_policy="
-                                 f"{keep_aspect_ratio_policy!r} is not supported; "
-                                 "supported: stretch, not_larger, not_smaller")
+        raise UnsupportedOpError(
+            f"Resize: attribute keep_aspect_ratio_policy="
+            f"{keep_aspect_ratio_policy!r} is not supported; "
+            "supported: stretch, not_larger, not_smaller"
+        )
     if sizes is not None and sizes.size == 0:
         sizes = None
     plan = _output_plan(x, scales, sizes, axes, keep_aspect_ratio_policy)
     if antialias and mode != "nearest" and any(n < x.shape[a] for a, n, _ in plan):
-        raise UnsupportedOpError("Resize: attribute antialias=1 when downscaling is not supported; "
-                                 "supported: antialias=0, or antialias=1 when upscaling")
+        raise UnsupportedOpError(
+            "Resize: attribute antialias=1 when downscaling is not supported; "
+            "supported: antialias=0, or antialias=1 when upscaling"
+        )
     crop = coordinate_transformation_mode == "tf_crop_and_resize"
     roi = None if roi is None or roi.size == 0 else np.asarray(roi, np.float32).reshape(2, -1)
     out = x
@@ -157,24 +199,32 @@ def resize(x, roi=None, scales=None, sizes=None, mode="nearest",
     return out.astype(x.dtype, copy=False)
 
 
-@op("Upsample", attributes=("mode", "scales"), since=7, until=9,
-    notes="scales as attribute (opset 7) or input (9); nearest (floor) or linear, asymmetric")
+@op(
+    "Upsample",
+    attributes=("mode", "scales"),
+    since=7,
+    until=9,
+    notes="scales as attribute (opset 7) or input (9); nearest (floor) or linear, asymmetric",
+)
 def upsample(x, scales, mode="nearest"):
     """Upsample and opset 10's Resize: ``x_original = x_resized / scale``, nearest rounding down."""
     mode = "linear" if mode == "bilinear" else mode
     if mode not in ("nearest", "linear"):
-        raise UnsupportedOpError(f"Upsample/Resize-10: attribute mode={mode!r} is not supported; "
-                                 "supported: nearest, linear")
+        raise UnsupportedOpError(
+            f"Upsample/Resize-10: attribute mode={mode!r} is not supported; supported: nearest, linear"
+        )
     scales = np.asarray(scales, np.float32).reshape(-1)
     if mode == "nearest" and np.any(scales < 1):
         # ONNX Runtime rounds a shrinking axis' source index up there, the spec does not say.
-        raise UnsupportedOpError("Upsample/Resize-10: mode=nearest with a scale below 1 is not "
-                                 "supported; supported: scales >= 1, or mode=linear")
-    return resize(x, None, scales, mode=mode, coordinate_transformation_mode="asymmetric",
-                  nearest_mode="floor")
+        raise UnsupportedOpError(
+            "Upsample/Resize-10: mode=nearest with a scale below 1 is not "
+            "supported; supported: scales >= 1, or mode=linear"
+        )
+    return resize(
+        x, None, scales, mode=mode, coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+    )
 
 
-@op("Resize", attributes=("mode",), since=10, until=10,
-    notes="opset 10's form: (X, scales), as Upsample")
+@op("Resize", attributes=("mode",), since=10, until=10, notes="opset 10's form: (X, scales), as Upsample")
 def resize_10(x, scales, mode="nearest"):
     return upsample(x, scales, mode)

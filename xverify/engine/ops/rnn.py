@@ -39,24 +39,27 @@ ACTIVATIONS = {
     "softplus": (lambda x, a, b: np.logaddexp(0, x), None, None),
 }
 _DIRECTIONS = {"forward": (False,), "reverse": (True,), "bidirectional": (False, True)}
-_COMMON = ("activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
-           "layout")
-_NOTES = ("directions forward|reverse|bidirectional; layout 0|1; sequence_lens; activations "
-          + "|".join(ACTIVATIONS))
+_COMMON = ("activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size", "layout")
+_NOTES = "directions forward|reverse|bidirectional; layout 0|1; sequence_lens; activations " + "|".join(
+    ACTIVATIONS
+)
 
 
 def _activations(op_type, names, alphas, betas, default, num_dir, dtype):
     """One list of callables per direction, alpha/beta bound."""
     names = list(names) if names else default * num_dir
     if len(names) != len(default) * num_dir:
-        raise UnsupportedOpError(f"{op_type}: activations={names} must name {len(default)} "
-                                 f"functions per direction ({num_dir} directions)")
+        raise UnsupportedOpError(
+            f"{op_type}: activations={names} must name {len(default)} "
+            f"functions per direction ({num_dir} directions)"
+        )
     alphas, betas = list(alphas or []), list(betas or [])
     funcs = []
     for name in names:
         if name.lower() not in ACTIVATIONS:
-            raise UnsupportedOpError(f"{op_type}: activation {name!r} is not supported; supported: "
-                                     f"{', '.join(ACTIVATIONS)}")
+            raise UnsupportedOpError(
+                f"{op_type}: activation {name!r} is not supported; supported: {', '.join(ACTIVATIONS)}"
+            )
         fn, alpha, beta = ACTIVATIONS[name.lower()]
         if alpha is not None and alphas:
             alpha = alphas.pop(0)
@@ -66,13 +69,12 @@ def _activations(op_type, names, alphas, betas, default, num_dir, dtype):
         b = dtype.type(beta if beta is not None else 0)
         funcs.append(lambda x, fn=fn, a=a, b=b: fn(x, a, b).astype(dtype, copy=False))
     k = len(default)
-    return [funcs[i * k:(i + 1) * k] for i in range(num_dir)]
+    return [funcs[i * k : (i + 1) * k] for i in range(num_dir)]
 
 
 def _num_dir(op_type, direction):
     if direction not in _DIRECTIONS:
-        raise UnsupportedOpError(f"{op_type}: direction={direction!r}; supported: "
-                                 f"{', '.join(_DIRECTIONS)}")
+        raise UnsupportedOpError(f"{op_type}: direction={direction!r}; supported: {', '.join(_DIRECTIONS)}")
     return len(_DIRECTIONS[direction])
 
 
@@ -115,7 +117,7 @@ def _recur(op_type, x, w, r, b, seq_lens, states, direction, layout, step, n_gat
         if b is not None:
             gh = n_gates * hid
             xw += b[d, :gh]
-            xw[..., :fold_bias * hid] += b[d, gh:gh + fold_bias * hid]
+            xw[..., : fold_bias * hid] += b[d, gh : gh + fold_bias * hid]
         order = _time_order(seq, lens, reverse)
         xw = xw[order, np.arange(batch)]
         cur = [np.zeros((batch, hid), dtype) if s is None else s[d].astype(dtype) for s in states]
@@ -134,76 +136,130 @@ def _recur(op_type, x, w, r, b, seq_lens, states, direction, layout, step, n_gat
 
 
 @op("LSTM", attributes=_COMMON + ("input_forget",), notes=_NOTES + "; peepholes P; input_forget")
-def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
-         activation_alpha=None, activation_beta=None, activations=None, clip=None,
-         direction="forward", hidden_size=None, input_forget=0, layout=0):
+def lstm(
+    x,
+    w,
+    r,
+    b=None,
+    sequence_lens=None,
+    initial_h=None,
+    initial_c=None,
+    p=None,
+    *,
+    activation_alpha=None,
+    activation_beta=None,
+    activations=None,
+    clip=None,
+    direction="forward",
+    hidden_size=None,
+    input_forget=0,
+    layout=0,
+):
     """Returns (Y, Y_h, Y_c); hidden_size is taken from R's shape."""
     num_dir, dtype, hid = _num_dir("LSTM", direction), x.dtype, r.shape[-1]
-    acts = _activations("LSTM", activations, activation_alpha, activation_beta,
-                        ["Sigmoid", "Tanh", "Tanh"], num_dir, dtype)
+    acts = _activations(
+        "LSTM", activations, activation_alpha, activation_beta, ["Sigmoid", "Tanh", "Tanh"], num_dir, dtype
+    )
     cl = _clipper(clip, dtype)
 
     def step(d, xw, states):
         h, c = states
         f_act, g_act, h_act = acts[d]
         gates = xw + h @ r[d].T
-        i, o, f, cc = (gates[:, k * hid:(k + 1) * hid] for k in range(4))
+        i, o, f, cc = (gates[:, k * hid : (k + 1) * hid] for k in range(4))
         if p is not None:
             i = i + p[d, :hid] * c
-            f = f + p[d, 2 * hid:] * c
+            f = f + p[d, 2 * hid :] * c
         i = f_act(cl(i))
         f = 1 - i if input_forget else f_act(cl(f))
         c_new = f * c + i * g_act(cl(cc))
         if p is not None:
-            o = o + p[d, hid:2 * hid] * c_new
+            o = o + p[d, hid : 2 * hid] * c_new
         return [f_act(cl(o)) * h_act(c_new), c_new]
 
-    return _recur("LSTM", x, w, r, b, sequence_lens, [initial_h, initial_c], direction, layout,
-                  step, 4, 4)
+    return _recur("LSTM", x, w, r, b, sequence_lens, [initial_h, initial_c], direction, layout, step, 4, 4)
 
 
 @op("GRU", attributes=_COMMON + ("linear_before_reset",), notes=_NOTES + "; linear_before_reset 0|1")
-def gru(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
-        activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
-        layout=0, linear_before_reset=0):
+def gru(
+    x,
+    w,
+    r,
+    b=None,
+    sequence_lens=None,
+    initial_h=None,
+    *,
+    activation_alpha=None,
+    activation_beta=None,
+    activations=None,
+    clip=None,
+    direction="forward",
+    hidden_size=None,
+    layout=0,
+    linear_before_reset=0,
+):
     """Returns (Y, Y_h)."""
     num_dir, dtype, hid = _num_dir("GRU", direction), x.dtype, r.shape[-1]
-    acts = _activations("GRU", activations, activation_alpha, activation_beta,
-                        ["Sigmoid", "Tanh"], num_dir, dtype)
+    acts = _activations(
+        "GRU", activations, activation_alpha, activation_beta, ["Sigmoid", "Tanh"], num_dir, dtype
+    )
     cl = _clipper(clip, dtype)
 
     def step(d, xw, states):
         (h,) = states
         f_act, g_act = acts[d]
         rd = r[d]
-        zr = xw[:, :2 * hid] + h @ rd[:2 * hid].T
+        zr = xw[:, : 2 * hid] + h @ rd[: 2 * hid].T
         z, rr = f_act(cl(zr[:, :hid])), f_act(cl(zr[:, hid:]))
         if linear_before_reset:
-            lin = h @ rd[2 * hid:].T
+            lin = h @ rd[2 * hid :].T
             if b is not None:
-                lin += b[d, 5 * hid:]  # Rbh stays inside the reset gate's product
-            hh = g_act(cl(xw[:, 2 * hid:] + rr * lin))
+                lin += b[d, 5 * hid :]  # Rbh stays inside the reset gate's product
+            hh = g_act(cl(xw[:, 2 * hid :] + rr * lin))
         else:
-            hh = g_act(cl(xw[:, 2 * hid:] + (rr * h) @ rd[2 * hid:].T))
+            hh = g_act(cl(xw[:, 2 * hid :] + (rr * h) @ rd[2 * hid :].T))
         return [(1 - z) * hh + z * h]
 
     # Rb folds into the projection for z and r, and for h only when it is outside the reset product.
-    return _recur("GRU", x, w, r, b, sequence_lens, [initial_h], direction, layout,
-                  step, 3, 2 if linear_before_reset else 3)
+    return _recur(
+        "GRU",
+        x,
+        w,
+        r,
+        b,
+        sequence_lens,
+        [initial_h],
+        direction,
+        layout,
+        step,
+        3,
+        2 if linear_before_reset else 3,
+    )
 
 
 @op("RNN", attributes=_COMMON, notes=_NOTES)
-def rnn(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
-        activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
-        layout=0):
+def rnn(
+    x,
+    w,
+    r,
+    b=None,
+    sequence_lens=None,
+    initial_h=None,
+    *,
+    activation_alpha=None,
+    activation_beta=None,
+    activations=None,
+    clip=None,
+    direction="forward",
+    hidden_size=None,
+    layout=0,
+):
     """Returns (Y, Y_h)."""
     num_dir, dtype = _num_dir("RNN", direction), x.dtype
-    acts = _activations("RNN", activations, activation_alpha, activation_beta, ["Tanh"], num_dir,
-                        dtype)
+    acts = _activations("RNN", activations, activation_alpha, activation_beta, ["Tanh"], num_dir, dtype)
     cl = _clipper(clip, dtype)
 
     def step(d, xw, states):
         return [acts[d][0](cl(xw + states[0] @ r[d].T))]
 
-    return _recur("RNN", x, w, r, b, sequence_lens, [initial_h], direction, layout,
-                  step, 1, 1)
+    return _recur("RNN", x, w, r, b, sequence_lens, [initial_h], direction, layout, step, 1, 1)

@@ -14,12 +14,16 @@ def compress(x, condition, axis=None):
     return np.compress(np.asarray(condition, bool).reshape(-1), x, axis=axis)
 
 
-@op("Unique", attributes=("axis", "sorted"),
-    notes="outputs Y, indices, inverse_indices, counts; sorted=0 keeps first-occurrence order")
-def unique(x, axis=None, sorted=1):  # noqa: A002 (ONNX attribute name)
+@op(
+    "Unique",
+    attributes=("axis", "sorted"),
+    notes="outputs Y, indices, inverse_indices, counts; sorted=0 keeps first-occurrence order",
+)
+def unique(x, axis=None, sorted=1):
     flat = x.reshape(-1) if axis is None else x
-    y, first, inverse, counts = np.unique(flat, return_index=True, return_inverse=True,
-                                          return_counts=True, axis=axis)
+    y, first, inverse, counts = np.unique(
+        flat, return_index=True, return_inverse=True, return_counts=True, axis=axis
+    )
     if not sorted:  # reorder the unique values by where each first occurs
         order = np.argsort(first, kind="stable")
         rank = np.empty_like(order)
@@ -47,15 +51,21 @@ def center_crop_pad(x, shape, axes=None):
     return out
 
 
-@op("TensorScatter", attributes=("axis", "mode"),
+@op(
+    "TensorScatter",
+    attributes=("axis", "mode"),
     notes="writes update into a copy of past_cache along `axis` at each sample's write index; "
-          "mode=linear|circular")
+    "mode=linear|circular",
+)
 def tensor_scatter(past_cache, update, write_indices=None, axis=-2, mode="linear"):
     axis %= past_cache.ndim
     out = past_cache.copy()
     length, capacity = update.shape[axis], past_cache.shape[axis]
-    starts = (np.zeros(past_cache.shape[0], np.int64) if write_indices is None
-              else np.asarray(write_indices, np.int64).reshape(-1))
+    starts = (
+        np.zeros(past_cache.shape[0], np.int64)
+        if write_indices is None
+        else np.asarray(write_indices, np.int64).reshape(-1)
+    )
     for b, start in enumerate(starts):
         positions = start + np.arange(length)
         if mode == "circular":
@@ -74,21 +84,28 @@ def bit_cast(x, to, ctx=None):
         # The oracle widened the graph's float; its bits are those of the float of the target's
         # width, which is float32 for 4 bytes (2 bytes: float16 or bfloat16, not known here).
         if target.itemsize != 4:
-            raise UnsupportedOpError("BitCast: the float64 oracle cannot recover a 16-bit float's "
-                                     "bits; run the check without --oracle")
+            raise UnsupportedOpError(
+                "BitCast: the float64 oracle cannot recover a 16-bit float's "
+                "bits; run the check without --oracle"
+            )
         x = x.astype(np.float32)
     return x.copy(order="C").view(target)
 
 
-@op("MaxUnpool", attributes=("kernel_shape", "pads", "strides"),
-    notes="X written at MaxPool's flat indices I, zeros elsewhere; output_shape only if inferred")
+@op(
+    "MaxUnpool",
+    attributes=("kernel_shape", "pads", "strides"),
+    notes="X written at MaxPool's flat indices I, zeros elsewhere; output_shape only if inferred",
+)
 def max_unpool(x, indices, output_shape=None, kernel_shape=(), pads=None, strides=None):
     n = len(kernel_shape)
     strides = strides or [1] * n
     pads = pads or [0] * (2 * n)
     # The indices address the shape MaxPool read (inferred from X); output_shape only pads it.
-    shape = list(x.shape[:2]) + [(size - 1) * s + k - pads[i] - pads[i + n] for i, (size, s, k)
-                                 in enumerate(zip(x.shape[2:], strides, kernel_shape))]
+    shape = list(x.shape[:2]) + [
+        (size - 1) * s + k - pads[i] - pads[i + n]
+        for i, (size, s, k) in enumerate(zip(x.shape[2:], strides, kernel_shape))
+    ]
     out = np.zeros(int(np.prod(shape)), x.dtype)
     out[np.asarray(indices, np.int64).reshape(-1)] = x.reshape(-1)
     if output_shape is not None and [int(v) for v in np.asarray(output_shape).reshape(-1)] != shape:
@@ -97,5 +114,6 @@ def max_unpool(x, indices, output_shape=None, kernel_shape=(), pads=None, stride
         raise UnsupportedOpError(
             f"MaxUnpool: an output_shape ({[int(v) for v in np.asarray(output_shape).reshape(-1)]}) "
             f"other than the inferred {shape} is not supported: ONNX's reference and ONNX Runtime "
-            "disagree on where the indices point; supported: no output_shape, or the inferred one")
+            "disagree on where the indices point; supported: no output_shape, or the inferred one"
+        )
     return out.reshape(shape)

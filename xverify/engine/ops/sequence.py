@@ -47,7 +47,7 @@ def sequence_at(seq, position):
 @op("SequenceErase", notes="the last tensor when position is omitted")
 def sequence_erase(seq, position=None):
     p = len(seq) - 1 if position is None else _position(seq, position)
-    return seq[:p] + seq[p + 1:]
+    return seq[:p] + seq[p + 1 :]
 
 
 @op("SequenceLength")
@@ -55,8 +55,11 @@ def sequence_length(seq):
     return np.array(len(seq), dtype=np.int64)
 
 
-@op("SplitToSequence", attributes=("axis", "keepdims"),
-    notes="split: omitted (pieces of 1), a scalar (equal pieces, the last smaller) or sizes")
+@op(
+    "SplitToSequence",
+    attributes=("axis", "keepdims"),
+    notes="split: omitted (pieces of 1), a scalar (equal pieces, the last smaller) or sizes",
+)
 def split_to_sequence(x, split=None, axis=0, keepdims=1):
     axis %= x.ndim
     n = x.shape[axis]
@@ -76,8 +79,12 @@ def concat_from_sequence(seq, axis, new_axis=0):
     return np.stack(seq, axis=axis) if new_axis else np.concatenate(seq, axis=axis)
 
 
-@op("SequenceMap", context=True, attributes=("body",),
-    notes="the body runs once per position; sequence inputs give it their tensor there")
+@op(
+    "SequenceMap",
+    context=True,
+    attributes=("body",),
+    notes="the body runs once per position; sequence inputs give it their tensor there",
+)
 def sequence_map(seq, *extra, body, ctx):
     outs = [[] for _ in body.output]
     names = [i.name for i in body.input]

@@ -71,8 +71,12 @@ def concat(*xs, axis=1):
     return np.concatenate(xs, axis=axis)
 
 
-@op("Split", context=True, attributes=("axis", "split", "num_outputs"),
-    notes="split as input or attribute, else equal parts (the last smaller, opset 18)")
+@op(
+    "Split",
+    context=True,
+    attributes=("axis", "split", "num_outputs"),
+    notes="split as input or attribute, else equal parts (the last smaller, opset 18)",
+)
 def split(x, split=None, axis=0, num_outputs=None, ctx=None):
     sizes = None if split is None else ints(split)
     if not sizes:
@@ -82,8 +86,11 @@ def split(x, split=None, axis=0, num_outputs=None, ctx=None):
     return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
 
 
-@op("Slice", attributes=("starts", "ends", "axes"),
-    notes="inputs (opset 10+) or attributes; negative steps; ONNX clamping")
+@op(
+    "Slice",
+    attributes=("starts", "ends", "axes"),
+    notes="inputs (opset 10+) or attributes; negative steps; ONNX clamping",
+)
 def slice_(x, starts, ends, axes=None, steps=None):
     axes = range(len(ints(starts))) if axes is None else ints(axes)
     steps = [1] * len(axes) if steps is None else ints(steps)
@@ -131,8 +138,10 @@ def _scatter(x, index, updates, reduction):
     elif reduction in _SCATTER:
         _SCATTER[reduction].at(out, index, updates)
     else:
-        raise UnsupportedOpError(f"Scatter: attribute reduction={reduction!r} is not supported; "
-                                 "supported: none, add, mul, max, min")
+        raise UnsupportedOpError(
+            f"Scatter: attribute reduction={reduction!r} is not supported; "
+            "supported: none, add, mul, max, min"
+        )
     return out
 
 
@@ -147,8 +156,7 @@ def scatter_elements(x, indices, updates, axis=0, reduction="none"):
     return _scatter(x, _grid(indices, axis), updates, reduction)
 
 
-@op("Scatter", attributes=("axis",), since=9, until=10,
-    notes="ScatterElements' older name (same semantics)")
+@op("Scatter", attributes=("axis",), since=9, until=10, notes="ScatterElements' older name (same semantics)")
 def scatter(x, indices, updates, axis=0):
     return scatter_elements(x, indices, updates, axis)
 
@@ -170,13 +178,17 @@ def tile(x, repeats, axis=None):
 _PAD_MODES = ("constant", "reflect", "edge", "wrap")  # the same names as np.pad's modes
 
 
-@op("Pad", attributes=("mode", "pads", "value"),
+@op(
+    "Pad",
+    attributes=("mode", "pads", "value"),
     notes="mode=constant|reflect|edge|wrap; pads/constant_value/axes as inputs or pads/value attrs; "
-          "negative pads crop")
+    "negative pads crop",
+)
 def pad(x, pads=None, constant_value=None, axes=None, mode="constant", value=0.0, paddings=None):
     if mode not in _PAD_MODES:
-        raise UnsupportedOpError(f"Pad: attribute mode={mode!r} is not supported; "
-                                 f"supported: {', '.join(_PAD_MODES)}")
+        raise UnsupportedOpError(
+            f"Pad: attribute mode={mode!r} is not supported; supported: {', '.join(_PAD_MODES)}"
+        )
     pads = ints(paddings if pads is None else pads)  # ``paddings``: opset 1's name
     axes = [a % x.ndim for a in ints(axes)] if axes is not None else range(x.ndim)
     width = [[0, 0] for _ in range(x.ndim)]
@@ -210,18 +222,22 @@ def constant_of_shape(new_shape, value=None, ctx=None):
     return np.full(ints(new_shape), _policy(ctx, value).reshape(())[()])
 
 
-@op("Constant", context=True,
+@op(
+    "Constant",
+    context=True,
     attributes=("value", "value_float", "value_floats", "value_int", "value_ints"),
-    notes="sparse_value and value_string(s) not supported")
+    notes="sparse_value and value_string(s) not supported",
+)
 def constant(ctx=None, **attrs):
-    (name, value), = attrs.items()
+    ((name, value),) = attrs.items()
     if name in ("value_float", "value_floats"):
         value = np.array(value, dtype=np.float32)
     elif name in ("value_int", "value_ints"):
         value = np.array(value, dtype=np.int64)
     elif name != "value":
-        raise UnsupportedOpError(f"Constant: attribute {name} is not supported; "
-                                 "supported: value, value_float(s), value_int(s)")
+        raise UnsupportedOpError(
+            f"Constant: attribute {name} is not supported; supported: value, value_float(s), value_int(s)"
+        )
     return _policy(ctx, np.asarray(value))
 
 
@@ -234,8 +250,9 @@ def depth_to_space(x, blocksize, mode="DCR"):
     elif mode == "CRD":
         y = x.reshape(n, c // b**2, b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
     else:
-        raise UnsupportedOpError(f"DepthToSpace: attribute mode={mode!r} is not supported; "
-                                 "supported: DCR, CRD")
+        raise UnsupportedOpError(
+            f"DepthToSpace: attribute mode={mode!r} is not supported; supported: DCR, CRD"
+        )
     return y.reshape(n, c // b**2, h * b, w * b)
 
 
@@ -249,8 +266,9 @@ def space_to_depth(x, blocksize, mode="DCR"):
     elif mode == "CRD":
         y = y.transpose(0, 1, 3, 5, 2, 4)
     else:
-        raise UnsupportedOpError(f"SpaceToDepth: attribute mode={mode!r} is not supported; "
-                                 "supported: DCR, CRD")
+        raise UnsupportedOpError(
+            f"SpaceToDepth: attribute mode={mode!r} is not supported; supported: DCR, CRD"
+        )
     return y.reshape(n, c * b * b, h // b, w // b)
 
 
@@ -269,9 +287,8 @@ def non_zero(x):
     return np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)
 
 
-@op("TopK", attributes=("axis", "largest", "sorted"),
-    notes="ties keep the lower index first; always sorted")
-def top_k(x, k, axis=-1, largest=1, sorted=1):  # noqa: A002 (ONNX attribute name)
+@op("TopK", attributes=("axis", "largest", "sorted"), notes="ties keep the lower index first; always sorted")
+def top_k(x, k, axis=-1, largest=1, sorted=1):
     # Descending order as an ascending key: ~x reverses unsigned and bool values, -x would wrap.
     key = (~x if x.dtype.kind in "ub" else -x) if largest else x
     order = np.argsort(key, axis=axis, kind="stable")

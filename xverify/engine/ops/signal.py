@@ -21,8 +21,11 @@ def _window(terms):
     return kernel
 
 
-for _name, _terms in {"HannWindow": (0.5, 0.5), "HammingWindow": (25 / 46, 21 / 46),
-                      "BlackmanWindow": (0.42, 0.5, 0.08)}.items():
+for _name, _terms in {
+    "HannWindow": (0.5, 0.5),
+    "HammingWindow": (25 / 46, 21 / 46),
+    "BlackmanWindow": (0.42, 0.5, 0.08),
+}.items():
     op(_name, context=True, attributes=("output_datatype", "periodic"))(_window(_terms))
 
 
@@ -52,16 +55,25 @@ def _dft(x, length, axis, inverse, onesided):
     return np.stack([y.real, y.imag], axis=-1).astype(x.dtype)
 
 
-@op("DFT", attributes=("inverse", "onesided"), since=20,
-    notes="axis as input (default -2, counting the real/imaginary axis); dft_length pads or cuts")
+@op(
+    "DFT",
+    attributes=("inverse", "onesided"),
+    since=20,
+    notes="axis as input (default -2, counting the real/imaginary axis); dft_length pads or cuts",
+)
 def dft(x, dft_length=None, axis=None, inverse=0, onesided=0):
     a = -2 if axis is None else int(np.asarray(axis).reshape(-1)[0])
     a = a % x.ndim  # an axis of x, never its last (real/imaginary) one
     return _dft(x, dft_length, a, inverse, onesided)
 
 
-@op("DFT", attributes=("axis", "inverse", "onesided"), since=17, until=19,
-    notes="axis as attribute (default 1)")
+@op(
+    "DFT",
+    attributes=("axis", "inverse", "onesided"),
+    since=17,
+    until=19,
+    notes="axis as attribute (default 1)",
+)
 def dft_17(x, dft_length=None, axis=1, inverse=0, onesided=0):
     return _dft(x, dft_length, axis % (x.ndim - 1), inverse, onesided)
 
@@ -69,10 +81,9 @@ def dft_17(x, dft_length=None, axis=1, inverse=0, onesided=0):
 @op("STFT", attributes=("onesided",), notes="frames of frame_length every frame_step, windowed")
 def stft(signal, frame_step, window=None, frame_length=None, onesided=1):
     step = int(np.asarray(frame_step).reshape(-1)[0])
-    length = (int(np.asarray(frame_length).reshape(-1)[0]) if frame_length is not None
-              else len(window))
+    length = int(np.asarray(frame_length).reshape(-1)[0]) if frame_length is not None else len(window)
     n_frames = 1 + (signal.shape[1] - length) // step
-    frames = np.stack([signal[:, i * step:i * step + length] for i in range(n_frames)], axis=1)
+    frames = np.stack([signal[:, i * step : i * step + length] for i in range(n_frames)], axis=1)
     if window is not None:
         frames = frames * np.asarray(window).reshape(1, 1, -1, 1)
     return _dft(frames.astype(signal.dtype), None, 2, 0, onesided)
@@ -86,22 +97,28 @@ def _hz(mel):
     return 700 * (10 ** (mel / 2595) - 1)
 
 
-@op("MelWeightMatrix", context=True, attributes=("output_datatype",),
-    notes="triangular filters on whole DFT bins, peak 1 (as ONNX Runtime)")
-def mel_weight_matrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz,
-                      output_datatype=1, ctx=None):
+@op(
+    "MelWeightMatrix",
+    context=True,
+    attributes=("output_datatype",),
+    notes="triangular filters on whole DFT bins, peak 1 (as ONNX Runtime)",
+)
+def mel_weight_matrix(
+    num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz, output_datatype=1, ctx=None
+):
     bins, length = int(num_mel_bins), int(dft_length)
     rate = float(sample_rate)
     low, high = _mel(float(lower_edge_hertz)), _mel(float(upper_edge_hertz))
-    edges = np.floor((length + 1) * _hz(low + np.arange(bins + 2) * (high - low) / (bins + 2))
-                     / rate).astype(np.int64)
+    edges = np.floor((length + 1) * _hz(low + np.arange(bins + 2) * (high - low) / (bins + 2)) / rate).astype(
+        np.int64
+    )
     out = np.zeros((length // 2 + 1, bins))
     for i in range(bins):
-        lower, center, upper = edges[i:i + 3]
+        lower, center, upper = edges[i : i + 3]
         if center == lower:
             out[center, i] = 1
         else:
-            out[lower:center + 1, i] = (np.arange(lower, center + 1) - lower) / (center - lower)
+            out[lower : center + 1, i] = (np.arange(lower, center + 1) - lower) / (center - lower)
         if upper > center:
             out[center:upper, i] = (upper - np.arange(center, upper)) / (upper - center)
     return out.astype(ctx.np_dtype(output_datatype))

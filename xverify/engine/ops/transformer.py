@@ -8,10 +8,14 @@ from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
 
 
-@op("RotaryEmbedding", attributes=("interleaved", "num_heads", "rotary_embedding_dim"),
-    notes="3-D (num_heads given) or 4-D input; halves or interleaved pairs; partial rotation")
-def rotary_embedding(x, cos_cache, sin_cache, position_ids=None, interleaved=0, num_heads=0,
-                     rotary_embedding_dim=0):
+@op(
+    "RotaryEmbedding",
+    attributes=("interleaved", "num_heads", "rotary_embedding_dim"),
+    notes="3-D (num_heads given) or 4-D input; halves or interleaved pairs; partial rotation",
+)
+def rotary_embedding(
+    x, cos_cache, sin_cache, position_ids=None, interleaved=0, num_heads=0, rotary_embedding_dim=0
+):
     """Rotates pairs (x1, x2) of each head's first ``rotary_embedding_dim`` features by the angle
     of the token's position: (x1 cos - x2 sin, x1 sin + x2 cos)."""
     shape = x.shape
@@ -67,15 +71,44 @@ def _softmax_rows(scores, dtype):
     return np.where(empty, 0, e / np.where(empty, 1, total))
 
 
-@op("Attention", context=True, since=23,
-    attributes=("is_causal", "kv_num_heads", "q_num_heads", "qk_matmul_output_mode", "scale",
-                "softcap", "softmax_precision", "left_window_size", "right_window_size"),
+@op(
+    "Attention",
+    context=True,
+    since=23,
+    attributes=(
+        "is_causal",
+        "kv_num_heads",
+        "q_num_heads",
+        "qk_matmul_output_mode",
+        "scale",
+        "softcap",
+        "softmax_precision",
+        "left_window_size",
+        "right_window_size",
+    ),
     notes="3-D or 4-D; GQA/MQA; bool or float mask; causal (bottom-right); past key/value; "
-          "nonpad_kv_seqlen; softcap; sliding windows")
-def attention(q, k, v, attn_mask=None, past_key=None, past_value=None, nonpad_kv_seqlen=None, *,
-              is_causal=0, kv_num_heads=None, q_num_heads=None, qk_matmul_output_mode=0,
-              scale=None, softcap=0.0, softmax_precision=None, left_window_size=-1,
-              right_window_size=-1, ctx):
+    "nonpad_kv_seqlen; softcap; sliding windows",
+)
+def attention(
+    q,
+    k,
+    v,
+    attn_mask=None,
+    past_key=None,
+    past_value=None,
+    nonpad_kv_seqlen=None,
+    *,
+    is_causal=0,
+    kv_num_heads=None,
+    q_num_heads=None,
+    qk_matmul_output_mode=0,
+    scale=None,
+    softcap=0.0,
+    softmax_precision=None,
+    left_window_size=-1,
+    right_window_size=-1,
+    ctx,
+):
     rank3 = q.ndim == 3
     if rank3:
         q, k, v = _heads(q, q_num_heads), _heads(k, kv_num_heads), _heads(v, kv_num_heads)
@@ -92,10 +125,16 @@ def attention(q, k, v, attn_mask=None, past_key=None, past_value=None, nonpad_kv
     outputs[1] = qk
     q_len, k_len = qk.shape[-2:]
     past = 0 if past_key is None else past_key.shape[2]
-    offsets = (np.asarray(nonpad_kv_seqlen).reshape(-1) - q_len
-               if nonpad_kv_seqlen is not None and past_key is None else np.array([past]))
-    bias = np.where(_allowed(q_len, k_len, offsets, is_causal, left_window_size,
-                             right_window_size, nonpad_kv_seqlen), 0, -np.inf)
+    offsets = (
+        np.asarray(nonpad_kv_seqlen).reshape(-1) - q_len
+        if nonpad_kv_seqlen is not None and past_key is None
+        else np.array([past])
+    )
+    bias = np.where(
+        _allowed(q_len, k_len, offsets, is_causal, left_window_size, right_window_size, nonpad_kv_seqlen),
+        0,
+        -np.inf,
+    )
     if attn_mask is not None:
         mask = attn_mask
         if mask.shape[-1] < k_len:  # a shorter mask is padded with -inf (disallowed)
@@ -109,7 +148,8 @@ def attention(q, k, v, attn_mask=None, past_key=None, past_value=None, nonpad_kv
         raise UnsupportedOpError(
             "Attention: qk_matmul_output_mode=2 with masked positions is not supported: ONNX's "
             "reference writes -inf there and ONNX Runtime the lowest float; supported: modes 0, "
-            "1, 3, or mode 2 without masked positions")
+            "1, 3, or mode 2 without masked positions"
+        )
     outputs[2] = scores
     precision = qk.dtype if softmax_precision is None else ctx.np_dtype(softmax_precision)
     probs = _softmax_rows(scores, precision).astype(qk.dtype)
