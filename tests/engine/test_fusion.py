@@ -9,7 +9,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from xverify.engine import Interpreter
-from xverify.engine.ops import conv as conv_ops
+from xverify.engine.fast import Tuning
+from xverify.engine.fast import depthwise as fast_depthwise
 
 rng = np.random.default_rng(3)
 
@@ -19,11 +20,27 @@ def randn(*shape):
 
 
 @pytest.fixture(autouse=True, params=["compact", "wide"])
-def handover(request, monkeypatch):
-    """Every test twice: a fused depthwise conv hands its output to the projection compact, and
-    with each row at the computed width (used on large planes only, forced here)."""
-    monkeypatch.setattr(conv_ops, "_WIDE_EXTRA", 1.0 if request.param == "compact" else 10.0)
+def handover(request):
+    """Every test twice: a fused depthwise conv hands its output to the projection compact, and with
+    each row at the computed width (used on large planes only, forced here)."""
     return request.param
+
+
+def tuned(handover):
+    return Tuning(wide_extra=1.0 if handover == "compact" else 10.0)
+
+
+def spy_on_phased_producer(monkeypatch) -> list:
+    """The calls of the fast path's phased producer, recorded as they happen."""
+    made = []
+    producer = fast_depthwise.phased_producer
+    monkeypatch.setattr(fast_depthwise, "phased_producer", lambda *a: made.append(a) or producer(*a))
+    return made
+
+
+def unfused(model, x, dtype="float32"):
+    """The model's output with every node run by its own kernel."""
+    return Interpreter(model, dtype, fuse=False).run({"x": x})["y"]
 
 
 def assert_as_nodes(fused, plain, exact):
@@ -88,24 +105,32 @@ def _ort(model, x):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_block_matches_the_nodes_one_by_one_and_onnxruntime(handover, dtype):
     model = _model(MOBILENET_BLOCK)
-    interp = Interpreter(model, dtype)
-    assert interp.program.hidden == {"p", "d", "m", "c", "q"}  # the pointwise conv reads c
-    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
+    interp = Interpreter(model, dtype, fuse=tuned(handover))
+    assert interp.hidden == {"p", "d", "m", "c", "q"}  # the pointwise conv reads c
+    assert [s.node.op_type for s in interp.steps] == ["Conv"]
     fused = interp.run({"x": X})["y"]
-    plain = interp.run({"x": X}, on_tensor=lambda name, value: None)["y"]  # callers see all
+    plain = unfused(model, X, dtype)
     assert_as_nodes(fused, plain, exact=False)  # the Mul is folded into the weights
     np.testing.assert_allclose(fused, _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
+def test_a_callback_watching_the_tensors_sees_the_nodes_one_by_one(handover):
+    seen = []
+    interp = Interpreter(_model(MOBILENET_BLOCK), fuse=tuned(handover))
+    out = interp.run({"x": X}, on_tensor=lambda name, value: seen.append(name))["y"]
+    assert seen == ["p", "d", "m", "c", "q", "y"]
+    np.testing.assert_array_equal(out, unfused(_model(MOBILENET_BLOCK), X))
+
+
 def test_tapping_an_intermediate_runs_the_nodes_one_by_one(handover):
-    interp = Interpreter(_model(MOBILENET_BLOCK))
+    interp = Interpreter(_model(MOBILENET_BLOCK), fuse=tuned(handover))
     out = interp.run({"x": X}, taps=["m"])
     assert out["m"].shape == (2, C, 11, 10)
     # (the Mul is folded into the weights)
     assert_as_nodes(interp.run({"x": X})["y"], out["y"], exact=False)
 
 
-def test_chains_with_other_readers_or_nonzero_pad_are_not_fused():
+def test_chains_with_other_readers_or_nonzero_pad_are_not_fused(handover):
     constants = dict(CONSTANTS, one=np.array(1.0, dtype=np.float32))
     nodes = [
         helper.make_node("Pad", ["x", "pads", "one"], ["p"]),  # pads with ones
@@ -114,17 +139,17 @@ def test_chains_with_other_readers_or_nonzero_pad_are_not_fused():
         helper.make_node("Add", ["m", "d"], ["y"]),
     ]  # d has a second reader
     model = _model(nodes, constants=constants)
-    interp = Interpreter(model)
-    assert not interp.program.hidden
+    interp = Interpreter(model, fuse=tuned(handover))
+    assert not interp.hidden
     np.testing.assert_allclose(interp.run({"x": X})["y"], _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
-def test_graph_output_inside_a_chain_stays_visible():
+def test_graph_output_inside_a_chain_stays_visible(handover):
     nodes = MOBILENET_BLOCK[1:4]  # Conv -> Mul -> Clip, with the Mul's output the graph output
     nodes = [helper.make_node("Conv", ["x", "w_dw"], ["d"], group=C, pads=[1, 1, 1, 1])] + nodes[1:]
     model = _model(nodes, out="m")
-    interp = Interpreter(model)
-    assert interp.program.hidden == {"d"}  # Conv -> Mul fused; the Clip reads the visible m
+    interp = Interpreter(model, fuse=tuned(handover))
+    assert interp.hidden == {"d"}  # Conv -> Mul fused; the Clip reads the visible m
     np.testing.assert_allclose(interp.run({"x": X})["m"], _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
@@ -132,7 +157,7 @@ def test_graph_output_inside_a_chain_stays_visible():
     "factor",
     [np.array(0.5, dtype=np.float32), np.array([[[-2.0]], [[0.25]], [[3.0]], [[1.5]]], dtype=np.float32)],
 )
-def test_a_conv_with_bias_then_a_mul_folds_it_into_its_weights(factor):
+def test_a_conv_with_bias_then_a_mul_folds_it_into_its_weights(handover, factor):
     # (conv(x, w) + b) * s == conv(x, w * s) + b * s, for one factor or one per output channel.
     constants = dict(CONSTANTS, s=factor)
     nodes = [
@@ -141,10 +166,10 @@ def test_a_conv_with_bias_then_a_mul_folds_it_into_its_weights(factor):
         helper.make_node("Relu", ["m"], ["y"]),
     ]
     model = _model(nodes, constants=constants)
-    interp = Interpreter(model)
-    assert interp.program.hidden == {"q", "m"}
+    interp = Interpreter(model, fuse=tuned(handover))
+    assert interp.hidden == {"q", "m"}
     fused = interp.run({"x": X})["y"]
-    assert_as_nodes(fused, interp.run({"x": X}, on_tensor=lambda n, v: None)["y"], exact=False)
+    assert_as_nodes(fused, unfused(model, X), exact=False)
     np.testing.assert_allclose(fused, _ort(model, X), atol=1e-4, rtol=1e-4)
 
 
@@ -178,11 +203,11 @@ def _expand_model(batch):
 def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(handover, dtype, batch):
     model = _expand_model(batch)
     x = randn(batch, 3, 21, 19)
-    interp = Interpreter(model, dtype)
-    assert interp.program.hidden == {"e", "r", "p", "d", "m"}
-    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
+    interp = Interpreter(model, dtype, fuse=tuned(handover))
+    assert interp.hidden == {"e", "r", "p", "d", "m"}
+    assert [s.node.op_type for s in interp.steps] == ["Conv"]
     fused = interp.run({"x": x})["y"]
-    plain = interp.run({"x": x}, on_tensor=lambda name, value: None)["y"]
+    plain = unfused(model, x, dtype)
     assert_as_nodes(fused, plain, exact=False)  # the Mul is folded into the weights
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
@@ -198,16 +223,13 @@ def test_pointwise_conv_feeding_a_depthwise_conv_is_one_step(handover, dtype, ba
     ],
 )
 def test_pointwise_conv_writes_a_strided_depthwise_input_as_its_stride_phases(
-    monkeypatch, dtype, size, dw_attrs
+    monkeypatch, handover, dtype, size, dw_attrs
 ):
     # The expand conv writes the padded stride phases the depthwise conv reads (on planes this
     # small only when forced), with several blocks of channels per image; the results stay those
     # of the nodes one by one, which read strided windows of the plain tensor.
-    monkeypatch.setattr(conv_ops, "_PHASED_EXTRA", 10.0)
-    monkeypatch.setattr(conv_ops, "_DEPTHWISE_BUDGET", 9 * 12 * 12 * 2)
-    made = []
-    producer = conv_ops._phased_producer
-    monkeypatch.setattr(conv_ops, "_phased_producer", lambda *a: made.append(a) or producer(*a))
+    tuning = Tuning(phased_extra=10.0, wide_extra=tuned(handover).wide_extra, depthwise_block=9 * 12 * 12 * 2)
+    made = spy_on_phased_producer(monkeypatch)
     nodes = EXPAND_BLOCK[:2] + [
         helper.make_node("Conv", ["r", "w_dw", "b_dw"], ["d"], group=C, **dw_attrs),
         helper.make_node("Mul", ["d", "scale"], ["m"]),
@@ -215,22 +237,19 @@ def test_pointwise_conv_writes_a_strided_depthwise_input_as_its_stride_phases(
     ]
     model = _graph_model(nodes, EXPAND, [3, 3, *size])
     x = randn(3, 3, *size)
-    interp = Interpreter(model, dtype)
+    interp = Interpreter(model, dtype, fuse=tuning)
     fused = interp.run({"x": x})["y"]
-    assert made and interp.program.hidden == {"e", "r", "d", "m"}
-    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    assert made and interp.hidden == {"e", "r", "d", "m"}
+    plain = unfused(model, x, dtype)
     assert_as_nodes(fused, plain, exact=False)
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
-def test_mobilenet_sized_block_is_within_rounding_of_the_nodes(monkeypatch):
+def test_mobilenet_sized_block_is_within_rounding_of_the_nodes(monkeypatch, handover):
     # At MobileNet's sizes the expand conv writes stride phases by itself (no forcing), and the
     # projection takes rows at the computed width: the 1x1 matmuls run over other layouts than
     # the nodes' own, where OpenBLAS rounds some columns differently in the last bit.
-    made = []
-    producer = conv_ops._phased_producer
-    monkeypatch.setattr(conv_ops, "_phased_producer", lambda *a: made.append(a) or producer(*a))
-    monkeypatch.setattr(conv_ops, "_WIDE_EXTRA", 1.2)
+    made = spy_on_phased_producer(monkeypatch)
     constants = {
         "w_ex": randn(96, 16, 1, 1),
         "w_dw": randn(96, 1, 3, 3),
@@ -247,10 +266,10 @@ def test_mobilenet_sized_block_is_within_rounding_of_the_nodes(monkeypatch):
     ]
     model = _graph_model(nodes, constants, [4, 16, 64, 64])
     x = randn(4, 16, 64, 64)
-    interp = Interpreter(model)
+    interp = Interpreter(model)  # the default tuning
     fused = interp.run({"x": x})["y"]
-    assert made and interp.program.hidden == {"e", "r", "d", "c"}
-    assert_as_nodes(fused, interp.run({"x": x}, on_tensor=lambda n, v: None)["y"], exact=False)
+    assert made and interp.hidden == {"e", "r", "d", "c"}
+    assert_as_nodes(fused, unfused(model, x), exact=False)
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
@@ -269,11 +288,11 @@ def test_residual_add_after_the_projection_joins_the_depthwise_step(handover, dt
     ]
     model = _graph_model(nodes, constants, [batch, 3, 21, 19])
     x = randn(batch, 3, 21, 19)
-    interp = Interpreter(model, dtype)
-    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
-    assert interp.program.hidden == {"e", "r", "d", "q"}
+    interp = Interpreter(model, dtype, fuse=tuned(handover))
+    assert [s.node.op_type for s in interp.steps] == ["Conv"]
+    assert interp.hidden == {"e", "r", "d", "q"}
     fused = interp.run({"x": x})["y"]
-    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    plain = unfused(model, x, dtype)
     assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
@@ -290,21 +309,21 @@ def test_pointwise_conv_without_activation_feeding_a_depthwise_conv(handover, dt
     ]
     model = _graph_model(nodes, constants, [3, 3, 21, 19])
     x = randn(3, 3, 21, 19)
-    interp = Interpreter(model, dtype)
-    assert interp.program.hidden == {"r", "d"}
+    interp = Interpreter(model, dtype, fuse=tuned(handover))
+    assert interp.hidden == {"r", "d"}
     fused = interp.run({"x": x})["y"]
-    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    plain = unfused(model, x, dtype)
     assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
 
-def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one():
+def test_pointwise_conv_with_a_second_reader_is_not_fused_into_the_depthwise_one(handover):
     nodes = EXPAND_BLOCK[:5] + [helper.make_node("Add", ["m", "d"], ["y"])]  # d read twice
     nodes[1] = helper.make_node("Clip", ["e", "lo", "hi"], ["r"])
     nodes.append(helper.make_node("Identity", ["r"], ["r2"]))  # r read twice too
     model = _graph_model(nodes, EXPAND, [3, 3, 21, 19], ("y", "r2"))
-    interp = Interpreter(model)
-    assert interp.program.hidden == {"e", "p"}  # Conv -> Clip, and Pad -> Conv, each on its own
+    interp = Interpreter(model, fuse=tuned(handover))
+    assert interp.hidden == {"e", "p"}  # Conv -> Clip, and Pad -> Conv, each on its own
     x = randn(3, 3, 21, 19)
     np.testing.assert_allclose(interp.run({"x": x})["y"], _ort(model, x), atol=1e-4, rtol=1e-4)
 
@@ -320,12 +339,12 @@ def test_pointwise_convs_on_both_sides_of_depthwise_ones_each_join_one(handover)
         helper.make_node("Conv", ["d2", "w_out"], ["y"]),
     ]
     model = _graph_model(nodes, constants, [5, 3, 21, 19])
-    interp = Interpreter(model)
-    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv", "Conv"]
-    assert interp.program.hidden == {"e", "r", "p", "d", "m", "c", "d2"}  # q joins the first
+    interp = Interpreter(model, fuse=tuned(handover))
+    assert [s.node.op_type for s in interp.steps] == ["Conv", "Conv"]
+    assert interp.hidden == {"e", "r", "p", "d", "m", "c", "d2"}  # q joins the first
     x = randn(5, 3, 21, 19)
     fused = interp.run({"x": x})["y"]
-    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    plain = unfused(model, x)
     assert_as_nodes(fused, plain, exact=False)  # the Mul is folded into the weights
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
 
@@ -342,10 +361,10 @@ def test_mobilenet_stem_conv_joins_the_depthwise_step(handover, dtype):
         helper.make_node("Conv", ["d", "w_pj"], ["y"]),
     ]
     model = _graph_model(nodes, constants, [4, 3, 21, 19])
-    interp = Interpreter(model, dtype)
-    assert [s[0].op_type for s in interp.program.fused[0]] == ["Conv"]
+    interp = Interpreter(model, dtype, fuse=tuned(handover))
+    assert [s.node.op_type for s in interp.steps] == ["Conv"]
     x = randn(4, 3, 21, 19)
     fused = interp.run({"x": x})["y"]
-    plain = interp.run({"x": x}, on_tensor=lambda n, v: None)["y"]
+    plain = unfused(model, x, dtype)
     assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)

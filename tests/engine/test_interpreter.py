@@ -6,7 +6,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from xverify.engine import Interpreter
-from xverify.engine.interpreter import _exclusive
+from xverify.engine.memory import exclusive
 
 
 def _model(nodes, inputs, outputs, initializers=()):
@@ -117,12 +117,12 @@ def test_values_kept_by_a_callback_are_not_overwritten():
 def test_exclusive_counts_references():
     a = np.zeros(4)
     holders = [a]
-    assert _exclusive(a, 2)  # the name `a` and the list
+    assert exclusive(a, 2)  # the name `a` and the list
     view = a.reshape(2, 2)
-    assert not _exclusive(a, 2)  # the view holds it too
+    assert not exclusive(a, 2)  # the view holds it too
     del a, holders
-    assert _exclusive(view, 1)  # its base is held by the view alone
-    assert not _exclusive(np.broadcast_to(view, (3, 2, 2)), 1)  # read-only
+    assert exclusive(view, 1)  # its base is held by the view alone
+    assert not exclusive(np.broadcast_to(view, (3, 2, 2)), 1)  # read-only
 
 
 def test_large_in_place_ops_split_over_the_pool_give_the_plain_result():

@@ -102,8 +102,8 @@ def test_dispatch_happens_once_at_load():
     """The kernel of each node is chosen when the graph loads, not per run."""
     model = make_model("Softmax", [X], opset=11)
     interp = Interpreter(model)
-    (step,) = interp.program.plain[0]
-    assert step[1].since == 1 and step[1].until == 12
+    (step,) = interp.steps
+    assert step.spec.since == 1 and step.spec.until == 12
 
 
 def test_consumed_inputs_is_ignored():

@@ -11,6 +11,11 @@ Two dtype policies:
 * ``float64`` (the oracle): every floating tensor (initializers, feeds, casts, constants) is computed in
   float64, so the result is as close to exact arithmetic as the graph's formula allows.
 
+The loop runs ``Step``s. The fast path (``xverify.engine.fast``) is a pass that rewrites them before
+the loop sees them (Conv chains as single steps); ``Interpreter(model, fuse=False)`` skips it, and a
+run whose caller taps or watches a tensor the fused steps hide takes the plain steps. Memory
+policy (malloc tuning, whether an array is nobody else's) lives in ``memory.py``.
+
 Example::
 
     interp = Interpreter(onnx_model, dtype="float64")
@@ -19,19 +24,21 @@ Example::
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from xverify.engine.fusion import fuse_conv_chains
-from xverify.engine.registry import OPS, resolve, supported_versions
+from xverify.engine.memory import exclusive, keep_freed_memory
+from xverify.engine.registry import resolve, supported_versions
+from xverify.engine.step import Step
 from xverify.errors import InputDataError, UnsupportedOpError
+
+if TYPE_CHECKING:
+    from xverify.engine.fast import Tuning
 
 _FLOAT_TYPES = (
     onnx.TensorProto.FLOAT,
@@ -44,76 +51,6 @@ _WIDENED = tuple(
     for t in _FLOAT_TYPES
     if t != onnx.TensorProto.DOUBLE
 )
-
-
-def _keep_freed_memory() -> None:
-    """Ask glibc to keep freed large blocks for reuse instead of returning them to the OS.
-
-    By default glibc serves every block above 32 MB (a batch-8 feature map of a CNN is 40 MB) with a
-    fresh ``mmap`` and unmaps it on free, so every kernel output page-faults its memory back in:
-    that doubles the cost of an elementwise op. Raising the mmap and trim thresholds lets the
-    interpreter's tensors reuse the memory of tensors it has freed; the price is that the process
-    keeps up to that much free memory mapped after a run. A no-op outside glibc, and when the
-    environment sets ``XVERIFY_MALLOC_TUNING=0`` (for a host process that tunes malloc itself).
-    """
-    global _MALLOC_TUNED
-    if (
-        _MALLOC_TUNED
-        or not sys.platform.startswith("linux")
-        or os.environ.get("XVERIFY_MALLOC_TUNING", "1") == "0"
-    ):
-        return
-    _MALLOC_TUNED = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, _MALLOC_KEEP)
-        libc.mallopt(m_trim_threshold, _MALLOC_KEEP)
-    except (OSError, AttributeError):  # musl or another libc: nothing to tune
-        pass
-
-
-_MALLOC_TUNED = False
-_MALLOC_KEEP = 1 << 30
-
-
-def _refcount(array) -> int:
-    return sys.getrefcount(array)
-
-
-def _exclusive(array, holders: int) -> bool:
-    """Whether ``holders`` containers (and the caller's argument) are all that reach ``array``'s memory.
-
-    A view (Reshape, Squeeze, Identity output, a caller's copy) holds a reference to the array or
-    to its base, so any other user of the memory shows up in a reference count. The counts are
-    compared with ones measured the same way at import (Python versions differ in how many
-    references a call borrows), and only on CPython, where reference counts are exact.
-    """
-    if _REFS is None or not array.flags.writeable or _refcount(array) != holders + _REFS[0]:
-        return False
-    base = array.base
-    while base is not None:  # a view of an array only this view holds (e.g. a reshaped result)
-        if not isinstance(base, np.ndarray) or _refcount(base) != _REFS[1]:
-            return False
-        base = base.base
-    return True
-
-
-def _calibrate_refs():
-    """Reference counts ``_exclusive`` sees for an array held by no container, and for the base of
-    a view held only by that view; ``None`` where reference counts cannot be trusted."""
-    if sys.implementation.name != "cpython":
-        return None
-    box = [np.zeros(2)]
-    alone = (lambda array: _refcount(array))(box[0]) - 1  # as _exclusive counts; the list holds it
-    view = box.pop().reshape(1, 2)
-    base = view.base
-    only_view = _refcount(base)
-    del base
-    return alone, only_view
-
-
-_REFS = _calibrate_refs()
 
 
 def _decode_attribute(attr: onnx.AttributeProto):
@@ -233,6 +170,7 @@ class Context:
     oracle: bool
     programs: dict | None = None  # compiled subgraphs, shared with the enclosing program
     opsets: dict | None = None  # the model's opset per domain
+    fuse: Tuning | None = None  # the enclosing program's fast path (None: plain)
 
     def np_dtype(self, elem_type: int) -> np.dtype:
         """The NumPy dtype for an ONNX element type under this run's dtype policy."""
@@ -247,70 +185,89 @@ class Context:
         cache = self.programs if self.programs is not None else {}
         entry = cache.get(id(graph))
         if entry is None or entry[0] is not graph:
-            entry = cache[id(graph)] = (graph, _Program(graph, self.float_dtype, self.opsets))
+            entry = cache[id(graph)] = (graph, _Program(graph, self.float_dtype, self.opsets, self.fuse))
         values = entry[1].run(feeds, scope=self.scope)
         return [values[o.name] for o in graph.output]
 
 
-_FUSED_OPS = ("Conv", "Pad", "Mul", "Add", "Clip", "Relu")
+@dataclass(frozen=True)
+class _Scheduled:
+    """A step, the tensors last read there (freed after it), and whether its kernel may write into
+    its first input (that input dies there, is read once and is nobody else's)."""
+
+    step: Step
+    frees: tuple[str, ...]
+    inplace: bool
 
 
 class _Program:
-    """A graph compiled to a list of steps, with the last use of every tensor precomputed."""
+    """A graph compiled to a list of steps, with the last use of every tensor precomputed.
 
-    def __init__(self, graph: onnx.GraphProto, float_dtype: np.dtype, opsets: dict[str, int]):
+    ``fuse``: the fast path's tuning, or None to run the nodes one by one. The fused schedule runs
+    when no caller needs to see a tensor it hides (``hidden``).
+    """
+
+    def __init__(self, graph: onnx.GraphProto, float_dtype: np.dtype, opsets: dict[str, int], fuse=None):
         self.graph = graph
         self.float_dtype = np.dtype(float_dtype)
         self.oracle = self.float_dtype == np.float64
         self.opsets = opsets
+        self.tuning = fuse
         missing = unsupported_nodes(graph, opsets)
         if missing:
             raise _refusal(missing, opsets)
         self.constants = {init.name: self._cast(numpy_helper.to_array(init)) for init in graph.initializer}
         # The kernel of each node is chosen here, once, for the model's opset.
         steps = [
-            (node, kernel_for(node, opsets), list(node.input), list(node.output), _attributes(node))
+            Step(node, kernel_for(node, opsets), tuple(node.input), tuple(node.output), _attributes(node))
             for node in graph.node
         ]
         self.keep = {o.name for o in graph.output}
         self.subprograms: dict = {}
         self.plain = self._schedule(steps)
-        # Conv chains run as one step when no caller needs to see their intermediate tensors.
-        # Fusion reuses the newest kernels, so a graph with an older form of a fused op stays as is.
-        pinned = self.keep | {
-            name for node in graph.node for sub in _subgraphs(node) for name in _outer_names(sub)
-        }
-        newest = all(spec is OPS.get(node.op_type) for node, spec, *_ in steps if node.op_type in _FUSED_OPS)
-        fused, self.hidden = fuse_conv_chains(steps, self.constants, pinned) if newest else (steps, set())
-        self.fused = self._schedule(fused) if self.hidden else self.plain
+        self.fast, self.hidden = self.plain, frozenset()
+        if fuse is not None:
+            self._fuse(steps, fuse)
 
-    def _schedule(self, steps: list) -> tuple:
-        """``steps`` with, per step, the tensors last read there and whether its kernel may write
-        into its first input (that input dies there, is read once and is nobody else's)."""
+    def _fuse(self, steps: list[Step], tuning: Tuning) -> None:
+        from xverify.engine.fast import fuse
+
+        pinned = self.keep | {
+            name for node in self.graph.node for sub in _subgraphs(node) for name in _outer_names(sub)
+        }
+        fused = fuse(steps, self.constants, pinned, tuning)
+        made = {name for step in fused for name in step.outputs}
+        self.hidden = frozenset(name for step in steps for name in step.outputs if name and name not in made)
+        if self.hidden:
+            self.fast = self._schedule(fused)
+
+    def _schedule(self, steps: list[Step]) -> tuple[_Scheduled, ...]:
         last_use: dict[str, int] = {}
-        for index, (node, _, inputs, _, _) in enumerate(steps):
-            reads = set(inputs)
-            for sub in _subgraphs(node):
+        for index, step in enumerate(steps):
+            reads = set(step.inputs)
+            for sub in _subgraphs(step.node):
                 reads |= _outer_names(sub)
             for name in reads:
                 if name:
                     last_use[name] = index
-        free_after: list[list[str]] = [[] for _ in steps]
+        frees: list[list[str]] = [[] for _ in steps]
         for name, index in last_use.items():
-            free_after[index].append(name)
-        inplace = [
-            bool(
-                spec.inplace
-                and inputs
-                and inputs[0]
-                and last_use.get(inputs[0]) == index
-                and inputs.count(inputs[0]) == 1
-                and inputs[0] not in self.constants
-                and inputs[0] not in self.keep
-            )
-            for index, (_, spec, inputs, _, _) in enumerate(steps)
-        ]
-        return steps, free_after, inplace
+            frees[index].append(name)
+        return tuple(
+            _Scheduled(step, tuple(frees[index]), self._may_overwrite(step, index, last_use))
+            for index, step in enumerate(steps)
+        )
+
+    def _may_overwrite(self, step: Step, index: int, last_use: dict[str, int]) -> bool:
+        first = step.inputs[0] if step.inputs else ""
+        return bool(
+            step.spec.inplace
+            and first
+            and last_use.get(first) == index
+            and step.inputs.count(first) == 1
+            and first not in self.constants
+            and first not in self.keep
+        )
 
     def _cast(self, array: np.ndarray) -> np.ndarray:
         # The float8 types are storage formats a graph casts to on purpose: they stay as they are.
@@ -330,37 +287,41 @@ class _Program:
         values = {**scope, **self.constants} if scope else dict(self.constants)
         values.update({k: _value(v, self._cast) for k, v in feeds.items()})
         keep = self.keep | (keep or set())
-        plain = on_tensor is not None or not self.hidden.isdisjoint(keep)
-        steps, free_after, inplace = self.plain if plain else self.fused
-        for index, (node, spec, inputs, outputs, attrs) in enumerate(steps):
-            args = [values[name] if name else None for name in inputs]
-            kwargs = dict(attrs)
-            if inplace[index] and inputs[0] not in keep and inputs[0] not in feeds:
+        seen = on_tensor is not None or not self.hidden.isdisjoint(keep)  # callers see every tensor
+        for item in self.plain if seen else self.fast:
+            step = item.step
+            args = [values[name] if name else None for name in step.inputs]
+            kwargs = dict(step.attrs)
+            if item.inplace and step.inputs[0] not in keep and step.inputs[0] not in feeds:
                 # Held by ``values`` and ``args`` only: nobody else can see the overwrite.
-                kwargs["out"] = (
-                    args[0] if isinstance(args[0], np.ndarray) and _exclusive(args[0], 2) else None
-                )
-            if spec.context:
+                kwargs["out"] = args[0] if isinstance(args[0], np.ndarray) and exclusive(args[0], 2) else None
+            if step.spec.context:
                 kwargs["ctx"] = Context(
-                    self.float_dtype, node, values, self.oracle, self.subprograms, self.opsets
+                    self.float_dtype,
+                    step.node,
+                    values,
+                    self.oracle,
+                    self.subprograms,
+                    self.opsets,
+                    self.tuning,
                 )
             try:
-                result = spec.kernel(*args, **kwargs)
+                result = step.spec.kernel(*args, **kwargs)
             except KeyError:
                 raise
             except Exception as exc:  # add where it happened; the kernel's own error stays
-                exc.add_note(f"in node {node.name!r} ({node.op_type}) of the NumPy engine")
+                exc.add_note(f"in node {step.node.name!r} ({step.node.op_type}) of the NumPy engine")
                 raise
             if not isinstance(result, tuple):
                 result = (result,)
-            for name, value in zip(outputs, result):
+            for name, value in zip(step.outputs, result):
                 if name:
                     value = _value(value, self._cast)
                     values[name] = value
                     if on_tensor is not None:
                         on_tensor(name, value)
             result = value = None  # drop references that would hide a tensor's last use
-            for name in free_after[index]:
+            for name in item.frees:
                 if name not in keep and name not in feeds and name not in self.constants:
                     values.pop(name, None)
         return values
@@ -372,19 +333,37 @@ class Interpreter:
     Args:
         model: an ``onnx.ModelProto``.
         dtype: ``"float32"`` to mirror the graph's dtypes, ``"float64"`` for the exact-arithmetic oracle.
+        fuse: run Conv chains as fused steps (``xverify.engine.fast``) when no caller taps or
+            watches a tensor they hide: ``True`` (default tuning), a ``fast.Tuning``, or ``False``
+            to run every node with its own kernel. Fused results equal the plain ones to float
+            rounding.
+
+    Example::
+
+        plain = Interpreter(onnx_model, fuse=False).run({"x": x})
     """
 
-    def __init__(self, model: onnx.ModelProto, dtype: str = "float32"):
+    def __init__(self, model: onnx.ModelProto, dtype: str = "float32", fuse: bool | Tuning = True):
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', not {dtype!r}")
         self.model = model
         self.dtype = dtype
-        _keep_freed_memory()
+        keep_freed_memory()
         self.opsets = opsets_of(model)
-        self.program = _Program(model.graph, np.dtype(dtype), self.opsets)
+        self.program = _Program(model.graph, np.dtype(dtype), self.opsets, _tuning(fuse))
         init_names = {i.name for i in model.graph.initializer}
         self.input_names = [i.name for i in model.graph.input if i.name not in init_names]
         self.output_names = [o.name for o in model.graph.output]
+
+    @property
+    def steps(self) -> list[Step]:
+        """The steps a run with no taps takes (fused ones among them when fusing)."""
+        return [item.step for item in self.program.fast]
+
+    @property
+    def hidden(self) -> frozenset[str]:
+        """The tensors only the plain path makes: tapping one runs the nodes one by one."""
+        return self.program.hidden
 
     def tensor_names(self) -> list[str]:
         """Every tensor the graph computes, in the order it is computed."""
@@ -402,7 +381,8 @@ class Interpreter:
             feeds: one array per graph input, by name.
             taps: intermediate tensor names to return as well, or ``"all"``.
             on_tensor: called with ``(name, value)`` for every tensor as it is computed, so a caller
-                can compare intermediates one at a time without keeping them.
+                can compare intermediates one at a time without keeping them (the nodes then run
+                one by one).
 
         Returns:
             The graph outputs and the tapped tensors, by name.
@@ -414,3 +394,12 @@ class Interpreter:
         values = self.program.run(feeds, keep=tap_set, on_tensor=on_tensor)
         wanted = list(self.output_names) + [t for t in tap_set if t not in self.output_names]
         return {name: values[name] for name in wanted if name in values}
+
+
+def _tuning(fuse: bool | Tuning) -> Tuning | None:
+    """The fast path's tuning for ``Interpreter(fuse=...)``; None for the plain path."""
+    if fuse is False:
+        return None
+    from xverify.engine.fast import Tuning
+
+    return Tuning() if fuse is True else fuse
