@@ -324,3 +324,21 @@ def test_a_model_keras_cannot_call_is_refused_not_an_internal_error():
     with pytest.raises(xverify.XverifyError) as info:
         _check(generate(1301).model)
     assert info.value.exit_code == 2 and "TensorFlow could not run" in str(info.value)
+
+
+def test_permute_pushed_past_a_relu_behind_a_reshape_of_no_layer():
+    """Seed 282: the Permute's Transpose went past the ReLU6 after it, split into a Reshape (moving
+    the size-1 channel axis, no layer's name) and a Transpose still named after the Permute. The
+    ReLU's tensor holds its output before both; the Permute has no tensor of its own."""
+    model = keras.Sequential(
+        [
+            keras.Input((5, 5, 2)),
+            layers.AveragePooling2D(2, padding="same", name="pool"),
+            layers.Conv2DTranspose(1, 2, name="deconv"),
+            layers.Permute((3, 2, 1), name="permute"),
+            layers.ReLU(max_value=6.0, name="relu"),
+        ]
+    )
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "relu" in {d.name for d in report.layers}

@@ -134,7 +134,8 @@ def check(
     ort_blame = _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch)
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
-        notes.extend(_farther_from_oracle(comparisons, oracle_rows))
+        comparisons, refereed = _engine_rounding(comparisons, oracle_rows)
+        notes.extend(refereed + _farther_from_oracle(comparisons, oracle_rows))
     layer_rows, first, suspects = (), None, ()
     if layers and _is_keras(keras_model):
         with timer.stage("layers"):
@@ -438,6 +439,7 @@ def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, 
                         "output": name,
                         "max_abs_diff": d.max_abs_diff,
                         "mean_abs_diff": d.mean_abs_diff,
+                        "passed": d.passed,
                     }
                 )
     return extra, rows, referee
@@ -479,6 +481,31 @@ def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
             f"oracle ({max(a, b):.3g} against {min(a, b):.3g} for {near})"
         )
     return notes
+
+
+def _engine_rounding(comparisons, oracle_rows) -> tuple[list, list[str]]:
+    """The NumPy engine is xverify's witness, not the product: where it alone leaves the float64
+    oracle's tolerance and the ONNX runtime it disagrees with stays within it, the gap is the
+    engine's float32 rounding on an ill-conditioned output (a softmax over logits of 1e9), not a
+    fault of the conversion. That comparison passes, and a note gives both distances."""
+    within = {(r["runtime"], r["output"]): (r.get("passed"), r["max_abs_diff"]) for r in oracle_rows}
+    kept, notes = [], []
+    for d in comparisons:
+        other = d.b if d.a == "numpy" else d.a if d.b == "numpy" else None
+        mine, theirs = within.get(("numpy", d.output)), within.get((other, d.output))
+        if d or other in (None, "tensorflow") or mine is None or theirs is None or mine[0] or not theirs[0]:
+            kept.append(d)
+            continue
+        why = (
+            f"float32 rounding in the NumPy engine: {other} is within tolerance of the float64 "
+            f"oracle ({theirs[1]:.3g}) and the engine is not ({mine[1]:.3g})"
+        )
+        kept.append(dataclasses.replace(d, passed=True, note=why))
+        notes.append(
+            f"numpy and {other} disagree on {d.output!r} by {d.max_abs_diff:.3g}, which is {why}; "
+            "the output is that sensitive to rounding, so it is not counted against the conversion"
+        )
+    return kept, notes
 
 
 def _opset(onnx_model) -> int | None:

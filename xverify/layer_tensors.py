@@ -107,12 +107,19 @@ def last_call(positions: list[int], graph) -> list[int]:
     return [p for p in positions if call(p) == last]
 
 
-def reads_later_layer(node, producer, owners, index) -> bool:
+def reads_later_layer(node, graph, producer, owners, index) -> bool:
     """A node named after this layer that reads a later layer's output only carries the name: the
-    transpose optimizer pushes a layer's output Transpose past the next layer's Relu and keeps it."""
+    transpose optimizer pushes a layer's output Transpose past the next layer's Relu and keeps it,
+    at times behind a Reshape of its own (a size-1 axis moved), a node that owns no layer."""
     data = next((name for name in node.input if name), None)
-    source = owners[producer[data]] if data in producer else None
-    return source is not None and source > index
+    while data in producer:
+        position = producer[data]
+        if owners[position] is not None:
+            return owners[position] > index
+        if graph.node[position].op_type not in _RESHAPES:
+            return False
+        data = next((name for name in graph.node[position].input if name), None)
+    return False
 
 
 def element_kinds(onnx_model) -> dict[str, bool]:

@@ -116,7 +116,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
         mine = set(positions)
         tensor = None
         for p in positions:
-            if reads_later_layer(graph.node[p], producer, owners, index):
+            if reads_later_layer(graph.node[p], graph, producer, owners, index):
                 continue
             for name in graph.node[p].output:
                 if name and (name in outputs or consumers.get(name, set()) - mine):
@@ -133,7 +133,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
             tensor = None  # the layer's output was fused into the next layer: look through it
         # A Transpose of an earlier layer reading this tensor says how it reads, whatever the
         # propagation found (a Permute merged with a Conv's transpose back to channels-last).
-        layout = pushed_permutation(tensor, graph, consumers, owners, index) or layouts.get(tensor)
+        layout = pushed_permutation(tensor, graph, consumers, owners, index, shapes) or layouts.get(tensor)
         rows.append(
             LayerTensor(
                 index,

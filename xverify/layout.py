@@ -324,17 +324,41 @@ class TransposeFinder:
         return False
 
 
-def pushed_permutation(tensor, graph, consumers, owners, index) -> str | None:
+def pushed_permutation(tensor, graph, consumers, owners, index, shapes=None) -> str | None:
     """A Keras ``Permute`` whose Transpose tf2onnx pushed past this layer (elementwise, such as a
     BatchNormalization's scale and offset): the Transpose still carries the earlier layer's token
-    and reads this layer's tensor, which therefore holds the output before that permutation."""
+    and reads this layer's tensor, which therefore holds the output before that permutation. The
+    optimizer may have turned part of the Transpose into a Reshape that moves only size-1 axes (a
+    node of no layer) before it: that Reshape is a permutation too, and the two compose."""
     for p in consumers.get(tensor, ()):
+        moved = None
+        if graph.node[p].op_type == "Reshape" and owners[p] is None and shapes:
+            out = graph.node[p].output[0]
+            moved = _unit_axes_moved(shapes.get(tensor), shapes.get(out))
+            if moved is None or len(consumers.get(out, ())) != 1:
+                continue
+            p = next(iter(consumers[out]))
         node = graph.node[p]
         if node.op_type == "Transpose" and owners[p] is not None and owners[p] < index:
             perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+            if moved is not None and len(moved) == len(perm):
+                perm = [moved[i] for i in perm]
             if perm:
                 return PERMUTED + ",".join(str(i) for i in perm)
     return None
+
+
+def _unit_axes_moved(before: list | None, after: list | None) -> list[int] | None:
+    """The permutation a Reshape from ``before`` to ``after`` amounts to when it only moves size-1
+    axes, the others keeping their order (an unknown batch size counts as one of those), else None."""
+    if not before or not after or len(before) != len(after):
+        return None
+    big = [i for i, d in enumerate(before) if d != 1]
+    unit = [i for i, d in enumerate(before) if d == 1]
+    if len(unit) != sum(d == 1 for d in after):
+        return None
+    perm = [big.pop(0) if d != 1 else unit.pop(0) for d in after]
+    return perm if [before[i] for i in perm] == list(after) else None
 
 
 def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = None) -> list:
