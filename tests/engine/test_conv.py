@@ -7,7 +7,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.engine.opcheck import check_op
+from tests.engine.opcheck import check_op, make_model
+from xverify.engine import Interpreter
 from xverify.errors import UnsupportedOpError
 
 rng = np.random.default_rng(0)
@@ -190,6 +191,40 @@ WT = randn(4, 3, 3, 3)  # (C_in, C_out / group, kH, kW)
 )
 def test_conv_transpose_attributes(attrs):
     check_op("ConvTranspose", [X2, WT, randn(3)], attrs, **TOL)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"strides": [2, 2], "output_shape": [16, 14]},
+        {"strides": [3, 2], "output_shape": [23, 14], "pads": [1, 1, 1, 1]},  # pads ignored
+        {"strides": [3, 2], "output_shape": [23, 14], "output_padding": [1, 0]},
+        {"strides": [2, 2], "output_shape": [16, 14], "auto_pad": "SAME_UPPER"},
+        {"strides": [2, 2], "output_shape": [16, 14], "auto_pad": "SAME_LOWER"},
+    ],
+)
+def test_conv_transpose_output_shape_beyond_the_full_output(attrs):
+    """Zeros at the end, as output_padding adds, up to the stride: ONNX Runtime, and ONNX's
+    reference (test_convtranspose_output_shape) where it ignores pads as the spec says (it applies
+    them) and has no auto_pad."""
+    reference = "auto_pad" not in attrs and "pads" not in attrs
+    check_op("ConvTranspose", [X2, WT, randn(3)], attrs, reference=reference, **TOL)
+
+
+def test_conv_transpose_output_shape_beyond_the_stride_is_refused():
+    """No Conv input has such an output: ONNX Runtime rejects the model, the engine refuses it."""
+    model = make_model("ConvTranspose", [X2, WT], {"strides": [2, 2], "output_shape": [17, 13]})
+    with pytest.raises(UnsupportedOpError, match="reaches the stride"):
+        Interpreter(model, "float32").run({"in0": X2, "in1": WT})
+
+
+def test_conv_transpose_output_shape_by_hand():
+    """A 1x1 kernel of 1 at stride 3 spreads x = [1, 2] to [1, 0, 0, 2]; output_shape 6 (2 beyond)
+    appends two zeros."""
+    x = np.array([1.0, 2.0], np.float32).reshape(1, 1, 2)
+    w = np.ones((1, 1, 1), np.float32)
+    (got,) = check_op("ConvTranspose", [x, w], {"strides": [3], "output_shape": [6]}, reference=True, **TOL)
+    np.testing.assert_array_equal(got.ravel(), [1, 0, 0, 2, 0, 0])
 
 
 def test_conv_transpose_grouped_1d_3d_no_bias():

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.engine.opcheck import check_op
+from tests.engine.opcheck import check_op, check_reference_op, make_model, run_ort
+from xverify.engine import Interpreter
 from xverify.errors import UnsupportedOpError
 
 rng = np.random.default_rng(0)
@@ -162,3 +163,57 @@ def test_pool_property(op_type, nsp, size, k, s, p, ceil, include, auto_pad):
     if op_type == "AveragePool":
         attrs["count_include_pad"] = include
     check_op(op_type, [x], attrs, **TOL)
+
+
+# MaxUnpool ------------------------------------------------------------------------------------
+
+
+def _pooled(x, attrs):
+    """MaxPool's values and indices of ``x``, as ONNX Runtime computes them."""
+    return run_ort(make_model("MaxPool", [x], attrs, n_outputs=2), {"in0": x})
+
+
+# (MaxPool's input shape, attributes) where MaxUnpool's inferred shape is that input's shape
+UNPOOL_CASES = [
+    ((2, 3, 6, 8), {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ((2, 3, 7, 7), {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    ((2, 3, 7, 6), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 0, 1, 1]}),
+]
+
+
+@pytest.mark.parametrize(("shape", "attrs"), UNPOOL_CASES)
+def test_max_unpool_inverts_max_pool(shape, attrs):
+    values, indices = _pooled(rng.standard_normal(shape).astype(np.float32), attrs)
+    check_op("MaxUnpool", [values, indices], attrs, reference=True, **TOL)
+
+
+@pytest.mark.parametrize(("shape", "attrs"), UNPOOL_CASES)
+def test_max_unpool_larger_output_shape_pads_the_ends(shape, attrs):
+    """ONNX's reference and node test read I in the inferred shape and pad each axis at its end;
+    ONNX Runtime reads I in output_shape's layout (microsoft/onnxruntime#2193): onnx.reference is
+    the reference here."""
+    values, indices = _pooled(rng.standard_normal(shape).astype(np.float32), attrs)
+    larger = np.array([shape[0], shape[1], shape[2] + 2, shape[3] + 1], np.int64)
+    (got,) = check_reference_op("MaxUnpool", [values, indices, larger], attrs, **TOL)
+    assert not got[:, :, shape[2] :].any() and not got[:, :, :, shape[3] :].any()
+
+
+def test_max_unpool_output_shape_by_hand():
+    """ONNX's node test test_maxunpool_export_with_output_shape: indices 5, 7, 13, 15 of the
+    inferred 4x4 plane, padded to 5x5 at the bottom and right."""
+    values = np.array([5, 6, 7, 8], np.float32).reshape(1, 1, 2, 2)
+    indices = np.array([5, 7, 13, 15], np.int64).reshape(1, 1, 2, 2)
+    attrs = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    (got,) = check_reference_op("MaxUnpool", [values, indices, np.array([1, 1, 5, 5], np.int64)], attrs)
+    want = np.zeros((5, 5), np.float32)
+    want[1, 1], want[1, 3], want[3, 1], want[3, 3] = 5, 6, 7, 8
+    np.testing.assert_array_equal(got[0, 0], want)
+
+
+def test_max_unpool_smaller_output_shape_is_refused():
+    shape, attrs = UNPOOL_CASES[0]
+    values, indices = _pooled(rng.standard_normal(shape).astype(np.float32), attrs)
+    smaller = np.array([2, 3, 5, 8], np.int64)  # onnx.reference fails there too (a broadcast error)
+    model = make_model("MaxUnpool", [values, indices, smaller], attrs)
+    with pytest.raises(UnsupportedOpError, match="smaller than the shape"):
+        Interpreter(model, "float32").run({"in0": values, "in1": indices, "in2": smaller})

@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, numpy_helper
 
-from tests.engine.opcheck import check_op
-from xverify.errors import UnsupportedOpError
+from tests.engine.opcheck import check_op, check_reference_op
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
@@ -349,17 +348,22 @@ def scales(*v):
     return np.array(v, dtype=np.float32)
 
 
-def check_resize(inputs, attrs, **kwargs):
-    """check_op for Resize, expecting the refusal of align_corners with a scale giving a fractional
-    length (ONNX's reference and ONNX Runtime disagree there)."""
+def _fractional_align_corners(inputs, attrs) -> bool:
     x, s = inputs[0], inputs[2]
-    if (
+    return (
         attrs.get("coordinate_transformation_mode") == "align_corners"
         and s is not None
         and any(n * f % 1 for n, f in zip(x.shape, s))
-    ):
-        with pytest.raises(UnsupportedOpError, match="disagree"):
-            check_op("Resize", inputs, attrs, **kwargs)
+    )
+
+
+def check_resize(inputs, attrs, **kwargs):
+    """check_op for Resize; align_corners with a scale giving a fractional length against
+    onnx.reference alone: ONNX's reference and node tests divide by (n * scale - 1), ONNX Runtime
+    by (floor(n * scale) - 1), and the engine follows the node tests (onnx/onnx#2462)."""
+    if _fractional_align_corners(inputs, attrs):
+        kwargs.pop("reference", None)
+        check_reference_op("Resize", inputs, attrs, **kwargs)
         return
     check_op("Resize", inputs, attrs, **kwargs)
 
@@ -386,8 +390,7 @@ def test_resize_linear(coord):
 @pytest.mark.parametrize("exclude_outside", [0, 1])
 def test_resize_cubic(coord, exclude_outside):
     attrs = {"mode": "cubic", "coordinate_transformation_mode": coord, "exclude_outside": exclude_outside}
-    # onnx.reference's cubic align_corners disagrees with ONNX Runtime, which the engine follows
-    check_resize([IMG, None, scales(1, 1, 2, 1.5)], attrs, atol=1e-5, reference=coord != "align_corners")
+    check_resize([IMG, None, scales(1, 1, 2, 1.5)], attrs, atol=1e-5, reference=True)
     check_resize([IMG, None, None, ints(1, 2, 3, 4)], {**attrs, "cubic_coeff_a": -0.5}, atol=1e-5)
 
 
@@ -439,11 +442,37 @@ def test_resize_axes_keep_aspect_ratio_and_crop():
         )
 
 
-def test_resize_uint8_and_unsupported():
+def test_resize_uint8():
     img = rng.integers(0, 255, (1, 1, 4, 4)).astype(np.uint8)
     check_op("Resize", [img, None, scales(1, 1, 2, 2)], {"mode": "nearest"})
-    with pytest.raises(UnsupportedOpError, match="antialias"):
-        check_op("Resize", [IMG, None, scales(1, 1, 0.5, 0.5)], {"mode": "linear", "antialias": 1}, opset=18)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize("coord", ["half_pixel", "asymmetric", "pytorch_half_pixel"])
+@pytest.mark.parametrize("exclude_outside", [0, 1])
+def test_resize_antialias_when_shrinking(mode, coord, exclude_outside):
+    """The kernel stretched by 1 / scale on shrinking axes (and as without antialias on a growing
+    one): ONNX Runtime and onnx.reference agree with each other and with the engine."""
+    x = rng.standard_normal((1, 2, 9, 13)).astype(np.float32)
+    attrs = {"mode": mode, "antialias": 1, "coordinate_transformation_mode": coord}
+    attrs["exclude_outside"] = exclude_outside
+    for s in (scales(1, 1, 0.5, 0.3), scales(1, 1, 0.75, 0.6), scales(1, 1, 0.4, 1.5)):
+        check_op("Resize", [x, None, s], attrs, opset=19, atol=1e-5, reference=True)
+    check_op("Resize", [x, None, None, ints(1, 2, 4, 5)], attrs, opset=19, atol=1e-5, reference=True)
+
+
+def test_resize_antialias_by_hand():
+    """Halving 4 values with the linear kernel stretched to a support of 2: the output at source
+    coordinate 0.5 weighs inputs -1 (edge: x[0]), 0, 1, 2 by 0.25, 0.75, 0.75, 0.25, normalized."""
+    x = np.array([0.0, 4.0, 8.0, 16.0], np.float32).reshape(1, 1, 1, 4)
+    (got,) = check_op(
+        "Resize",
+        [x, None, scales(1, 1, 1, 0.5)],
+        {"mode": "linear", "antialias": 1},
+        opset=19,
+        reference=True,
+    )
+    np.testing.assert_allclose(got.ravel()[0], (0.25 * 0 + 0.75 * 0 + 0.75 * 4 + 0.25 * 8) / 2, rtol=1e-6)
 
 
 @SETTINGS
@@ -461,20 +490,16 @@ def test_resize_property(h, w, sh, sw, mode, coord, nearest_mode):
     if int(h * sh) == 0 or int(w * sw) == 0:
         return
     attrs = {"mode": mode, "coordinate_transformation_mode": coord, "nearest_mode": nearest_mode}
-    if coord == "align_corners" and (h * sh % 1 or w * sw % 1):
-        with pytest.raises(UnsupportedOpError, match="disagree"):
-            check_op("Resize", [x, None, scales(1, 1, sh, sw)], attrs, atol=1e-5)
-        return
-    check_op("Resize", [x, None, scales(1, 1, sh, sw)], attrs, atol=1e-5)
+    check_resize([x, None, scales(1, 1, sh, sw)], attrs, atol=1e-5)
 
 
-def test_resize_align_corners_fractional_length_refused():
-    """ONNX's node test test_resize_downsample_scales_linear_align_corners (4 * 0.6 = 2.4) divides
-    by 2.4 - 1, ONNX Runtime by 2 - 1: the engine refuses instead of taking a side."""
-    x = np.arange(8, dtype=np.float32).reshape(1, 1, 2, 4)
+def test_resize_align_corners_fractional_length_by_hand():
+    """ONNX's node test test_resize_downsample_scales_linear_align_corners: 4 * 0.6 = 2.4 wide, so
+    output 1 reads x at 1 * (4 - 1) / (2.4 - 1) = 2.142857 (ONNX Runtime: / (2 - 1), x[3])."""
+    x = np.arange(1, 9, dtype=np.float32).reshape(1, 1, 2, 4)
     attrs = {"mode": "linear", "coordinate_transformation_mode": "align_corners"}
-    with pytest.raises(UnsupportedOpError, match="disagree"):
-        check_op("Resize", [x, None, scales(1, 1, 0.6, 0.6)], attrs)
+    (got,) = check_reference_op("Resize", [x, None, scales(1, 1, 0.6, 0.6)], attrs)
+    np.testing.assert_allclose(got.ravel(), [1.0, 1.0 + 3 / 1.4], rtol=1e-6)
 
 
 @pytest.mark.parametrize(

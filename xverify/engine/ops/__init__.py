@@ -13,6 +13,7 @@ from xverify.engine.ops import (  # noqa: F401
     normalization,
     pool,
     quantize,
+    recurrent_state,
     reduce,
     resize,
     rnn,

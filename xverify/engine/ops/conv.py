@@ -305,7 +305,8 @@ def convolve(
         "strides",
     ),
     notes="1D/2D/3D; grouped; auto_pad NOTSET|VALID|SAME_UPPER|SAME_LOWER; output_shape overrides pads "
-    "(odd crop at the end for SAME_UPPER, at the start otherwise)",
+    "(odd crop at the end for SAME_UPPER, at the start otherwise; beyond the full output, zeros at "
+    "the end, less than the stride)",
 )
 def conv_transpose(
     x,
@@ -334,16 +335,13 @@ def conv_transpose(
         s * (i - 1) + a + (k - 1) * d + 1
         for i, s, a, k, d in zip(x.shape[2:], strides, adj, kernel, dilations)
     ]
-    begin, end = _transpose_pads(auto_pad, x.shape[2:], full, strides, output_shape, pads, nsp)
+    begin, end = _transpose_pads(auto_pad, x.shape[2:], full, strides, output_shape, pads, nsp, adj)
     cg, mg = c // group, w.shape[1]
     dtype = np.result_type(x, w)
-    # Accumulate into the uncropped output (output_padding extends it at the end), then crop.
-    if any(b0 < 0 or e0 < 0 for b0, e0 in zip(begin, end)):
-        raise UnsupportedOpError(
-            f"ConvTranspose: output_shape={output_shape} is larger than the "
-            f"full transposed output {full}; negative padding is not supported"
-        )
-    out = np.zeros((n, mg * group) + tuple(full), dtype=dtype)
+    # Accumulate into the uncropped output (output_padding, or an output_shape beyond the full
+    # output, extends it at the end), then crop.
+    grown = [f - min(e0, 0) for f, e0 in zip(full, end)]
+    out = np.zeros((n, mg * group) + tuple(grown), dtype=dtype)
     hw = math.prod(x.shape[2:])
     for g in range(group):
         xg = x[:, g * cg : (g + 1) * cg].reshape(n, cg, hw)
@@ -352,14 +350,17 @@ def conv_transpose(
         dst = out[:, g * mg : (g + 1) * mg]
         for tap in itertools.product(*(range(v) for v in kernel)):
             dst[tap_slice(tap, strides, dilations, x.shape[2:])] += cols[(slice(None), slice(None)) + tap]
-    y = out[(slice(None), slice(None)) + tuple(slice(b0, f - e0) for b0, f, e0 in zip(begin, full, end))]
+    y = out[
+        (slice(None), slice(None)) + tuple(slice(b0, g - max(e0, 0)) for b0, g, e0 in zip(begin, grown, end))
+    ]
     if b is not None:
         y = y + b.reshape((-1,) + (1,) * nsp)
     return np.ascontiguousarray(y)
 
 
-def _transpose_pads(auto_pad, in_shape, full, strides, output_shape, pads, nsp):
-    """Begin/end crop of the full ConvTranspose output, following ONNX Runtime's rules."""
+def _transpose_pads(auto_pad, in_shape, full, strides, output_shape, pads, nsp, adj):
+    """Begin/end crop of the full ConvTranspose output, following ONNX Runtime's rules; a negative
+    end extends the output there."""
     target = None
     if output_shape:
         target = list(output_shape)[-nsp:]
@@ -371,8 +372,22 @@ def _transpose_pads(auto_pad, in_shape, full, strides, output_shape, pads, nsp):
         p = list(pads or [0] * (2 * nsp))
         return p[:nsp], p[nsp:]
     begin, end = [], []
-    for f, t in zip(full, target):
+    for f, t, s, a in zip(full, target, strides, adj):
         total = f - t
+        if total < 0:
+            # An output_shape beyond the full output adds zeros at the end, as output_padding
+            # does, and like it by less than the stride (ONNX's reference, its node test
+            # test_convtranspose_output_shape and ONNX Runtime agree; larger ones both reject).
+            if a - total >= s:
+                raise UnsupportedOpError(
+                    f"ConvTranspose: output_shape={list(output_shape)} goes {-total} beyond the full "
+                    f"output {full}; with output_padding {a} that reaches the stride {s}, so no Conv "
+                    "input has this output (ONNX Runtime rejects it too); supported: output_padding "
+                    "plus the excess below the stride"
+                )
+            begin.append(0)
+            end.append(total)
+            continue
         small, big = total // 2, total - total // 2
         # As the ONNX spec says (and ONNX Runtime does): SAME_UPPER crops the odd pixel at the
         # end, SAME_LOWER and NOTSET at the start.

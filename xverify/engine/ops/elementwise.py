@@ -11,6 +11,7 @@ import functools
 import numpy as np
 from onnx import TensorProto
 
+from xverify.engine.ops._e8m0 import to_float8e8m0
 from xverify.engine.ops._parallel import run_chunks, workers
 from xverify.engine.registry import op
 from xverify.errors import UnsupportedOpError
@@ -267,9 +268,12 @@ def isinf(x, detect_negative=1, detect_positive=1):
     return np.zeros(x.shape, dtype=bool)
 
 
-def _convert(x, dtype: np.dtype, saturate: int):
+def _convert(x, dtype: np.dtype, saturate: int, round_mode: str = "up"):
     """``x`` as ``dtype``; for the float8 types, ``saturate`` clamps values beyond the largest
-    finite one, infinities included, to it (ONNX's table; NaN stays NaN)."""
+    finite one, infinities included, to it (ONNX's table; NaN stays NaN). FLOAT8E8M0 (powers of
+    two) also rounds as ``round_mode`` says."""
+    if dtype.name == "float8_e8m0fnu" and x.dtype != dtype:
+        return to_float8e8m0(x, saturate, round_mode)
     if not saturate or not dtype.name.startswith("float8"):
         return x.astype(dtype, copy=False)
     import ml_dtypes
@@ -284,31 +288,26 @@ def _refuse_cast(to_name: str, x) -> None:
             f"Cast: to={to_name} (or input dtype {x.dtype}) involves strings; "
             "the NumPy engine casts between numeric and bool types only"
         )
-    if to_name == "FLOAT8E8M0":  # its round_mode attribute picks the rounding; from it is exact
-        raise UnsupportedOpError(
-            "Cast: casting to FLOAT8E8M0 (a shared-exponent type) is not "
-            "supported; the NumPy engine casts from it, and between numeric "
-            "and bool types"
-        )
 
 
 @op(
     "Cast",
     context=True,
-    attributes=("to", "saturate"),
-    notes='numeric and bool types (float8 saturating), not STRING or FLOAT8E8M0; opset 1\'s to="FLOAT" too',
+    attributes=("to", "saturate", "round_mode"),
+    notes="numeric and bool types (float8 saturating; FLOAT8E8M0 rounded by round_mode), not STRING; "
+    'opset 1\'s to="FLOAT" too',
 )
 def cast(x, to, saturate=1, round_mode="up", ctx=None):
     if isinstance(to, str):  # opset 1 names the type
         to = TensorProto.DataType.Value(to)
     _refuse_cast(TensorProto.DataType.Name(to), x)
-    return _convert(x, ctx.np_dtype(to), saturate)
+    return _convert(x, ctx.np_dtype(to), saturate, round_mode)
 
 
-@op("CastLike", attributes=("saturate",), notes="numeric and bool types, as Cast")
+@op("CastLike", attributes=("saturate", "round_mode"), notes="numeric and bool types, as Cast")
 def cast_like(x, target, saturate=1, round_mode="up"):
-    _refuse_cast("FLOAT8E8M0" if target.dtype.name == "float8_e8m0fnu" else "", x)
-    return _convert(x, target.dtype, saturate)
+    _refuse_cast("", x)
+    return _convert(x, target.dtype, saturate, round_mode)
 
 
 @op("Identity")

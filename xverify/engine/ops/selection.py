@@ -95,7 +95,8 @@ def bit_cast(x, to, ctx=None):
 @op(
     "MaxUnpool",
     attributes=("kernel_shape", "pads", "strides"),
-    notes="X written at MaxPool's flat indices I, zeros elsewhere; output_shape only if inferred",
+    notes="X written at MaxPool's flat indices I, zeros elsewhere; a larger output_shape pads the "
+    "end of each axis (ONNX's node test)",
 )
 def max_unpool(x, indices, output_shape=None, kernel_shape=(), pads=None, strides=None):
     n = len(kernel_shape)
@@ -108,12 +109,18 @@ def max_unpool(x, indices, output_shape=None, kernel_shape=(), pads=None, stride
     ]
     out = np.zeros(int(np.prod(shape)), x.dtype)
     out[np.asarray(indices, np.int64).reshape(-1)] = x.reshape(-1)
-    if output_shape is not None and [int(v) for v in np.asarray(output_shape).reshape(-1)] != shape:
-        # ONNX's node test reads I in the inferred shape and pads; ONNX Runtime reads I in
-        # output_shape: no side to take.
+    out = out.reshape(shape)
+    if output_shape is None:
+        return out
+    # ONNX's reference and node test (test_maxunpool_export_with_output_shape) read I in the
+    # inferred shape and pad each axis at its end up to output_shape; ONNX Runtime reads I in
+    # output_shape's own layout since microsoft/onnxruntime#2193 (after onnx/onnx#2398). The node
+    # test is the judge.
+    wanted = [int(v) for v in np.asarray(output_shape).reshape(-1)]
+    if len(wanted) != out.ndim or any(w < s for w, s in zip(wanted, shape)):
         raise UnsupportedOpError(
-            f"MaxUnpool: an output_shape ({[int(v) for v in np.asarray(output_shape).reshape(-1)]}) "
-            f"other than the inferred {shape} is not supported: ONNX's reference and ONNX Runtime "
-            "disagree on where the indices point; supported: no output_shape, or the inferred one"
+            f"MaxUnpool: output_shape {wanted} is smaller than the shape {shape} the indices "
+            "address (inferred from X, kernel_shape, strides and pads); supported: an output_shape "
+            "at least that large on every axis"
         )
-    return out.reshape(shape)
+    return np.pad(out, [(0, w - s) for w, s in zip(wanted, shape)])
