@@ -342,3 +342,16 @@ def test_permute_pushed_past_a_relu_behind_a_reshape_of_no_layer():
     report = _check(randomize(model))
     assert report.passed, report.failures()
     assert "relu" in {d.name for d in report.layers}
+
+
+def test_lstm_after_a_summed_bidirectional_keeps_its_own_recurrent_node():
+    """Seed 404: tf2onnx named the second LSTM's node afresh; it reads the Bidirectional's sum, so
+    it was adopted by the Bidirectional (compared in shape (7, 2, 2) against (2, 7, 1)). Its
+    initial states, zeros built in the LSTM's own scope, say whose it is."""
+    x = keras.Input((7, 1), name="x")
+    h = layers.Bidirectional(layers.LSTM(1, return_sequences=True), merge_mode="sum", name="bi")(x)
+    h = layers.LSTM(2, return_sequences=True, name="lstm")(h)
+    model = keras.Model(x, layers.GlobalMaxPooling1D(name="pool")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert {"bi", "lstm"} <= {d.name for d in report.layers}

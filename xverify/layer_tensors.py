@@ -16,13 +16,16 @@ import re
 from xverify.convert import layer_index_of
 
 _RECURRENT = {"LSTM", "GRU", "RNN"}
+_RECURRENT_LAYERS = {"LSTM", "GRU", "SimpleRNN", "RNN"}
 _RESHAPES = {"Squeeze", "Unsqueeze", "Transpose", "Reshape"}
 
 
-def adopt_unnamed(graph, owners: list) -> list:
+def adopt_unnamed(graph, owners: list, classes: list[str] | None = None) -> list:
     """A one-direction recurrent node tf2onnx named afresh (no layer token), and the reshapes right
-    after it, belong to the layer whose nodes feed it (a Bidirectional's pair is left as it was): the layer's output is computed there (a reversed
-    LSTM's last tensor "used outside" was its reversed input before)."""
+    after it, belong to the layer whose nodes feed it (a Bidirectional's pair is left as it was):
+    the layer's output is computed there (a reversed LSTM's last tensor "used outside" was its
+    reversed input before). Its initial states, zeros built in the recurrent layer's own scope,
+    name that layer when its input comes from another recurrent layer's nodes."""
     inits = {i.name for i in graph.initializer}
     producer: dict[str, int] = {}
     owners = list(owners)
@@ -37,6 +40,10 @@ def adopt_unnamed(graph, owners: list) -> list:
             )
             if recurrent:  # its initial states may come from unnamed nodes
                 sources.discard(None)
+                states = _traced_owners(node.input[5:], graph, producer, owners) if classes else set()
+                states = {o for o in states if classes[o] in _RECURRENT_LAYERS}
+                if len(states) == 1:
+                    sources = states
             if (
                 len(sources) == 1
                 and None not in sources
@@ -47,6 +54,26 @@ def adopt_unnamed(graph, owners: list) -> list:
         for out in node.output:
             producer[out] = position
     return owners
+
+
+def _traced_owners(names, graph, producer, owners, depth: int = 12) -> set[int]:
+    """The layers owning the nearest named nodes upstream of ``names``, through unnamed ones."""
+    found: set[int] = set()
+    frontier = [n for n in names if n]
+    for _ in range(depth):
+        before = []
+        for name in frontier:
+            if name not in producer:
+                continue
+            position = producer[name]
+            if owners[position] is not None:
+                found.add(owners[position])
+            else:
+                before.extend(i for i in graph.node[position].input if i)
+        if not before:
+            break
+        frontier = before
+    return found
 
 
 def weight_owners(graph) -> dict[str, int]:

@@ -95,7 +95,9 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     """Every flat Keras layer with the ONNX tensor that holds its output."""
     layers = flat_layers(keras_model)
     graph = onnx_model.graph
-    owners = adopt_unnamed(graph, _node_layer_indices(onnx_model, layers))
+    owners = adopt_unnamed(
+        graph, _node_layer_indices(onnx_model, layers), [type(layer).__name__ for layer in layers]
+    )
     consumers: dict[str, set[int]] = {}
     for position, node in enumerate(graph.node):
         for name in node.input:
