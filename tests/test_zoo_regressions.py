@@ -355,3 +355,36 @@ def test_lstm_after_a_summed_bidirectional_keeps_its_own_recurrent_node():
     report = _check(randomize(model))
     assert report.passed, report.failures()
     assert {"bi", "lstm"} <= {d.name for d in report.layers}
+
+
+def _nested(name, *inner, shape):
+    block = keras.Sequential([keras.Input(shape), *inner], name=f"{name}_inner")
+    x = keras.Input(shape)
+    return keras.Model(x, block(x), name=name)
+
+
+def test_permute_at_the_end_of_a_nested_block_pushed_past_the_batchnorm_after_it():
+    """Seed 1198: the BatchNormalization after a nested block reads the block's Permute; its
+    inbound was the block's name, so the pushed permutation was not carried to it."""
+    x = keras.Input((3, 4), name="x")
+    block = _nested(
+        "outer", layers.BatchNormalization(name="bn1"), layers.Permute((2, 1), name="p"), shape=(3, 4)
+    )
+    h = layers.BatchNormalization(name="bn2")(block(x))
+    model = keras.Model(x, layers.Dense(3, name="out")(layers.Flatten(name="flat")(h)))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "bn2" in {d.name for d in report.layers}
+
+
+def test_permute_before_a_nested_block_pushed_past_the_batchnorm_inside_it():
+    """Seed 940: the nested block's first layer reads the block's own input layer, which stands
+    for the Permute the block was called on."""
+    x = keras.Input((4, 5), name="x")
+    h = layers.Permute((2, 1), name="p")(layers.Dense(2, name="d")(x))
+    block = _nested("outer", layers.BatchNormalization(name="bn"), shape=(2, 4))
+    h = layers.GRU(1, return_sequences=True, name="gru")(block(h))
+    model = keras.Model(x, layers.GlobalAveragePooling1D(name="gap")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    assert "bn" in {d.name for d in report.layers}

@@ -81,19 +81,55 @@ def _same_layers(onnx_model, layers) -> bool:
     return [row["name"] for row in table] == [layer.name for layer in layers]
 
 
-def _inbound(layer) -> tuple[str, ...]:
+def _inbound(layer, entries: dict) -> tuple[str, ...]:
+    """The layers whose outputs this layer reads. flat_layers opened nested models up, so a nested
+    model stands for the layer inside it that makes that output, and a nested model's input layer
+    for what the model was called on (``entries``, from ``nested_entries``)."""
     names = []
     for node in getattr(layer, "_inbound_nodes", [])[:1]:
         for tensor in getattr(node, "input_tensors", []):
             history = getattr(tensor, "_keras_history", None)
             if history is not None:
-                names.append(history.operation.name)
+                names.append(_maker(history, entries).name)
     return tuple(names)
+
+
+def nested_entries(model) -> dict:
+    """For each input layer of a nested model: the Keras history of the tensor the model was
+    called on (its first call), by the input layer's id."""
+    entries = {}
+    for layer in getattr(model, "layers", ()):
+        if not getattr(layer, "layers", None):
+            continue
+        entries.update(nested_entries(layer))
+        calls = getattr(layer, "_inbound_nodes", ())
+        outer = getattr(calls[0], "input_tensors", ()) if calls else ()
+        for inner, given in zip(getattr(layer, "inputs", None) or (), outer):
+            inner_history = getattr(inner, "_keras_history", None)
+            given_history = getattr(given, "_keras_history", None)
+            if inner_history is not None and given_history is not None:
+                entries[id(inner_history.operation)] = given_history
+    return entries
+
+
+def _maker(history, entries: dict):
+    """The flat layer behind a Keras history entry: into nested models' outputs, out of their
+    inputs."""
+    operation = history.operation
+    for _ in range(64):  # nesting depth; a built model has no cycle
+        outputs = getattr(operation, "outputs", None) if getattr(operation, "layers", None) else None
+        inner = getattr(outputs[history.tensor_index], "_keras_history", None) if outputs else None
+        inner = inner or entries.get(id(operation))
+        if inner is None:
+            break
+        history, operation = inner, inner.operation
+    return operation
 
 
 def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     """Every flat Keras layer with the ONNX tensor that holds its output."""
     layers = flat_layers(keras_model)
+    entries = nested_entries(keras_model)
     graph = onnx_model.graph
     owners = adopt_unnamed(
         graph, _node_layer_indices(onnx_model, layers), [type(layer).__name__ for layer in layers]
@@ -144,7 +180,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
                 tensor,
                 tuple(graph.node[p].name for p in positions),
                 layout,
-                _inbound(layer),
+                _inbound(layer, entries),
             )
         )
     pending_permutations(rows, layers, TransposeFinder(graph, producer, owners))
