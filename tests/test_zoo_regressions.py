@@ -388,3 +388,16 @@ def test_permute_before_a_nested_block_pushed_past_the_batchnorm_inside_it():
     report = _check(randomize(model))
     assert report.passed, report.failures()
     assert "bn" in {d.name for d in report.layers}
+
+
+def test_bidirectional_left_as_two_one_direction_nodes():
+    """Seed 1360: tf2onnx left a Bidirectional LSTM as two forward LSTM nodes (the backward one
+    reading a reversed input), each holding one direction's W, R and B: matched per direction."""
+    x = keras.Input((1, 3), name="x")
+    h = layers.PReLU(name="prelu")(x)
+    h = layers.Bidirectional(layers.LSTM(2, return_sequences=True), name="bi")(h)
+    model = keras.Model(x, layers.Dense(1, name="out")(h))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    bi = [w for w in report.weights if w.layer == "bi"]
+    assert len(bi) == 6 and all(w.passed and w.onnx_initializer for w in bi)

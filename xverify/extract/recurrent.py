@@ -25,7 +25,11 @@ def lstm_to_keras(a):
 
 
 def rnn_groups(ctx: Context, li: int) -> list:
-    """ONNX LSTM/GRU/RNN nodes: W [dirs, G*H, in], R [dirs, G*H, H], B [dirs, 2*G*H] = [Wb, Rb]."""
+    """ONNX LSTM/GRU/RNN nodes: W [dirs, G*H, in], R [dirs, G*H, H], B [dirs, 2*G*H] = [Wb, Rb].
+
+    A Bidirectional layer is one node with both directions stacked, or two one-direction nodes
+    (tf2onnx leaves them apart when it cannot merge them: the backward one reads a reversed
+    input); each is an alternative."""
     layer, values = ctx.layers[li], ctx.values[li]
     inner = getattr(layer, "forward_layer", layer)
     kind = type(inner).__name__
@@ -33,21 +37,30 @@ def rnn_groups(ctx: Context, li: int) -> list:
     n = len(values) // dirs
     if kind not in _GATES or n < 2:
         return []
+    stacked = _direction_joints(li, values, kind, n, tuple(range(dirs)))
+    if dirs == 1:
+        return [[stacked]]
+    apart = _direction_joints(li, values, kind, n, (0,)) + _direction_joints(li, values, kind, n, (1,))
+    return [[stacked, apart]]
+
+
+def _direction_joints(li: int, values, kind: str, n: int, directions: tuple) -> list:
+    """The kernel, recurrent kernel and bias joints of the given directions, stacked as ONNX does."""
     fwd, back = (lstm_to_onnx, lstm_to_keras) if kind == "LSTM" else (lambda a: a, lambda a: a)
     label, gh = ONNX_RNN[kind], values[0].shape[-1]
     joints = []
     for k in (0, 1):  # kernel, recurrent kernel
-        idx = [d * n + k for d in range(dirs)]
+        idx = [d * n + k for d in directions]
         joints.append(
             Joint(
                 tuple((li, i) for i in idx),
                 np.stack([fwd(values[i]).T for i in idx]),
                 lambda a: [back(a[d].T) for d in range(len(a))],
-                (f"{label} (transposed)",) * dirs,
+                (f"{label} (transposed)",) * len(idx),
             )
         )
     if n == 3:
-        idx = [d * n + 2 for d in range(dirs)]
+        idx = [d * n + 2 for d in directions]
         if values[idx[0]].ndim == 2:  # GRU reset_after: bias rows are [input bias, recurrent bias]
             expected = np.stack([values[i].reshape(-1) for i in idx])
             split = lambda a: [a[d].reshape(2, gh) for d in range(len(a))]  # noqa: E731
@@ -55,9 +68,9 @@ def rnn_groups(ctx: Context, li: int) -> list:
             expected = np.stack([np.concatenate([fwd(values[i]), 0 * values[i]]) for i in idx])
             split = lambda a: [back(a[d][:gh] + a[d][gh:]) for d in range(len(a))]  # noqa: E731
         joints.append(
-            Joint(tuple((li, i) for i in idx), expected, split, (f"{label} (B = [Wb, Rb])",) * dirs)
+            Joint(tuple((li, i) for i in idx), expected, split, (f"{label} (B = [Wb, Rb])",) * len(idx))
         )
-    return [[joints]]
+    return joints
 
 
 def unpack_rnn(node, position: int, array: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
