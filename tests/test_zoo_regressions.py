@@ -401,3 +401,15 @@ def test_bidirectional_left_as_two_one_direction_nodes():
     assert report.passed, report.failures()
     bi = [w for w in report.weights if w.layer == "bi"]
     assert len(bi) == 6 and all(w.passed and w.onnx_initializer for w in bi)
+
+
+def test_batchnorm_scale_holding_the_bidirectional_average():
+    """Seed 1367: TensorFlow folded the Bidirectional's averaging (merge_mode 'ave', a division by 2)
+    into the next BatchNormalization's scale, gamma / sqrt(var + eps) / 2."""
+    x = keras.Input((6, 1), name="seq")
+    h = layers.Bidirectional(layers.LSTM(1), merge_mode="ave", name="bi")(layers.Masking(name="mask")(x))
+    model = keras.Model(x, layers.Dense(2, name="out")(layers.BatchNormalization(name="bn")(h)))
+    report = _check(randomize(model))
+    assert report.passed, report.failures()
+    gamma = next(w for w in report.weights if w.layer == "bn" and w.name == "gamma")
+    assert "average folded in" in gamma.transform

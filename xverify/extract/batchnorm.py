@@ -32,6 +32,16 @@ def _previous(ctx: Context, li: int) -> int | None:
     return found[0] if found else None
 
 
+def _folded_factor(previous) -> tuple[float, str] | None:
+    """The constant factor ending the layer before, which TensorFlow's constant folding moves into
+    the BatchNormalization's scale: hard_sigmoid's relu6(x + 3) / 6, a Bidirectional's average."""
+    if getattr(getattr(previous, "activation", None), "__name__", "") == "hard_sigmoid":
+        return 1 / 6, "/ 6 (hard_sigmoid's 1/6 folded in)"
+    if getattr(previous, "merge_mode", None) == "ave":
+        return 1 / 2, "/ 2 (the Bidirectional's average folded in)"
+    return None
+
+
 def bn_groups(ctx: Context, li: int) -> list:
     """BatchNormalization as Mul/Add of scale and offset, or folded into the preceding layer."""
     layer, values = ctx.layers[li], ctx.values[li]
@@ -61,17 +71,16 @@ def bn_groups(ctx: Context, li: int) -> list:
         ]
     ]
     pi = _previous(ctx, li)
-    activation = (
-        getattr(getattr(ctx.layers[pi], "activation", None), "__name__", "") if pi is not None else ""
-    )
-    if activation == "hard_sigmoid":  # relu6(x + 3) / 6: TensorFlow folds the 1/6 into the scale
+    folded = _folded_factor(ctx.layers[pi]) if pi is not None else None
+    if folded is not None:  # TensorFlow folds the layer before's last constant into the scale
+        factor, why = folded
         alternatives.append(
             [
                 Joint(
                     bn.on_scale,
-                    bn.scale / 6,
+                    bn.scale * factor,
                     none(len(bn.on_scale)),
-                    ("BN scale gamma/sqrt(var+eps) / 6 (hard_sigmoid's 1/6 folded in)",) * 2,
+                    (f"BN scale gamma/sqrt(var+eps) {why}",) * 2,
                     True,
                 ),
                 alternatives[0][1],
