@@ -44,7 +44,7 @@ def depthwise_between(x, dw: FoldedConv, before=None, after=None, residual=None,
     # The depthwise conv's input: x, or only its shape and dtype when made image by image.
     carrier = x if before is None else np.broadcast_to(np.zeros((), x.dtype), (n, c) + mid)
     strides, dilations, begin, end, out_shape = geometry_of(carrier, dw.weight, c, dw.attrs)
-    plan = DepthwisePlan.of(
+    plan = DepthwisePlan(
         carrier.shape, dw.weight, begin, end, strides, dilations, out_shape, tuning.depthwise_block
     )
     phased = before is not None and _phased(before, plan, mid, tuning)

@@ -20,7 +20,6 @@ output image by image.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,75 +31,45 @@ from xverify.engine.ops._windows import phase_plane, phase_windows, phases, plac
 BLOCK_BUDGET = 1 << 20
 
 
-@dataclass(frozen=True)
 class DepthwisePlan:
-    """A depthwise conv's geometry, decided once per call.
+    """A depthwise conv's geometry, decided once per call (its figures read in every block).
 
     2-D convs (``flat``) lay each output row at ``width``, the width of the padded input's stride
     phase planes: output ``(r, col)`` sits at ``r * width + col`` and ``run`` covers the last valid
-    output. Other ranks keep the output shape (``width`` its last axis, no phases).
+    output; ``phases``, ``plane`` and ``placed`` describe those planes (``_windows``). Other ranks
+    keep the output shape (``width`` its last axis, ``run`` all pixels, no phases).
     """
 
-    n: int
-    c: int
-    mult: int
-    spatial: tuple  # the input's spatial shape
-    kernel: tuple
-    strides: tuple
-    dilations: tuple
-    begin: tuple
-    end: tuple
-    out_shape: tuple
-    width: int
-    run: int
-    per_block: int  # channels per block
-    phases: tuple  # 2-D only: the taps by stride phase (``_windows.phases``)
-    plane: tuple  # 2-D only: the shape of each stride phase plane
-    placed: tuple  # 2-D only: where the input lands in the phase planes
-
-    @classmethod
-    def of(cls, shape, w, begin, end, strides, dilations, out_shape, budget=BLOCK_BUDGET):
-        """The plan for an input of ``shape`` and weight ``w``; ``budget``: elements per block."""
-        n, c = shape[:2]
-        spatial, kernel, out_shape = tuple(shape[2:]), tuple(w.shape[2:]), tuple(out_shape)
-        if len(kernel) == 2:
-            plane = phase_plane(spatial, begin, end, strides)
-            taps_by_phase = tuple(phases(kernel, strides, dilations))
-            where = tuple(placed(begin, spatial, strides))
-            width = plane[1]
-            run = (out_shape[0] - 1) * width + out_shape[1]
+    def __init__(self, shape, w, begin, end, strides, dilations, out_shape, budget=BLOCK_BUDGET):
+        """For an input of ``shape``, weight ``w``, the Conv's geometry; ``budget``: elements of
+        a block's columns."""
+        self.n, self.c = shape[:2]
+        self.mult = w.shape[0] // self.c
+        self.spatial, self.kernel, self.out_shape = tuple(shape[2:]), tuple(w.shape[2:]), tuple(out_shape)
+        self.strides, self.dilations = tuple(strides), tuple(dilations)
+        self.begin, self.end = tuple(begin), tuple(end)
+        self.taps, self.pixels = math.prod(self.kernel), math.prod(self.out_shape)
+        self.padded = any(begin) or any(end)
+        self.padded_shape = tuple(s + b0 + e0 for s, b0, e0 in zip(self.spatial, begin, end))
+        self.interior = tuple(slice(b0, b0 + s) for b0, s in zip(begin, self.spatial))
+        self.flat = len(self.kernel) == 2
+        if self.flat:
+            self.plane = phase_plane(self.spatial, begin, end, strides)
+            self.phases = phases(self.kernel, strides, dilations)
+            self.placed = placed(begin, self.spatial, strides)
+            self.width = self.plane[1]
+            self.run = (self.out_shape[0] - 1) * self.width + self.out_shape[1]
         else:
-            plane, taps_by_phase, where = (), (), ()
-            width, run = out_shape[-1], math.prod(out_shape)
-        per_block = max(1, min(c, budget // (math.prod(kernel) * out_shape[0] * width)))
-        return cls(
-            n, c, w.shape[0] // c, spatial, kernel, tuple(strides), tuple(dilations), tuple(begin),
-            tuple(end), out_shape, width, run, per_block, taps_by_phase, plane, where,
-        )  # fmt: skip
-
-    @property
-    def flat(self) -> bool:
-        return len(self.kernel) == 2
-
-    @property
-    def taps(self) -> int:
-        return math.prod(self.kernel)
-
-    @property
-    def pixels(self) -> int:
-        return math.prod(self.out_shape)
-
-    @property
-    def padded(self) -> bool:
-        return any(self.begin) or any(self.end)
+            self.plane, self.phases, self.placed = (), [], []
+            self.width, self.run = self.out_shape[-1], self.pixels
+        self.per_block = max(1, min(self.c, budget // (self.taps * self.out_shape[0] * self.width)))
+        rest = (self.run,) if self.flat else self.out_shape
+        self.view_shape = (self.per_block,) + self.kernel + rest  # the columns by kernel tap
 
     def blocks(self) -> list[tuple[int, int, int]]:
         """``(image, first channel, end channel)`` of every block, image by image."""
-        return [
-            (i, c0, min(self.c, c0 + self.per_block))
-            for i in range(self.n)
-            for c0 in range(0, self.c, self.per_block)
-        ]
+        c, step = self.c, self.per_block
+        return [(i, c0, min(c, c0 + step)) for i in range(self.n) for c0 in range(0, c, step)]
 
     def weights(self, w, b):
         """``w`` as ``(C, mult, taps)`` and ``b`` as ``(C, mult, 1)`` (None without a bias)."""
@@ -117,8 +86,7 @@ class Columns:
     def __init__(self, plan: DepthwisePlan, dtype):
         self.plan = plan
         self.cols = np.empty((plan.per_block, plan.taps, plan.run), dtype=dtype)
-        rest = (plan.run,) if plan.flat else plan.out_shape
-        self.view = self.cols.reshape((plan.per_block,) + plan.kernel + rest)
+        self.view = self.cols.reshape(plan.view_shape)
 
 
 class WindowColumns(Columns):
@@ -136,14 +104,13 @@ class PaddedColumns(Columns):
 
     def __init__(self, plan: DepthwisePlan, dtype):
         super().__init__(plan, dtype)
-        padded = tuple(s + b0 + e0 for s, b0, e0 in zip(plan.spatial, plan.begin, plan.end))
-        self.scratch = np.zeros((plan.per_block,) + padded, dtype=dtype)
-        self.interior = tuple(slice(b0, b0 + s) for b0, s in zip(plan.begin, plan.spatial))
+        self.scratch = np.zeros((plan.per_block,) + plan.padded_shape, dtype=dtype)
+        self.interior = (slice(None),) + plan.interior
         self.win = windows(self.scratch[None], plan.kernel, plan.strides, plan.dilations, plan.out_shape)[0]
 
     def fill(self, image, i, c0, c1) -> int:
         k = c1 - c0
-        self.scratch[(slice(0, k),) + self.interior] = image(i)[c0:c1]
+        self.scratch[:k][self.interior] = image(i)[c0:c1]
         np.copyto(self.view[:k], self.win[:k])
         return k
 
@@ -190,35 +157,42 @@ class BlockProduct:
     """
 
     def __init__(self, plan: DepthwisePlan, wt, bias, post, dtype, at_width: bool = False):
-        self.plan, self.wt, self.bias, self.post = plan, wt, bias, post
-        self.at_width = at_width
-        rows = plan.out_shape[0] * plan.width
-        self.wide = (
-            np.empty((plan.per_block, plan.mult, rows), dtype=dtype) if plan.flat and not at_width else None
-        )
+        self.wt, self.bias, self.post, self.mult = wt, bias, post, plan.mult
+        self.run, self.out_shape, self.width = plan.run, plan.out_shape, plan.width
+        if at_width:
+            self.multiply = self._at_width
+        elif plan.flat:
+            self.wide = np.empty((plan.per_block, plan.mult, plan.out_shape[0] * plan.width), dtype=dtype)
+            self.multiply = self._then_compact
+        else:
+            self.multiply = self._compact
 
     def __call__(self, cols, k, c0, c1, out) -> None:
-        p = self.plan
-        if self.at_width:
-            np.matmul(self.wt[c0:c1], cols[:k], out=out[:, :, : p.run])
-        elif p.flat:
-            np.matmul(self.wt[c0:c1], cols[:k], out=self.wide[:k, :, : p.run])
-            np.copyto(
-                out.reshape((k, p.mult) + p.out_shape),
-                self.wide[:k].reshape(k, p.mult, p.out_shape[0], p.width)[..., : p.out_shape[1]],
-            )
-        else:
-            np.matmul(self.wt[c0:c1], cols[:k], out=out)
+        self.multiply(cols, k, c0, c1, out)
         if self.bias is not None:
             out += self.bias[c0:c1]
         if self.post is not None:
-            self.post(out.reshape(k * p.mult, -1), c0 * p.mult, c1 * p.mult)
+            self.post(out.reshape(k * self.mult, -1), c0 * self.mult, c1 * self.mult)
+
+    def _compact(self, cols, k, c0, c1, out):
+        np.matmul(self.wt[c0:c1], cols[:k], out=out)
+
+    def _at_width(self, cols, k, c0, c1, out):
+        np.matmul(self.wt[c0:c1], cols[:k], out=out[:, :, : self.run])
+
+    def _then_compact(self, cols, k, c0, c1, out):
+        rows, width = self.out_shape[0], self.width
+        np.matmul(self.wt[c0:c1], cols[:k], out=self.wide[:k, :, : self.run])
+        np.copyto(
+            out.reshape((k, self.mult) + self.out_shape),
+            self.wide[:k].reshape(k, self.mult, rows, width)[..., : self.out_shape[1]],
+        )
 
 
 def conv_depthwise(x, w, begin, end, strides, dilations, out_shape, b=None, post=None):
     """Depthwise Conv of ``x`` ``(N, C, *spatial)`` with ``w`` ``(C * mult, 1, *kernel)``, the
     padding ``begin``/``end`` applied per block; ``post`` as in ``convolve``."""
-    plan = DepthwisePlan.of(x.shape, w, begin, end, strides, dilations, out_shape)
+    plan = DepthwisePlan(x.shape, w, begin, end, strides, dilations, out_shape)
     wt, bias = plan.weights(w, b)
     dtype = np.result_type(x, w)
     y = np.empty((plan.n, plan.c, plan.mult, plan.pixels), dtype=dtype)
