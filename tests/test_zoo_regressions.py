@@ -413,3 +413,22 @@ def test_batchnorm_scale_holding_the_bidirectional_average():
     assert report.passed, report.failures()
     gamma = next(w for w in report.weights if w.layer == "bn" and w.name == "gamma")
     assert "average folded in" in gamma.transform
+
+
+def test_a_graph_no_runtime_can_run_is_one_clear_refusal():
+    """Seed 690: tf2onnx wrote a Reshape with the batch size baked in, so the graph fails in ONNX
+    Runtime and in the engine alike (shapes (2, 1, 2, 8) and (8, 1, 2, 1) in a Mul): exit 2 naming
+    the node and both runtimes' errors, not an internal error."""
+    model = keras.Sequential(
+        [
+            keras.Input((8, 1, 1)),
+            layers.DepthwiseConv2D(1, depth_multiplier=2, padding="same", name="dw"),
+            layers.Permute((2, 3, 1), name="permute"),
+            layers.UnitNormalization(name="un"),
+        ]
+    )
+    with pytest.raises(xverify.XverifyError) as info:
+        _check(randomize(model))
+    message = str(info.value)
+    assert info.value.exit_code == 2 and "ONNX Runtime cannot run the ONNX graph" in message
+    assert "the NumPy engine fails as well" in message and "(Mul)" in message

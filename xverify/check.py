@@ -19,7 +19,7 @@ import numpy as np
 
 from xverify.budget import Budget, require_graph
 from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
-from xverify.errors import InputDataError, UsageError
+from xverify.errors import ConversionError, InputDataError, UsageError, XverifyError
 from xverify.inputs import dims_note, fit_inputs, fixed_batch, input_specs, load_inputs, synthetic
 from xverify.report.model import CheckReport
 
@@ -115,10 +115,16 @@ def check(
     sample_count = len(next(iter(feeds.values()))) if feeds else 0
     notes.extend(n for n in [dims_note(specs, sample_count), _batch_note(batch, sample_count)] if n)
     runners = _build_runtimes(names, onnx_model, keras_model, timer, batch)
-    outputs = {}
+    outputs, failed = {}, {}
     for name, runner in runners.items():
         with timer.stage(f"run_{name}"):
-            outputs[name] = _named_outputs(runner.run(_feeds_for(name, feeds, runner)), onnx_model, name)
+            try:
+                outputs[name] = _named_outputs(runner.run(_feeds_for(name, feeds, runner)), onnx_model, name)
+            except XverifyError:
+                raise
+            except Exception as exc:  # judged below, once every runtime has tried
+                failed[name] = exc
+    _graph_runs(failed, names, onnx_path or (source.path if source else None))
     extra, oracle_rows, referee = _extra_runs(
         names,
         onnx_model,
@@ -481,6 +487,34 @@ def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
             f"oracle ({max(a, b):.3g} against {min(a, b):.3g} for {near})"
         )
     return notes
+
+
+def _graph_runs(failed: dict, names, where) -> None:
+    """An ONNX graph that ONNX Runtime cannot run is a finding about the graph (the engine failing
+    too says the graph itself is invalid, as tf2onnx can write a Reshape with a batch size baked
+    in): one exit-2 message with each runtime's error. The engine failing alone is xverify's bug."""
+    if not failed:
+        return
+    if "onnxruntime" not in failed:
+        raise next(iter(failed.values()))
+    said = []
+    for name, exc in failed.items():
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("in node")]
+        said.append(f"{name}: {type(exc).__name__}: {' '.join(lines)[:400]}{' ' + notes[0] if notes else ''}")
+    engine = (
+        "the NumPy engine fails as well, so the graph itself is invalid"
+        if "numpy" in failed
+        else "the NumPy engine runs it"
+        if "numpy" in names
+        else "the NumPy engine was not asked"
+    )
+    raise ConversionError(
+        f"{where or 'the ONNX model'}: ONNX Runtime cannot run the ONNX graph on the check's inputs "
+        f"({engine}). {' | '.join(said)}. Expected a graph that runs; if xverify converted it, "
+        "this is a converter fault: try another --opset, or report it to tf2onnx with the ONNX file "
+        "(xverify convert MODEL -o model.onnx)."
+    )
 
 
 def _engine_rounding(comparisons, oracle_rows) -> tuple[list, list[str]]:

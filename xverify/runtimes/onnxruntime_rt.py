@@ -25,7 +25,7 @@ def _ort():
     return onnxruntime
 
 
-def make_session(model: onnx.ModelProto, optimization: str, disabled_optimizers=(), log_severity: int = 3):
+def make_session(model: onnx.ModelProto, optimization: str, disabled_optimizers=(), log_severity: int = 4):
     """A CPU InferenceSession at an optimization level, without the named graph transformers.
 
     ``log_severity`` 0 makes ONNX Runtime log which transformers changed the graph (ort_bisect.py)."""
