@@ -368,3 +368,26 @@ def test_mobilenet_stem_conv_joins_the_depthwise_step(handover, dtype):
     plain = unfused(model, x, dtype)
     assert_as_nodes(fused, plain, handover == "compact")
     np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)
+
+
+def test_two_branches_projected_into_one_add_fuse_the_add_once(handover):
+    """NASNet's separable-conv branches: two depthwise -> pointwise chains whose outputs meet in
+    one Add. The first group takes the Add; the second must leave its output visible for it (it
+    took the Add as well, reading a tensor the first had hidden: a KeyError)."""
+    constants = dict(
+        w_dw=randn(C, 1, 3, 3), w_pa=randn(4, C, 1, 1), w_dw2=randn(C, 1, 3, 3), w_pb=randn(4, C, 1, 1)
+    )
+    nodes = [
+        helper.make_node("Conv", ["x", "w_dw"], ["da"], group=C, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["da", "w_pa"], ["a"]),
+        helper.make_node("Conv", ["x", "w_dw2"], ["db"], group=C, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["db", "w_pb"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["y"]),
+    ]
+    model = _graph_model(nodes, constants, [2, C, 9, 7])
+    x = randn(2, C, 9, 7)
+    interp = Interpreter(model, fuse=tuned(handover))
+    assert [s.node.op_type for s in interp.steps] == ["Conv", "Conv"]
+    fused = interp.run({"x": x})["y"]
+    assert_as_nodes(fused, unfused(model, x), exact=False)
+    np.testing.assert_allclose(fused, _ort(model, x), atol=1e-4, rtol=1e-4)

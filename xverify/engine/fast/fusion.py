@@ -17,6 +17,7 @@ some columns differently in the last bit (``depthwise.py``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from xverify.engine.fast.chains import ConvChain, Dataflow, find_chains
@@ -84,6 +85,7 @@ def fuse(steps: list[Step], constants: dict, pinned: set[str], tuning: Tuning | 
 def _fusions(steps, constants, flow, chains, tuning):
     """``(members, fused step)`` per chain or depthwise group of more than one step."""
     used: set[int] = set()
+    taken: set[int] = set()  # steps already inside a fused step
     by_source = {chain.source: c for c, chain in chains.items()}
     by_tail = {chain.tail: c for c, chain in chains.items()}
     for c, chain in chains.items():
@@ -92,11 +94,16 @@ def _fusions(steps, constants, flow, chains, tuning):
         group = None
         if _is_depthwise(constants[steps[c].inputs[1]], chain.attrs):
             group = _group(chain, steps, constants, flow, chains, used, by_source, by_tail)
+        if group is not None and group.add is not None and group.add.step in taken:
+            # Two branches' projections ending in one Add (NASNet): the first group took it, and
+            # its other input is this branch's output, which must stay visible.
+            group = dataclasses.replace(group, add=None)
         if group is None:
             members, step = chain.members, _chain_step(steps, chain)
         else:
             used.update(k.conv for k in (group.before, group.after) if k is not None)
             members, step = group.members, _group_step(steps, group, tuning)
+        taken.update(members)
         if len(members) > 1:
             yield members, step
 
