@@ -145,7 +145,7 @@ def test_unsupported_op_is_exit_2_error(example_models):
     [
         ({"samples": 0}, "positive"),
         ({"samples": -2}, "positive"),
-        ({"runtimes": "numpy,tflite"}, "tflite"),
+        ({"runtimes": "numpy,tvm"}, "tvm"),
         ({"runtimes": ["tensorflow"], "oracle": False}, "two"),
         ({"atol": -1}, ">= 0"),
     ],

@@ -87,7 +87,7 @@ class _Echo:
         self.input_names = ["x"]
         self.calls = 0
 
-    def run(self, feeds, **kwargs):
+    def run(self, feeds, taps=()):
         self.calls += 1
         assert len(feeds["x"]) == 2
         return {"y": feeds["x"] * 2, "n": np.array(len(feeds["x"]))}
@@ -99,11 +99,11 @@ def test_batched_runs_rows_in_order_and_joins_outputs():
     out = runner.run({"x": x})
     np.testing.assert_array_equal(out["y"], x * 2)
     np.testing.assert_array_equal(out["n"], [2, 2, 2])  # rank-0 outputs stacked
-    assert runner.calls == 3 and runner.input_names == ["x"]
+    assert runner.calls == 3 and runner.input_names == ("x",)
     with pytest.raises(InputDataError, match="multiple of 2"):
         runner.run({"x": x[:5]})
 
 
 def test_batched_refuses_to_stream_over_several_batches():
     with pytest.raises(TypeError, match="on_tensor"):
-        Batched(_Echo(), 2).run({"x": np.zeros((4, 2))}, on_tensor=lambda name, value: None)
+        Batched(_Echo(), 2).stream({"x": np.zeros((4, 2))}, lambda name, value: None)

@@ -8,7 +8,6 @@ sequences them and times each stage.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import platform
 import time
@@ -22,10 +21,9 @@ from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
 from xverify.errors import ConversionError, InputDataError, UsageError, XverifyError
 from xverify.inputs import dims_note, fit_inputs, fixed_batch, input_specs, load_inputs, synthetic
 from xverify.report.model import CheckReport
+from xverify.runtimes import DEFAULT_RUNTIMES, RUNTIMES, RuntimeUnavailable, Subject, pairs, select, spec_of
 
-RUNTIME_NAMES = ("numpy", "onnxruntime", "tensorflow")
-# Which side of a pair is the reference b in |a - b| <= atol + rtol * |b|: the trained model first.
-_REFERENCE_ORDER = ("tensorflow", "onnxruntime", "numpy")
+RUNTIME_NAMES = tuple(RUNTIMES)  # the registry's names (xverify.runtimes.RUNTIMES)
 
 
 class _Timer:
@@ -41,17 +39,9 @@ class _Timer:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
-def parse_runtimes(runtimes) -> tuple[str, ...]:
-    """Normalise ``"numpy,onnxruntime"`` or a sequence; unknown names are a UsageError."""
-    names = [r.strip() for r in (runtimes.split(",") if isinstance(runtimes, str) else runtimes)]
-    names = [n for n in names if n]
-    unknown = [n for n in names if n not in RUNTIME_NAMES]
-    if unknown or not names:
-        raise UsageError(
-            f"--runtimes {','.join(names) or '(empty)'}: unknown runtime(s) "
-            f"{unknown or ''}; expected a comma-separated subset of {','.join(RUNTIME_NAMES)}."
-        )
-    return tuple(dict.fromkeys(names))
+def parse_runtimes(runtimes, notes: list[str] | None = None) -> tuple[str, ...]:
+    """Normalise ``"numpy,onnxruntime"``, a sequence or ``"all"`` (``xverify.runtimes.select``)."""
+    return select(runtimes, [] if notes is None else notes)
 
 
 def check(
@@ -62,7 +52,7 @@ def check(
     seed: int = 0,
     atol: float | None = None,
     rtol: float | None = None,
-    runtimes=RUNTIME_NAMES,
+    runtimes=DEFAULT_RUNTIMES,
     layers: bool = True,
     *,
     opset: int | None = None,
@@ -80,7 +70,9 @@ def check(
         inputs: a ``.npz``/``.npy``/``.csv`` path or a dict of arrays; None for seeded synthetic data.
         samples, seed: size and seed of the synthetic inputs.
         atol, rtol: tolerance of every comparison (defaults in ``xverify.compare``).
-        runtimes: which of numpy, onnxruntime, tensorflow to run.
+        runtimes: which registered runtimes to run (``xverify.runtimes.RUNTIMES``: numpy,
+            onnxruntime, tensorflow, openvino, tflite), or "all" (those installed; a note names the
+            others).
         layers: compare every layer's output and name the first divergence.
         opset: ONNX opset for the conversion (13..18).
         oracle: also run the NumPy engine in float64 and report each runtime's distance from it.
@@ -96,12 +88,15 @@ def check(
     """
     timer = _Timer()
     atol, rtol = _tolerance(atol, DEFAULT_ATOL, "atol"), _tolerance(rtol, DEFAULT_RTOL, "rtol")
-    names = _validate(runtimes, inputs, samples)
+    absent: list[str] = []
+    names = _validate(runtimes, inputs, samples, absent)
     budget = Budget.parse(max_memory)
     with timer.stage("load"):
         keras_model, source = _load_model(model, unsafe, budget)
     onnx_model, onnx_path, notes = _onnx_model(keras_model, source, onnx, opset, cache, timer, budget)
-    names = _usable_runtimes(names, keras_model, oracle, notes)
+    notes.extend(absent)
+    names = _usable_runtimes(names, keras_model, notes)
+    _check_enough(names, oracle)
     specs = input_specs(onnx_model)
     with timer.stage("inputs"):
         feeds, input_source = _feeds(inputs, specs, samples, seed, budget)
@@ -114,7 +109,9 @@ def check(
     batch = fixed_batch(specs) if not _is_keras(keras_model) else None
     sample_count = len(next(iter(feeds.values()))) if feeds else 0
     notes.extend(n for n in [dims_note(specs, sample_count), _batch_note(batch, sample_count)] if n)
-    runners = _build_runtimes(names, onnx_model, keras_model, timer, batch)
+    subject = Subject(onnx_model, keras_model, _is_saved_model(keras_model))
+    runners = _build_runtimes(names, subject, timer, batch, notes)
+    _check_enough(tuple(runners), oracle)
     outputs, failed = {}, {}
     for name, runner in runners.items():
         with timer.stage(f"run_{name}"):
@@ -124,20 +121,13 @@ def check(
                 raise
             except Exception as exc:  # judged below, once every runtime has tried
                 failed[name] = exc
-    _graph_runs(failed, names, onnx_path or (source.path if source else None))
-    extra, oracle_rows, referee = _extra_runs(
-        names,
-        onnx_model,
-        feeds,
-        outputs,
-        oracle and "numpy" in names,
-        ort_optimized,
-        atol,
-        rtol,
-        timer,
-        batch,
+    _graph_runs(failed, tuple(runners), onnx_path or (source.path if source else None))
+    extra, variant_outputs, variant_blame = _variant_runs(
+        tuple(runners), subject, feeds, outputs, ort_optimized, atol, rtol, timer, batch
     )
-    ort_blame = _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch)
+    oracle_rows, referee = _oracle_runs(
+        tuple(runners), subject, feeds, {**outputs, **variant_outputs}, oracle, atol, rtol, timer, batch
+    )
     with timer.stage("compare"):
         comparisons = _compare_outputs(outputs, atol, rtol) + extra
         comparisons, refereed = _engine_rounding(comparisons, oracle_rows)
@@ -147,7 +137,6 @@ def check(
         with timer.stage("layers"):
             from xverify.divergence import compare_layers
 
-            _fresh_onnxruntime(runners, onnx_model, batch)
             layer_rows, first, suspects, layer_notes = compare_layers(
                 keras_model, onnx_model, feeds, runners, atol=atol, rtol=rtol, oracle=referee
             )
@@ -174,10 +163,10 @@ def check(
         first_divergence=first,
         suspects=tuple(suspects),
         oracle=tuple(oracle_rows),
-        versions=versions(),
+        versions=_with_runtime_versions(versions(), runners),
         timings=timer.timings,
         notes=tuple(notes),
-        ort_optimizations=ort_blame,
+        ort_optimizations=variant_blame,
     )
 
 
@@ -212,22 +201,27 @@ def _non_finite_inputs(feeds) -> list[str]:
     ]
 
 
-def _validate(runtimes, inputs, samples) -> tuple[str, ...]:
-    """Argument checks that need no file: runtime names, sample count."""
-    names = parse_runtimes(runtimes)
+def _validate(runtimes, inputs, samples, notes: list[str]) -> tuple[str, ...]:
+    """Argument checks that need no file: runtime names (installed), sample count."""
+    names = parse_runtimes(runtimes, notes)
     if inputs is None and int(samples) < 1:
         raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
     return names
 
 
-def _usable_runtimes(names, keras_model, oracle, notes) -> tuple[str, ...]:
-    """TensorFlow needs a TensorFlow model; a check needs two witnesses (or numpy and its oracle)."""
-    if keras_model is None and "tensorflow" in names:
-        names = tuple(n for n in names if n != "tensorflow")
-        notes.append("tensorflow skipped: the model is an ONNX file, not a Keras model")
-    if len(names) < 2 and not (oracle and "numpy" in names):
+def _usable_runtimes(names, keras_model, notes) -> tuple[str, ...]:
+    """A runtime of the Keras model needs one (the model may be an ONNX file)."""
+    if keras_model is not None:
+        return names
+    skipped = [n for n in names if RUNTIMES[n].taps == "keras"]
+    notes.extend(f"{n} skipped: the model is an ONNX file, not a Keras model" for n in skipped)
+    return tuple(n for n in names if n not in skipped)
+
+
+def _check_enough(names: tuple[str, ...], oracle: bool) -> None:
+    """A check needs two witnesses (or one that brings its float64 oracle)."""
+    if len(names) < 2 and not (oracle and any(RUNTIMES[n].oracle for n in names)):
         raise UsageError(f"runtimes {list(names)}: a check needs at least two runtimes to compare.")
-    return names
 
 
 def _is_keras(model) -> bool:
@@ -324,31 +318,21 @@ def _batch_note(batch, samples) -> str | None:
     )
 
 
-def _fresh_onnxruntime(runners, onnx_model, batch) -> None:
-    """Replace ONNX Runtime's runner with an unused one: the per-layer pass builds its own session
-    (every layer tensor an output), and the whole-model session would hold a second copy of the
-    weights beside it."""
-    from xverify.budget import release_freed_memory
-    from xverify.runtimes import OnnxRuntime
+def _build_runtimes(names, subject: Subject, timer, batch, notes: list[str]) -> dict:
+    """Each runtime built from the registry; one that cannot take this model is a note.
 
-    if "onnxruntime" in runners:
-        runners["onnxruntime"] = _batched(OnnxRuntime(onnx_model, "disabled"), batch)
-        release_freed_memory()
-
-
-def _build_runtimes(names, onnx_model, keras_model, timer, batch=None):
-    from xverify.runtimes import NumpyRuntime, OnnxRuntime, SavedModelRuntime, TensorflowRuntime
-
-    tensorflow = SavedModelRuntime if _is_saved_model(keras_model) else TensorflowRuntime
-    factories = {
-        "numpy": lambda: NumpyRuntime(onnx_model, "float32"),
-        "onnxruntime": lambda: OnnxRuntime(onnx_model, "disabled"),
-        "tensorflow": lambda: tensorflow(keras_model),
-    }
+    A runtime of the Keras model is not batched: fixed batches are an ONNX file's."""
     runners = {}
     for name in names:
+        spec = RUNTIMES[name]
         with timer.stage(f"init_{name}"):
-            runners[name] = _batched(factories[name](), None if name == "tensorflow" else batch)
+            try:
+                runner = spec.build(subject)
+            except RuntimeUnavailable as exc:
+                notes.append(f"{name} skipped: {exc}")
+                continue
+        notes.extend(getattr(runner, "notes", ()))
+        runners[name] = _batched(runner, None if spec.taps == "keras" else batch)
     return runners
 
 
@@ -358,8 +342,9 @@ def _is_saved_model(model) -> bool:
 
 
 def _feeds_for(name, feeds, runner):
-    """TensorFlow takes Keras input names; a foreign ONNX file may name its inputs otherwise."""
-    if name != "tensorflow" or set(runner.input_names) == set(feeds):
+    """A runtime of the Keras model takes Keras input names; a foreign ONNX file may name its inputs
+    otherwise."""
+    if RUNTIMES[name].taps != "keras" or set(runner.input_names) == set(feeds):
         return feeds
     if len(runner.input_names) != len(feeds):
         raise InputDataError(
@@ -383,14 +368,10 @@ def _named_outputs(result, onnx_model, runtime):
     return dict(zip(onnx_names, values))
 
 
-def _pairs(names):
-    ordered = sorted(names, key=_REFERENCE_ORDER.index)  # reference side first
-    return [(a, b) for b, a in itertools.combinations(ordered, 2)]
-
-
 def _compare_outputs(outputs, atol, rtol):
     diffs = []
-    for a, b in _pairs(list(outputs)):
+    for pair in pairs(list(outputs)):
+        a, b = pair.a, pair.b
         for name in outputs[b]:
             diffs.append(
                 compare(
@@ -400,80 +381,81 @@ def _compare_outputs(outputs, atol, rtol):
     return diffs
 
 
-def _extra_runs(names, onnx_model, feeds, outputs, oracle, ort_optimized, atol, rtol, timer, batch=None):
-    """ONNX Runtime optimized vs not (a comparison) and every runtime's distance from the oracle.
-
-    The optimized session is dropped before the float64 oracle (twice the weights) is built, so
-    the two never hold their weights at once. Returns the oracle too (None when off)."""
+def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None):
+    """Each runtime's declared variant (ONNX Runtime optimized) compared against it, and, where
+    they disagree, the variant's explanation (``ort_optimizations``). Returns the comparisons, the
+    variants' outputs (for the oracle distances) and the explanation; each variant's runtime is
+    dropped before anything else is built."""
     from xverify.budget import release_freed_memory
-    from xverify.runtimes import NumpyRuntime, OnnxRuntime
 
-    extra, rows, runs = [], [], dict(outputs)
-    if ort_optimized and "onnxruntime" in names:
-        with timer.stage("run_onnxruntime-opt"):
-            optimized = _batched(OnnxRuntime(onnx_model, "all"), batch)
-            runs["onnxruntime-opt"] = _named_outputs(optimized.run(feeds), onnx_model, "onnxruntime-opt")
-            optimized = None
+    extra, runs, explained = [], {}, None
+    for name in names if enabled else ():
+        variant = RUNTIMES[name].variant
+        if variant is None:
+            continue
+        with timer.stage(f"run_{variant.name}"):
+            runner = _batched(variant.build(subject), batch)
+            runs[variant.name] = _named_outputs(runner.run(feeds), subject.onnx_model, variant.name)
+            runner = None
             release_freed_memory()
-        for name, value in runs["onnxruntime-opt"].items():
-            extra.append(
-                compare(
-                    value,
-                    outputs["onnxruntime"][name],
-                    atol=atol,
-                    rtol=rtol,
-                    a_name="onnxruntime-opt",
-                    b_name="onnxruntime",
-                    output=name,
-                )
+        diffs = [
+            compare(
+                value,
+                outputs[name][output],
+                atol=atol,
+                rtol=rtol,
+                a_name=variant.name,
+                b_name=name,
+                output=output,
             )
-    referee = None
-    if oracle:
-        with timer.stage("init_oracle"):
-            referee = _batched(NumpyRuntime(onnx_model, "float64"), batch)
-    if referee is not None:
-        with timer.stage("run_oracle"):
-            exact = _named_outputs(referee.run(feeds), onnx_model, "oracle")
-        for runtime, outs in runs.items():
-            for name, value in outs.items():
-                d = compare(
-                    value, exact[name], atol=atol, rtol=rtol, a_name=runtime, b_name="oracle", output=name
-                )
-                rows.append(
-                    {
-                        "runtime": runtime,
-                        "output": name,
-                        "max_abs_diff": d.max_abs_diff,
-                        "mean_abs_diff": d.mean_abs_diff,
-                        "passed": d.passed,
-                    }
-                )
-    return extra, rows, referee
+            for output, value in runs[variant.name].items()
+        ]
+        extra.extend(diffs)
+        bad = [d.output for d in diffs if not d]
+        if bad and variant.explain is not None and explained is None:
+            with timer.stage(f"explain_{variant.name}"):
+                explained = variant.explain(subject, feeds, outputs[name], bad, atol, rtol, batch)
+    return extra, runs, explained
 
 
-def _blame_ort(extra, onnx_model, feeds, outputs, atol, rtol, timer, batch):
-    """When ONNX Runtime optimized and unoptimized disagree, the graph transformers to blame."""
-    bad = [d.output for d in extra if not d]
-    if not bad:
-        return None
-    from xverify.ort_bisect import blame
-
-    with timer.stage("ort_bisect"):
-        return blame(
-            onnx_model, feeds, outputs["onnxruntime"], bad, atol=atol, rtol=rtol, batch=batch
-        ).to_dict()
+def _oracle_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None):
+    """Every run's distance from the float64 oracle, when a runtime brings one. Returns the rows
+    and the oracle runtime (None when off), which the per-layer comparison uses as referee."""
+    build = next((RUNTIMES[n].oracle for n in names if RUNTIMES[n].oracle), None) if enabled else None
+    if build is None:
+        return [], None
+    with timer.stage("init_oracle"):
+        referee = _batched(build(subject), batch)
+    with timer.stage("run_oracle"):
+        exact = _named_outputs(referee.run(feeds), subject.onnx_model, "oracle")
+    rows = []
+    for runtime, outs in outputs.items():
+        for name, value in outs.items():
+            d = compare(
+                value, exact[name], atol=atol, rtol=rtol, a_name=runtime, b_name="oracle", output=name
+            )
+            rows.append(
+                {
+                    "runtime": runtime,
+                    "output": name,
+                    "max_abs_diff": d.max_abs_diff,
+                    "mean_abs_diff": d.mean_abs_diff,
+                    "passed": d.passed,
+                }
+            )
+    return rows, referee
 
 
 def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
     """For ONNX runtimes that disagree on an output, which is farther from exact arithmetic.
 
-    TensorFlow runs the Keras model, not the ONNX graph, so its distance from the oracle mixes
-    rounding with conversion faults: it is not refereed here."""
+    A runtime of the Keras model (TensorFlow, TFLite) does not run the ONNX graph, so its distance
+    from the oracle mixes rounding with conversion faults: it is not refereed here."""
     distance = {(r["runtime"], r["output"]): r["max_abs_diff"] for r in oracle_rows}
     notes = []
     for d in comparisons:
         a, b = distance.get((d.a, d.output)), distance.get((d.b, d.output))
-        if d or "tensorflow" in (d.a, d.b) or a is None or b is None:
+        if d or not _runs_onnx(d.a) or not _runs_onnx(d.b) or a is None or b is None:
             continue
         if np.isclose(a, b, rtol=1e-3, atol=0.0):  # as printed: no side to take
             notes.append(
@@ -490,44 +472,57 @@ def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
 
 
 def _graph_runs(failed: dict, names, where) -> None:
-    """An ONNX graph that ONNX Runtime cannot run is a finding about the graph (the engine failing
-    too says the graph itself is invalid, as tf2onnx can write a Reshape with a batch size baked
-    in): one exit-2 message with each runtime's error. The engine failing alone is xverify's bug."""
+    """An ONNX graph that a runtime of the graph (ONNX Runtime, OpenVINO) cannot run is a finding
+    about the graph (the engine failing too says the graph itself is invalid, as tf2onnx can write
+    a Reshape with a batch size baked in): one exit-2 message with each runtime's error. The engine
+    (the runtime that brings the oracle) failing alone is xverify's bug."""
     if not failed:
         return
-    if "onnxruntime" not in failed:
+    graph = [n for n in failed if RUNTIMES[n].runs_onnx and not RUNTIMES[n].oracle]
+    if not graph:
         raise next(iter(failed.values()))
     said = []
     for name, exc in failed.items():
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("in node")]
         said.append(f"{name}: {type(exc).__name__}: {' '.join(lines)[:400]}{' ' + notes[0] if notes else ''}")
-    engine = (
-        "the NumPy engine fails as well, so the graph itself is invalid"
-        if "numpy" in failed
-        else "the NumPy engine runs it"
-        if "numpy" in names
-        else "the NumPy engine was not asked"
+    engine = next(s for s in RUNTIMES.values() if s.oracle)
+    verdict = (
+        f"{engine.label} fails as well, so the graph itself is invalid"
+        if engine.name in failed
+        else f"{engine.label} runs it"
+        if engine.name in names
+        else f"{engine.label} was not asked"
     )
     raise ConversionError(
-        f"{where or 'the ONNX model'}: ONNX Runtime cannot run the ONNX graph on the check's inputs "
-        f"({engine}). {' | '.join(said)}. Expected a graph that runs; if xverify converted it, "
-        "this is a converter fault: try another --opset, or report it to tf2onnx with the ONNX file "
-        "(xverify convert MODEL -o model.onnx)."
+        f"{where or 'the ONNX model'}: {' and '.join(RUNTIMES[n].label for n in graph)} cannot run the "
+        f"ONNX graph on the check's inputs ({verdict}). {' | '.join(said)}. Expected a graph that "
+        "runs; if xverify converted it, this is a converter fault: try another --opset, or report it "
+        "to tf2onnx with the ONNX file (xverify convert MODEL -o model.onnx)."
     )
 
 
 def _engine_rounding(comparisons, oracle_rows) -> tuple[list, list[str]]:
-    """The NumPy engine is xverify's witness, not the product: where it alone leaves the float64
-    oracle's tolerance and the ONNX runtime it disagrees with stays within it, the gap is the
-    engine's float32 rounding on an ill-conditioned output (a softmax over logits of 1e9), not a
-    fault of the conversion. That comparison passes, and a note gives both distances."""
+    """The NumPy engine (the runtime that brings the oracle) is xverify's witness, not the product:
+    where it alone leaves the float64 oracle's tolerance and the ONNX runtime it disagrees with
+    stays within it, the gap is the engine's float32 rounding on an ill-conditioned output (a
+    softmax over logits of 1e9), not a fault of the conversion. That comparison passes, and a note
+    gives both distances."""
     within = {(r["runtime"], r["output"]): (r.get("passed"), r["max_abs_diff"]) for r in oracle_rows}
     kept, notes = [], []
     for d in comparisons:
-        other = d.b if d.a == "numpy" else d.a if d.b == "numpy" else None
-        mine, theirs = within.get(("numpy", d.output)), within.get((other, d.output))
-        if d or other in (None, "tensorflow") or mine is None or theirs is None or mine[0] or not theirs[0]:
+        engine = next((n for n in (d.a, d.b) if n in RUNTIMES and RUNTIMES[n].oracle), None)
+        other = d.b if d.a == engine else d.a if d.b == engine else None
+        mine, theirs = within.get((engine, d.output)), within.get((other, d.output))
+        if (
+            d
+            or other is None
+            or not _runs_onnx(other)
+            or mine is None
+            or theirs is None
+            or mine[0]
+            or not theirs[0]
+        ):
             kept.append(d)
             continue
         why = (
@@ -536,10 +531,29 @@ def _engine_rounding(comparisons, oracle_rows) -> tuple[list, list[str]]:
         )
         kept.append(dataclasses.replace(d, passed=True, note=why))
         notes.append(
-            f"numpy and {other} disagree on {d.output!r} by {d.max_abs_diff:.3g}, which is {why}; "
+            f"{engine} and {other} disagree on {d.output!r} by {d.max_abs_diff:.3g}, which is {why}; "
             "the output is that sensitive to rounding, so it is not counted against the conversion"
         )
     return kept, notes
+
+
+def _runs_onnx(name: str) -> bool:
+    spec = spec_of(name)
+    return spec is not None and spec.runs_onnx
+
+
+def _with_runtime_versions(found: dict, runners) -> dict:
+    """The report's versions, plus those of the runtimes that brought their own library."""
+    import importlib.metadata as md
+
+    for name in runners:
+        dist = RUNTIMES[name].dist
+        if dist and dist not in found:
+            try:
+                found[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                found[dist] = None
+    return found
 
 
 def _opset(onnx_model) -> int | None:

@@ -35,6 +35,21 @@ MaxMemory = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _runtimes_help() -> str:
+    from xverify.runtimes import ALL, RUNTIMES
+
+    installed = [n for n, spec in RUNTIMES.items() if spec.installed()]
+    absent = [n for n in RUNTIMES if n not in installed]
+    return (
+        f"Comma-separated runtimes to compare, or {ALL} (every installed one). Installed: "
+        f"{', '.join(installed)}"
+        + (f"; not installed: {', '.join(absent)}" if absent else "")
+        + " (xverify runtimes)."
+    )
+
+
 ModelArg = Annotated[
     Path,
     typer.Argument(help="A .keras/.h5 model, a SavedModel directory or an .onnx file.", show_default=False),
@@ -140,9 +155,7 @@ def check(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
     atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
     rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
-    runtimes: Annotated[
-        str, typer.Option(help="Comma-separated runtimes to compare.")
-    ] = "numpy,onnxruntime,tensorflow",
+    runtimes: Annotated[str, typer.Option(help=_runtimes_help())] = "numpy,onnxruntime,tensorflow",
     layers: Annotated[
         bool, typer.Option("--layers/--no-layers", help="Compare every layer and name the first divergence.")
     ] = True,
@@ -396,6 +409,31 @@ def ops(debug: Debug = False) -> None:
             f"{len({(s.domain, s.name) for s in specs})} ops, {len(specs)} kernels; "
             "opsets: the model's opset of the op's domain each kernel runs at"
         )
+
+    _run(debug, body, tensorflow=False)
+
+
+@app.command("runtimes")
+def list_runtimes(debug: Debug = False) -> None:
+    """List the runtimes check can compare: what each taps, and whether it is installed."""
+
+    def body():
+        from rich.table import Table
+
+        from xverify.runtimes import DEFAULT_RUNTIMES, RUNTIMES
+
+        table = Table(
+            title="Runtimes (--runtimes; default: " + ",".join(DEFAULT_RUNTIMES) + ")", title_justify="left"
+        )
+        for column in ("name", "runtime", "runs", "layer taps", "installed"):
+            table.add_column(column)
+        for name, spec in RUNTIMES.items():
+            runs = "the ONNX model" if spec.runs_onnx else "the Keras model"
+            taps = ("ONNX tensors" if spec.runs_onnx else "Keras layers") + (
+                ", streamed" if spec.streams else ""
+            )
+            table.add_row(name, spec.label, runs, taps, "yes" if spec.installed() else f"no: {spec.install}")
+        out.print(table)
 
     _run(debug, body, tensorflow=False)
 

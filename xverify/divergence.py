@@ -1,8 +1,12 @@
 """The per-layer comparison: every mapped layer across every runtime pair, the first divergence,
 the suspects ranked by error growth, and the float64 oracle's verdict where ONNX runtimes disagree.
 
-Memory stays bounded: layers are compared in chunks whose tensors fit a byte budget; the NumPy engine
-streams its tensors through a callback and each chunk's values are released once compared.
+Runtimes are known only by their declarations (``xverify.runtimes.RUNTIMES``): a runtime whose taps
+name Keras layers gives each layer's output in Keras layout; one whose taps name ONNX tensors gives
+the layer's tensor, read in the layouts the graph allows (``layout.readings``). Memory stays
+bounded: layers are compared in chunks whose tensors fit a byte budget; a runtime that streams (the
+NumPy engine) hands its tensors to a callback in one pass, the others are tapped chunk by chunk, and
+each chunk's values are released once compared.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from xverify.convert import flat_layers
 from xverify.layers import LayerTensor, map_layers, with_effective_inputs
 from xverify.layout import readings
 from xverify.report.model import LayerDiff
+from xverify.runtimes import RUNTIMES, Pair, pair, rank
 
 CHUNK_BYTES = 512 << 20  # per runtime: tapped tensors held at once (3 runtimes: ~1.5 GiB)
 
@@ -53,43 +58,50 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracl
     chunks = _chunks(rows, keras_model, batch)
     results: dict[str, LayerDiff] = {}
     notes: list[str] = []
-    every_tensor = [r.tensor for r in rows]  # one ONNX Runtime session taps them all
+    names = sorted(runners, key=rank)
+    keras_side = [n for n in names if RUNTIMES[n].taps == "keras"]
+    streamer = next((n for n in names if RUNTIMES[n].streams), None)
+    missing: dict[str, list[str]] = {}
 
-    def finish(chunk, numpy_values):
-        # TensorFlow first: its (Keras-layout) shapes settle an ONNX tensor's layout.
+    def finish(chunk, streamed):
+        # Keras-layer runtimes first: their (Keras-layout) shapes settle an ONNX tensor's layout.
         values = {}
-        if "tensorflow" in runners:
-            names = [r.name for r in chunk]
-            values["tensorflow"] = _tap(runners["tensorflow"], feeds, names, notes, fetch=names)
-        shapes = {k: np.shape(v) for k, v in values.get("tensorflow", {}).items()}
-        onnx_side = {
-            "numpy": lambda: numpy_values,
-            "onnxruntime": lambda: _tap(
-                runners["onnxruntime"], feeds, every_tensor, notes, fetch=[r.tensor for r in chunk]
-            ),
-        }
-        for name in runners:
-            if name in onnx_side:
-                got = onnx_side[name]()
-                values[name] = {
-                    r.name: readings(got[r.tensor], r.layout, shapes.get(r.name))
-                    for r in chunk
-                    if got.get(r.tensor) is not None
-                }
+        for name in keras_side:
+            got = _tap(runners[name], feeds, [r.name for r in chunk], notes)
+            if got:
+                missing.setdefault(name, []).extend(r.name for r in chunk if r.name not in got)
+            values[name] = {r.name: [got[r.name]] for r in chunk if r.name in got}
+        shapes = {}
+        for name in reversed(keras_side):  # the best-ranked runtime's shape last, so it wins
+            shapes.update((k, np.shape(v[0])) for k, v in values[name].items())
+        for name in names:
+            if name in keras_side:
+                continue
+            got = (
+                streamed if name == streamer else _tap(runners[name], feeds, [r.tensor for r in chunk], notes)
+            )
+            values[name] = {
+                r.name: readings(got[r.tensor], r.layout, shapes.get(r.name))
+                for r in chunk
+                if got.get(r.tensor) is not None
+            }
         for row in chunk:
             results[row.name] = _layer_diff(row, values, atol, rtol, notes)
 
-    if "numpy" in runners:
-        _stream_numpy(runners["numpy"], feeds, chunks, finish)
+    if streamer is not None:
+        _stream(runners[streamer], feeds, chunks, finish)
     else:
         for chunk in chunks:
             finish(chunk, {})
+    notes.extend(_untapped_notes(missing))
     ordered = [results[r.name] for r in rows if r.name in results]
     growth = _growth(rows, results)
     ordered = [_with_growth(d, growth.get(d.name, 0.0)) for d in ordered]
-    first = first_divergence(rows, {d.name: d for d in ordered})
+    by_name = {d.name: d for d in ordered}
+    first = first_divergence(rows, by_name)
     if first is not None and oracle is not None:
-        _referee(first, next(r for r in rows if r.name == first["layer"]), feeds, runners, oracle)
+        row = next(r for r in rows if r.name == first["layer"])
+        _referee(first, row, by_name[row.name], feeds, runners, oracle)
     suspects = sorted(
         (
             {"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
@@ -101,12 +113,12 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracl
     return tuple(ordered), first, tuple(suspects[:5]), notes
 
 
-def _tap(runner, feeds, names, notes: list, **kwargs):
+def _tap(runner, feeds, names, notes: list):
     """A runtime's layer tensors; a runtime that cannot tap them (a nested Keras model whose layers
     are not reachable from the outer inputs, say) is left out of the layer comparison, and the
     report says so rather than hiding it."""
     try:
-        return runner.run(feeds, taps=names, **kwargs)
+        return runner.run(feeds, taps=names)
     except Exception as exc:
         note = (
             f"{runner.name}: layer outputs could not be tapped ({type(exc).__name__}: "
@@ -117,7 +129,23 @@ def _tap(runner, feeds, names, notes: list, **kwargs):
         return {}
 
 
-def _stream_numpy(runner, feeds, chunks, finish):
+def _untapped_notes(missing: dict[str, list[str]]) -> list[str]:
+    """A runtime of the Keras model that keeps no tensor of its own for some layers (its converter
+    fused them into the next layer) is compared on the others: say which."""
+    notes = []
+    for name, layers in missing.items():
+        if layers:
+            shown = ", ".join(repr(n) for n in layers[:8]) + (
+                f" (+{len(layers) - 8} more)" if len(layers) > 8 else ""
+            )
+            notes.append(
+                f"{name}: {len(layers)} layer(s) keep no output tensor of their own there (fused by its "
+                f"converter): {shown}; compared without {name}"
+            )
+    return notes
+
+
+def _stream(runner, feeds, chunks, finish):
     wanted = {r.tensor: i for i, chunk in enumerate(chunks) for r in chunk}
     pending = [{r.tensor for r in chunk} for chunk in chunks]
     held: dict[str, np.ndarray] = {}
@@ -133,7 +161,7 @@ def _stream_numpy(runner, feeds, chunks, finish):
             for r in chunks[index]:
                 held.pop(r.tensor, None)
 
-    runner.run(feeds, on_tensor=on_tensor)
+    runner.stream(feeds, on_tensor)
     for index, chunk in enumerate(chunks):  # tensors the engine never produced: compare the rest
         if pending[index]:
             finish([r for r in chunk if r.tensor in held], held)
@@ -157,42 +185,47 @@ def layer_atol(reference: np.ndarray, atol: float, rtol: float) -> float:
 
 
 def _layer_diff(row, values, atol, rtol, notes: list) -> LayerDiff:
-    """Every runtime pair on one layer. An ONNX side holds a list of readings (``layers.readings``):
-    one where the graph decided the layout; where it did not, each reading is compared with
-    TensorFlow, the closest is kept, and a note says so (never a guess from the shape alone)."""
-    diffs = {}
-    names = [n for n in ("tensorflow", "onnxruntime", "numpy") if n in values]
-    for i, b in enumerate(names):
-        for a in names[i + 1 :]:
-            va, vb = values[a].get(row.name), values[b].get(row.name)
-            if va is None or vb is None:
-                continue
-            options = va if b == "tensorflow" else va[:1]
-            reference = vb if b == "tensorflow" else vb[0]
-            found = [
-                compare(
-                    v,
-                    reference,
-                    atol=layer_atol(reference, atol, rtol),
-                    rtol=rtol,
-                    a_name=a,
-                    b_name=b,
-                    output=row.name,
-                )
-                for v in options
-            ]
-            diffs[f"{a}|{b}"] = min(found, key=lambda d: (not d, d.max_abs_diff))
-            if len(options) > 1:
-                note = (
-                    f"layer {row.name!r}: the graph does not decide how ONNX tensor "
-                    f"{row.tensor!r} reads as the Keras output ({len(options)} readings fit its "
-                    "shape); each was compared and the closest kept"
-                )
-                if note not in notes:
-                    notes.append(note)
+    """Every runtime pair on one layer. Each side holds a list of readings: one for a Keras-layer
+    runtime, one per layout for an ONNX tensor (``layers.readings``): one where the graph decided
+    the layout; where it did not, each reading is compared with the Keras-layout side, the closest
+    is kept, and a note says so (never a guess from the shape alone)."""
+    diffs: dict[Pair, object] = {}
+    for p in _pairs_of(values):
+        va, vb = values[p.a].get(row.name), values[p.b].get(row.name)
+        if va is None or vb is None:
+            continue
+        found = [
+            compare(x, y, atol=layer_atol(y, atol, rtol), rtol=rtol, a_name=p.a, b_name=p.b, output=row.name)
+            for x, y in _readings_compared(p, va, vb)
+        ]
+        diffs[p] = min(found, key=lambda d: (not d, d.max_abs_diff))
+        if len(found) > 1:
+            note = (
+                f"layer {row.name!r}: the graph does not decide how ONNX tensor "
+                f"{row.tensor!r} reads as the Keras output ({len(found)} readings fit its "
+                "shape); each was compared and the closest kept"
+            )
+            if note not in notes:
+                notes.append(note)
     return LayerDiff(
         row.name, row.layer_class, row.tensor, row.nodes, diffs, all(diffs.values()) if diffs else True
     )
+
+
+def _pairs_of(values) -> list[Pair]:
+    """The pairs in the order the report has always listed them: by reference, then by runtime."""
+    names = sorted(values, key=rank)
+    return [Pair(a, b) for i, b in enumerate(names) for a in names[i + 1 :]]
+
+
+def _readings_compared(p: Pair, va: list, vb: list) -> list[tuple]:
+    """An ONNX side's readings against a Keras side's value; two sides of one kind: first readings."""
+    keras_a, keras_b = RUNTIMES[p.a].taps == "keras", RUNTIMES[p.b].taps == "keras"
+    if keras_b and not keras_a:
+        return [(x, vb[0]) for x in va]
+    if keras_a and not keras_b:
+        return [(va[0], y) for y in vb]
+    return [(va[0], vb[0])]
 
 
 def _error(diff: LayerDiff | None) -> float:
@@ -231,10 +264,8 @@ def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
         d = diffs.get(row.name)
         if d is None or d.passed:
             continue
-        for pair, diff in sorted(d.diffs.items(), key=lambda kv: -kv[1].max_abs_diff):
-            inputs_ok = all(
-                pair not in diffs[p].diffs or diffs[p].diffs[pair] for p in row.inbound if p in diffs
-            )
+        for p, diff in sorted(d.diffs.items(), key=lambda kv: -kv[1].max_abs_diff):
+            inputs_ok = all(p not in diffs[i].diffs or diffs[i].diffs[p] for i in row.inbound if i in diffs)
             if not diff and inputs_ok:
                 return {
                     "layer": row.name,
@@ -245,28 +276,29 @@ def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
                     "onnx_tensor": row.tensor,
                     "onnx_nodes": list(row.nodes),
                     "diverged": _who(d),
-                    "pairs": {p: bool(x) for p, x in d.diffs.items()},
+                    "pairs": {str(q): bool(x) for q, x in d.diffs.items()},
                 }
     return None
 
 
-def _referee(first: dict, row: LayerTensor, feeds, runners, oracle) -> None:
-    """Where the ONNX runtimes disagree on a layer, say which is farther from the float64 oracle.
+def _referee(first: dict, row: LayerTensor, diff: LayerDiff, feeds, runners, oracle) -> None:
+    """Where runtimes of the ONNX graph disagree on a layer, say which is farther from the float64
+    oracle.
 
     The oracle computes the ONNX graph exactly, so it arbitrates rounding between runtimes of the
     same graph; it cannot judge a conversion fault (there, the graph itself is what differs).
     """
-    onnx_sides = [n for n in ("numpy", "onnxruntime") if n in runners]
-    pair = "numpy|onnxruntime"  # the key _layer_diff gives this pair (reference side last)
-    if len(onnx_sides) < 2 or first["pairs"].get(pair, True):
+    split = [p for p, d in diff.diffs.items() if not d and _runs_onnx(p.a) and _runs_onnx(p.b)]
+    sides = [n for n in RUNTIMES if n in runners and any(n in p for p in split)]
+    if len(sides) < 2:
         return
     exact = oracle.run(feeds, taps=[row.tensor])[row.tensor]
     distances = {}
-    for name in onnx_sides:
+    for name in sides:
         got = runners[name].run(feeds, taps=[row.tensor]).get(row.tensor)
         if got is not None and np.shape(got) == np.shape(exact):
             distances[name] = float(np.max(np.abs(np.asarray(got, np.float64) - exact)))
-    if len(distances) == 2:
+    if len(distances) >= 2:
         far = max(distances, key=distances.get)
         first["oracle_distances"] = distances
         first["diverged"] = (
@@ -275,17 +307,42 @@ def _referee(first: dict, row: LayerTensor, feeds, runners, oracle) -> None:
         )
 
 
+def _runs_onnx(name: str) -> bool:
+    return RUNTIMES[name].runs_onnx
+
+
 def _who(diff: LayerDiff) -> str:
-    """Which side diverged, from which pairs agree."""
-    ok = {pair for pair, d in diff.diffs.items() if d}
-    if "onnxruntime|numpy" in ok or "numpy|onnxruntime" in ok:
-        return (
-            "numpy and onnxruntime agree on the ONNX graph and both differ from TensorFlow: "
-            "the conversion is at fault"
-        )
-    for pair in ok:
-        sides = pair.split("|")
-        if "tensorflow" in sides:
-            agree = next(side for side in sides if side != "tensorflow")
-            return f"{agree} agrees with TensorFlow: the other ONNX runtime is at fault"
+    """Which side diverged, from which pairs agree with the reference (the best-ranked runtime).
+
+    Runtimes of the ONNX graph that agree with each other and all differ from a reference that runs
+    the Keras model: the conversion is at fault. Otherwise the runtimes of the graph that agree with
+    the reference acquit themselves and blame the others; a lone runtime of the Keras model
+    (TFLite) that differs from the reference while every other agrees is at fault itself."""
+    ok = {p for p, d in diff.diffs.items() if d}
+    names = sorted({n for p in diff.diffs for n in (p.a, p.b)}, key=rank)
+    if len(names) < 2:
+        return ""
+    ref, others = names[0], names[1:]
+    graph = sorted((n for n in others if _runs_onnx(n)), key=list(RUNTIMES).index)
+    agree = [n for n in graph if pair(n, ref) in ok]
+    differ = [n for n in others if pair(n, ref) in diff.diffs and pair(n, ref) not in ok]
+    label = RUNTIMES[ref].label
+    graph_agrees = len(graph) >= 2 and all(
+        pair(x, y) in ok for i, x in enumerate(graph) for y in graph[i + 1 :]
+    )
+    if graph_agrees and not _runs_onnx(ref) and not agree:
+        both = "both" if len(graph) == 2 else "all"
+        return f"{_and(graph)} agree on the ONNX graph and {both} differ from {label}: the conversion is at fault"
+    if agree and len(agree) < len(graph):
+        if len(graph) == 2:
+            return f"{agree[0]} agrees with {label}: the other ONNX runtime is at fault"
+        faulty = [n for n in graph if n not in agree]
+        verb = "agrees" if len(agree) == 1 else "agree"
+        return f"{_and(agree)} {verb} with {label}: {_and(faulty)} {'is' if len(faulty) == 1 else 'are'} at fault"
+    if len(differ) == 1 and len(others) > 1 and all(pair(n, ref) in ok for n in others if n != differ[0]):
+        return f"{differ[0]} alone differs from {label}, which the other runtimes agree with: {differ[0]} is at fault"
     return ""
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -37,7 +37,7 @@ def to_junit(report: CheckReport) -> str:
             None if w.passed else f"{w.transform}: max abs diff {w.max_abs_diff:.3g}",
         )
     for layer in report.layers:
-        bad = {k: d.max_abs_diff for k, d in layer.diffs.items() if not d}
+        bad = {str(k): d.max_abs_diff for k, d in layer.diffs.items() if not d}
         failures += _case(suite, "xverify.layers", layer.name, None if layer.passed else f"diverges: {bad}")
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))

@@ -81,11 +81,7 @@ def _weights_and_layers(report: CheckReport) -> list[str]:
             [
                 _code(layer.name),
                 layer.layer_class,
-                ", ".join(
-                    f"{k.replace('|', ' vs ')}: {_num(d.max_abs_diff)}"
-                    for k, d in layer.diffs.items()
-                    if not d
-                ),
+                ", ".join(f"{k.a} vs {k.b}: {_num(d.max_abs_diff)}" for k, d in layer.diffs.items() if not d),
             ]
             for layer in layers
         ]

@@ -18,7 +18,7 @@ class LayerDiff:
     layer_class: str
     onnx_tensor: str | None
     onnx_nodes: tuple[str, ...]
-    diffs: dict  # "a|b" -> TensorDiff
+    diffs: dict  # runtimes.Pair -> TensorDiff (the JSON report keys them "a|b")
     passed: bool
     growth: float = 0.0  # how sharply the error grows across this layer (suspect ranking)
 
@@ -28,8 +28,8 @@ class LayerDiff:
             "class": self.layer_class,
             "onnx_tensor": self.onnx_tensor,
             "onnx_nodes": list(self.onnx_nodes),
-            "diffs": {k: d.max_abs_diff for k, d in self.diffs.items()},
-            "max_rel_diffs": {k: d.max_rel_diff for k, d in self.diffs.items()},
+            "diffs": {str(k): d.max_abs_diff for k, d in self.diffs.items()},
+            "max_rel_diffs": {str(k): d.max_rel_diff for k, d in self.diffs.items()},
             "growth": self.growth,
             "passed": self.passed,
         }

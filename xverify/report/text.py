@@ -21,7 +21,14 @@ def _verdict(passed: bool) -> str:
     return "[green]pass[/]" if passed else "[bold red]FAIL[/]"
 
 
-_SHORT = {"onnxruntime": "ort", "onnxruntime-opt": "ort-opt", "tensorflow": "tf", "numpy": "numpy"}
+def _short(name: str) -> str:
+    """A runtime's narrow column name from its declaration (``ort``, ``tf``; a variant: ``ort-opt``)."""
+    from xverify.runtimes import RUNTIMES, spec_of
+
+    spec = spec_of(name)
+    if spec is None:
+        return name
+    return spec.short if name in RUNTIMES else name.replace(spec.name, spec.short, 1)
 
 
 def comparisons_table(report: CheckReport) -> Table:
@@ -34,8 +41,8 @@ def comparisons_table(report: CheckReport) -> Table:
         )
     for d in report.comparisons:
         table.add_row(
-            _SHORT.get(d.a, d.a),
-            _SHORT.get(d.b, d.b),
+            _short(d.a),
+            _short(d.b),
             d.output,
             _num(d.max_abs_diff),
             _num(d.max_rel_diff),
@@ -86,16 +93,23 @@ def layers_table(report: CheckReport, verbose: bool) -> Table | str | None:
     )
     if not shown:
         return f"Layers: {len(layers)}/{len(layers)} Keras layer outputs agree within tolerance"
-    pairs = sorted({k for layer in layers for k in layer.diffs})
+    pairs = sorted({k for layer in layers for k in layer.diffs}, key=str)
+    narrowed = len(pairs) > 3 and not verbose  # five runtimes make ten pairs: keep those that fail
+    if narrowed:
+        pairs = [p for p in pairs if any(p in layer.diffs and not layer.diffs[p] for layer in layers)]
     table = Table(
-        title="Layers" + ("" if verbose else " (divergent and neighbours; --verbose: all)"),
+        title="Layers"
+        + (
+            ""
+            if verbose
+            else f" (divergent and neighbours{', failing pairs' if narrowed else ''}; --verbose: all)"
+        ),
         title_justify="left",
     )
     table.add_column("layer", overflow="fold")
     table.add_column("class", overflow="fold")
     for pair in pairs:
-        a, b = pair.split("|")
-        table.add_column(f"{_SHORT.get(a, a)} vs {_SHORT.get(b, b)}", justify="right")
+        table.add_column(f"{_short(pair.a)} vs {_short(pair.b)}", justify="right")
     table.add_column("verdict")
     for i in sorted(shown):
         layer = layers[i]

@@ -13,16 +13,31 @@ from xverify.errors import InputDataError
 
 
 class Batched:
-    """``runner`` (any runtime with ``run(feeds, **kwargs) -> dict``) fed ``size`` rows per run."""
+    """``runner`` (any runtime: ``run(feeds, taps=()) -> dict``) fed ``size`` rows per run."""
 
     def __init__(self, runner, size: int):
         self.runner = runner
         self.size = size
 
-    def __getattr__(self, name):  # input_names and the like come from the wrapped runtime
+    def __getattr__(self, name):  # spec, name, input_names come from the wrapped runtime
         return getattr(self.runner, name)
 
-    def run(self, feeds: dict, **kwargs) -> dict:
+    def run(self, feeds: dict, taps=()) -> dict:
+        n = self._rows(feeds)
+        if n == self.size:
+            return self.runner.run(feeds, taps=taps)
+        parts = [
+            self.runner.run({k: v[i : i + self.size] for k, v in feeds.items()}, taps=taps)
+            for i in range(0, n, self.size)
+        ]
+        return {name: _join([p[name] for p in parts]) for name in parts[0]}
+
+    def stream(self, feeds: dict, on_tensor) -> dict:
+        if self._rows(feeds) != self.size:  # a callback would see each batch's part alone
+            raise TypeError("Batched cannot stream tensors (on_tensor) over several batches")
+        return self.runner.stream(feeds, on_tensor)
+
+    def _rows(self, feeds: dict) -> int:
         rows = {len(v) for v in feeds.values()}
         n = rows.pop() if len(rows) == 1 else None
         if n is None or n % self.size:
@@ -31,15 +46,7 @@ class Batched:
                 f"{self.size} sample(s) at a time, but the inputs hold {sorted(rows | {n})} rows: "
                 f"give a multiple of {self.size} samples."
             )
-        if n == self.size:
-            return self.runner.run(feeds, **kwargs)
-        if kwargs.get("on_tensor") is not None:  # a callback would see each batch's part alone
-            raise TypeError("Batched.run cannot stream tensors (on_tensor) over several batches")
-        parts = [
-            self.runner.run({k: v[i : i + self.size] for k, v in feeds.items()}, **kwargs)
-            for i in range(0, n, self.size)
-        ]
-        return {name: _join([p[name] for p in parts]) for name in parts[0]}
+        return n
 
 
 def _join(values: list) -> np.ndarray:

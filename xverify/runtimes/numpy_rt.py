@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from xverify.engine import Interpreter
+from xverify.runtimes.contract import RuntimeSpec
 
 
 class NumpyRuntime:
@@ -19,6 +20,22 @@ class NumpyRuntime:
         self.name = "numpy" if dtype == "float32" else "numpy-float64"
         self.interpreter = Interpreter(onnx_model, dtype)
 
-    def run(self, feeds: dict, taps=(), on_tensor=None) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
         """Outputs (and ``taps``: tensor names, or "all") for ``feeds``."""
-        return self.interpreter.run(feeds, taps=taps, on_tensor=on_tensor)
+        return self.interpreter.run(feeds, taps=taps)
+
+    def stream(self, feeds: dict, on_tensor) -> dict[str, np.ndarray]:
+        """Outputs for ``feeds``, handing every tensor to ``on_tensor(name, value)`` as it is made."""
+        return self.interpreter.run(feeds, on_tensor=on_tensor)
+
+
+SPEC = RuntimeSpec(
+    name="numpy",
+    label="the NumPy engine",
+    short="numpy",
+    taps="onnx",
+    streams=True,
+    rank=2,
+    build=lambda subject: NumpyRuntime(subject.onnx_model, "float32"),
+    oracle=lambda subject: NumpyRuntime(subject.onnx_model, "float64"),
+)

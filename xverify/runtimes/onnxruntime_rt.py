@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from xverify.errors import MissingDependencyError, UsageError
+from xverify.runtimes.contract import RuntimeSpec, Variant
 
 LEVELS = ("disabled", "basic", "extended", "all")
 
@@ -66,6 +67,11 @@ class OnnxRuntime:
 
     def _session(self, taps: tuple[str, ...]):
         if taps not in self._sessions:
+            if self._sessions:  # one session at a time: each holds a copy of the weights
+                from xverify.budget import release_freed_memory
+
+                self._sessions.clear()
+                release_freed_memory()
             model = self.model
             if taps:
                 model = onnx.ModelProto()
@@ -86,19 +92,34 @@ class OnnxRuntime:
         typed = self._value_infos()
         return [n for n in names if n in typed and n not in outputs]
 
-    def run(self, feeds: dict, taps=(), fetch=None) -> dict[str, np.ndarray]:
-        """Outputs (and the tappable ``taps``) for ``feeds``.
+    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+        """Outputs (and the tappable ``taps``: intermediate tensors exposed as outputs) for ``feeds``.
 
-        Args:
-            taps: intermediate tensors to expose as outputs (one session per distinct set).
-            fetch: return only these names (of the outputs and taps): a caller comparing layer by
-                layer builds one session with every tap and fetches a chunk at a time.
-        """
-        taps = tuple(self.tappable(taps))
-        session = self._session(taps)
+        A session is built per distinct set of taps, and only the latest is kept."""
+        session = self._session(tuple(self.tappable(taps)))
         names = [o.name for o in session.get_outputs()]
-        if fetch is not None:
-            wanted = set(fetch)
-            names = [n for n in names if n in wanted]
-        values = session.run(names, feeds)
-        return dict(zip(names, values))
+        return dict(zip(names, session.run(names, feeds)))
+
+
+def _explain_optimized(subject, feeds, base_outputs, bad, atol, rtol, batch) -> dict:
+    from xverify.ort_bisect import blame
+
+    return blame(subject.onnx_model, feeds, base_outputs, bad, atol=atol, rtol=rtol, batch=batch).to_dict()
+
+
+SPEC = RuntimeSpec(
+    name="onnxruntime",
+    label="ONNX Runtime",
+    short="ort",
+    taps="onnx",
+    streams=False,
+    rank=1,
+    build=lambda subject: OnnxRuntime(subject.onnx_model, "disabled"),
+    modules=("onnxruntime",),
+    install="pip install onnxruntime",
+    variant=Variant(
+        name="onnxruntime-opt",
+        build=lambda subject: OnnxRuntime(subject.onnx_model, "all"),
+        explain=_explain_optimized,
+    ),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from xverify.errors import MissingDependencyError
+from xverify.runtimes.contract import RuntimeSpec, Subject
 
 
 class TensorflowRuntime:
@@ -53,25 +54,16 @@ class TensorflowRuntime:
             result = [result]
         return [np.asarray(r) for r in result]
 
-    def run(self, feeds: dict, taps=(), fetch=None) -> dict[str, np.ndarray]:
-        """Outputs for ``feeds``; ``taps`` are Keras layer names whose outputs to return too.
-
-        Args:
-            fetch: return only these names; fetching taps alone runs the model only as far as they
-                need (one partial pass), which is what a layer-by-layer comparison wants.
-        """
+    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+        """Outputs for ``feeds``; ``taps`` are Keras layer names whose outputs to return too (one
+        forward pass records them)."""
         taps = tuple(taps)
-        wanted = set(self.output_names) | set(taps) if fetch is None else set(fetch)
-        outputs = {}
-        if wanted & set(self.output_names):
-            outputs.update(zip(self.output_names, self._call(self.model, feeds)))
-        fetched_taps = tuple(t for t in taps if t in wanted)
-        if fetched_taps:
-            outputs.update(self._recorded(fetched_taps, feeds))
-        return {k: v for k, v in outputs.items() if k in wanted}
+        if not taps:
+            return dict(zip(self.output_names, self._call(self.model, feeds)))
+        return self._recorded(taps, feeds)
 
     def _recorded(self, taps: tuple, feeds: dict) -> dict[str, np.ndarray]:
-        """The outputs of the layers named ``taps``, recorded while the model runs.
+        """The model's outputs and those of the layers named ``taps``, recorded while it runs.
 
         A tap model (``keras.Model(inputs, layer.output)``) cannot reach the layers of a nested
         model (their outputs belong to the inner model's graph: "Output ... is not connected to
@@ -92,13 +84,14 @@ class TensorflowRuntime:
 
         layers = [la for la in flat_layers(self.model) if la.name in wanted]
         with patched_calls(layers, lambda index, layer, call: _recording(layer, call, record)):
-            self._call(self.model, feeds)
+            outputs = dict(zip(self.output_names, self._call(self.model, feeds)))
         by_name = {layer.name: layer for layer in layers}
-        return {
-            name: np.asarray(seen[name][_last_call_position(self.model, by_name[name])])
+        outputs.update(
+            (name, np.asarray(seen[name][_last_call_position(self.model, by_name[name])]))
             for name in taps
             if name in seen
-        }
+        )
+        return outputs
 
 
 def _last_call_position(model, layer) -> int:
@@ -151,6 +144,25 @@ class SavedModelRuntime:
         self.output_names = list(self.signature.structured_outputs)
 
     def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
-        """Outputs by signature name (a SavedModel has no Keras layers to tap)."""
+        """Outputs by signature name (a SavedModel has no Keras layers to tap: ``taps`` unused)."""
         args = {n: self._tf.constant(feeds[n], dtype=self._dtypes[n]) for n in self.input_names}
         return {k: np.asarray(v) for k, v in self.signature(**args).items()}
+
+
+def _build(subject: Subject):
+    if subject.saved_model:
+        return SavedModelRuntime(subject.keras_model)
+    return TensorflowRuntime(subject.keras_model)
+
+
+SPEC = RuntimeSpec(
+    name="tensorflow",
+    label="TensorFlow",
+    short="tf",
+    taps="keras",
+    streams=False,
+    rank=0,
+    build=_build,
+    modules=("tensorflow",),
+    install="pip install tensorflow-cpu",
+)
