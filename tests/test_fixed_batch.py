@@ -99,7 +99,7 @@ def test_batched_runs_rows_in_order_and_joins_outputs():
     out = runner.run({"x": x})
     np.testing.assert_array_equal(out["y"], x * 2)
     np.testing.assert_array_equal(out["n"], [2, 2, 2])  # rank-0 outputs stacked
-    assert runner.calls == 3 and runner.input_names == ("x",)
+    assert runner.calls == 3 and runner.input_names == ["x"]
     with pytest.raises(InputDataError, match="multiple of 2"):
         runner.run({"x": x[:5]})
 
