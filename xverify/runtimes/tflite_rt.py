@@ -219,17 +219,20 @@ def _tokens(name: str) -> set[int]:
 def _layer_tensors(interpreter, layers) -> dict[str, int]:
     """Keras layer name -> index of the TFLite tensor that holds its output.
 
-    An op output whose name has no token (the Softmax TFLite splits from a Dense) inherits those of
-    the op's computed inputs. A tensor belongs to its latest token's layer, and is that layer's
+    An op output whose name has no token (a graph output) takes those of the op's weights (the
+    layer whose Dense it computes) or, with none, of its computed inputs (the Softmax TFLite splits
+    from a Dense). A tensor belongs to its latest token's layer, and is that layer's
     output when a graph output or read by an op outside that layer; the last such tensor in
     execution order wins (a layer called twice: its last call)."""
     ops = interpreter._get_ops_details()
     tokens = {d["index"]: _tokens(d["name"]) for d in interpreter.get_tensor_details()}
     made = {t for op in ops for t in op["outputs"]}
     for op in ops:
+        weights = set().union(*(tokens.get(i, set()) for i in op["inputs"] if i >= 0 and i not in made))
+        computed = set().union(*(tokens.get(i, set()) for i in op["inputs"] if i in made))
         for t in op["outputs"]:
             if not tokens.get(t):
-                tokens[t] = set().union(*(tokens.get(i, set()) for i in op["inputs"] if i in made))
+                tokens[t] = weights or computed
     readers: dict[int, list[int]] = {}
     for op in ops:
         for t in op["inputs"]:
