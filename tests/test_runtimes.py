@@ -15,7 +15,7 @@ from xverify.cli import app
 from xverify.compare import compare
 from xverify.errors import MissingDependencyError
 from xverify.report.model import LayerDiff
-from xverify.runtimes import RUNTIMES, Pair, pair, pairs, select
+from xverify.runtimes import RUNTIMES, Pair, PairDiffs, pair, pairs, select
 
 FIVE = "numpy,onnxruntime,tensorflow,openvino,tflite"
 needs_openvino = pytest.mark.skipif(not RUNTIMES["openvino"].installed(), reason="openvino not installed")
@@ -44,6 +44,14 @@ def test_pairs_put_the_reference_side_last():
     ]
     assert pair("tensorflow", "openvino") == pair("openvino", "tensorflow") == Pair("openvino", "tensorflow")
     assert "tflite" in pair("tflite", "numpy") and pair("tflite", "numpy").b == "numpy"
+
+
+def test_layer_diffs_answer_the_json_keys_in_their_order_only():
+    layer = _diff("d", {"tensorflow": 1.0, "numpy": 1.0})
+    assert Pair("numpy", "tensorflow") in layer.diffs and "numpy|tensorflow" in layer.diffs
+    assert "tensorflow|numpy" not in layer.diffs
+    assert layer.diffs["numpy|tensorflow"] is layer.diffs[Pair("numpy", "tensorflow")]
+    assert list(layer.to_dict()["diffs"]) == ["numpy|tensorflow"]
 
 
 def test_an_absent_runtime_is_a_note_with_all_and_an_error_when_named(openvino_absent):
@@ -81,7 +89,7 @@ def _diff(name: str, values: dict[str, float], reference: float = 1.0) -> LayerD
         )
         for p in pairs(values)
     }
-    return LayerDiff(name, "Dense", "t", ("n",), diffs, all(diffs.values()))
+    return LayerDiff(name, "Dense", "t", ("n",), PairDiffs(diffs), all(diffs.values()))
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from xverify.convert import flat_layers
 from xverify.layers import LayerTensor, map_layers, with_effective_inputs
 from xverify.layout import readings
 from xverify.report.model import LayerDiff
-from xverify.runtimes import RUNTIMES, Pair, pair, rank
+from xverify.runtimes import RUNTIMES, Pair, PairDiffs, pair, rank
 
 CHUNK_BYTES = 512 << 20  # per runtime: tapped tensors held at once (3 runtimes: ~1.5 GiB)
 
@@ -208,7 +208,12 @@ def _layer_diff(row, values, atol, rtol, notes: list) -> LayerDiff:
             if note not in notes:
                 notes.append(note)
     return LayerDiff(
-        row.name, row.layer_class, row.tensor, row.nodes, diffs, all(diffs.values()) if diffs else True
+        row.name,
+        row.layer_class,
+        row.tensor,
+        row.nodes,
+        PairDiffs(diffs),
+        all(diffs.values()) if diffs else True,
     )
 
 

@@ -18,7 +18,7 @@ class LayerDiff:
     layer_class: str
     onnx_tensor: str | None
     onnx_nodes: tuple[str, ...]
-    diffs: dict  # runtimes.Pair -> TensorDiff (the JSON report keys them "a|b")
+    diffs: dict  # runtimes.PairDiffs: Pair -> TensorDiff (also looked up, and in JSON keyed, "a|b")
     passed: bool
     growth: float = 0.0  # how sharply the error grows across this layer (suspect ranking)
 

@@ -10,7 +10,15 @@ from collections.abc import Iterable
 
 from xverify.errors import MissingDependencyError, UsageError
 from xverify.runtimes import numpy_rt, onnxruntime_rt, openvino_rt, tensorflow_rt, tflite_rt
-from xverify.runtimes.contract import Pair, Runtime, RuntimeSpec, RuntimeUnavailable, Subject, Variant
+from xverify.runtimes.contract import (
+    Pair,
+    PairDiffs,
+    Runtime,
+    RuntimeSpec,
+    RuntimeUnavailable,
+    Subject,
+    Variant,
+)
 from xverify.runtimes.numpy_rt import NumpyRuntime
 from xverify.runtimes.onnxruntime_rt import OnnxRuntime
 from xverify.runtimes.openvino_rt import OpenVinoRuntime
@@ -95,6 +103,7 @@ __all__ = [
     "OnnxRuntime",
     "OpenVinoRuntime",
     "Pair",
+    "PairDiffs",
     "Runtime",
     "RuntimeSpec",
     "RuntimeUnavailable",

@@ -118,3 +118,23 @@ class Pair:
 
     def other(self, name: str) -> str:
         return self.b if name == self.a else self.a
+
+
+class PairDiffs(dict):
+    """``{Pair: TensorDiff}`` that also answers the JSON report's ``"a|b"`` keys (exactly in that
+    order, b the reference), as ``LayerDiff.diffs`` did before pairs were typed."""
+
+    def _key(self, key):
+        if isinstance(key, str) and "|" in key:
+            a, b = key.split("|", 1)
+            return Pair(a, b)
+        return key
+
+    def __getitem__(self, key):
+        return super().__getitem__(self._key(key))
+
+    def __contains__(self, key) -> bool:
+        return super().__contains__(self._key(key))
+
+    def get(self, key, default=None):
+        return super().get(self._key(key), default)
