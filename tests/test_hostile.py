@@ -220,3 +220,15 @@ def test_nan_weights_in_a_model_object_are_refused(example_models, models_dir):
     weight.raw_data = np.full(len(weight.raw_data) // 4, np.nan, np.float32).tobytes()
     with pytest.raises(xverify.ModelFileError, match="NaN"):
         xverify.check(models_dir / "seed_regression.keras", onnx=model)
+
+
+def test_a_traced_error_is_said_by_its_own_line_not_in_user_code():
+    from xverify.errors import gist
+
+    traced = ValueError(
+        'in user code:\n\n    File "x.py", line 3, in forward  *\n        result = model(x)\n\n'
+        "    ValueError: Exception encountered when calling Dense.call(): input has rank 1\n"
+    )
+    assert gist(traced) == "ValueError: Exception encountered when calling Dense.call(): input has rank 1"
+    assert gist(KeyError("k")) == "KeyError: 'k'"
+    assert gist(RuntimeError()) == "RuntimeError"

@@ -21,7 +21,7 @@ import re
 import numpy as np
 
 from xverify.budget import release_freed_memory
-from xverify.errors import ConversionError, UsageError
+from xverify.errors import ConversionError, UsageError, gist
 from xverify.tf2onnx_steps import convert_graph_def, freeze
 
 DEFAULT_OPSET = 17
@@ -191,8 +191,8 @@ def convert(model, opset: int | None = None):
             onnx_model = _from_function(function, opset)
         except Exception as exc:
             raise ConversionError(
-                f"tf2onnx could not convert the model ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''})."
+                f"tf2onnx could not convert the model ({gist(exc)}). Expected a model that tf2onnx can "
+                "trace; try another --opset, or run with --debug for TensorFlow's whole trace."
             ) from exc
     _fail_on_unconverted(onnx_model, layers, log.getvalue())
     _fail_on_dangling_inputs(onnx_model, layers, [name for name, _, _ in in_specs])
@@ -437,8 +437,8 @@ def convert_saved_model(path, opset: int | None = None):
                 )
         except Exception as exc:
             raise ConversionError(
-                f"{path}: tf2onnx could not convert the SavedModel "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+                f"{path}: tf2onnx could not convert the SavedModel ({gist(exc)}). Try another "
+                "--opset, or run with --debug for the whole trace."
             ) from exc
     _fail_on_unconverted(onnx_model, [], log.getvalue())
     return onnx_model

@@ -17,6 +17,7 @@ import numpy as np
 
 from xverify.compare import compare
 from xverify.convert import flat_layers
+from xverify.errors import gist
 from xverify.layers import LayerTensor, map_layers, with_effective_inputs
 from xverify.layout import readings
 from xverify.report.model import LayerDiff
@@ -120,10 +121,7 @@ def _tap(runner, feeds, names, notes: list):
     try:
         return runner.run(feeds, taps=names)
     except Exception as exc:
-        note = (
-            f"{runner.name}: layer outputs could not be tapped ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); layers compared without it"
-        )
+        note = f"{runner.name}: layer outputs could not be tapped ({gist(exc)}); layers compared without it"
         if note not in notes:
             notes.append(note)
         return {}

@@ -60,3 +60,17 @@ class MismatchError(XverifyError):
     def __init__(self, message: str, report=None):
         super().__init__(message)
         self.report = report
+
+
+def gist(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` in one line, for a message to a user. TensorFlow wraps a traced error as
+    "in user code:" followed by a stack; the line that says what went wrong is the last one naming
+    an exception type, so that one is kept."""
+    import re
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Warning): ", line)]
+    if named:
+        return named[-1][:limit]
+    said = next((line for line in lines if line != "in user code:"), "")
+    return f"{type(exc).__name__}: {said}"[:limit] if said else type(exc).__name__
