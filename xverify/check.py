@@ -89,7 +89,7 @@ def check(
     timer = _Timer()
     atol, rtol = _tolerance(atol, DEFAULT_ATOL, "atol"), _tolerance(rtol, DEFAULT_RTOL, "rtol")
     absent: list[str] = []
-    names = _validate(runtimes, inputs, samples, absent)
+    names = _validate(_for_model_file(model, runtimes, absent), inputs, samples, absent)
     budget = Budget.parse(max_memory)
     with timer.stage("load"):
         keras_model, source = _load_model(model, unsafe, budget)
@@ -207,6 +207,28 @@ def _validate(runtimes, inputs, samples, notes: list[str]) -> tuple[str, ...]:
     if inputs is None and int(samples) < 1:
         raise UsageError(f"--samples {samples}: expected a positive number of samples (default 16).")
     return names
+
+
+def _for_model_file(model, runtimes, notes: list[str]):
+    """What the model file settles before any runtime's installation is checked: a Keras file
+    needs the ``keras`` extra (one message saying so), and an ONNX file has no Keras model to
+    run, so the runtimes of one are skipped (noted) and need not be installed."""
+    from xverify.load import KERAS_FORMATS, detect_format, require_tensorflow
+    from xverify.runtimes import ALL
+
+    if not isinstance(model, (str, Path)) or not Path(model).is_file():
+        return runtimes
+    fmt = detect_format(model)
+    if fmt in KERAS_FORMATS:
+        require_tensorflow(model)
+    requested = [r.strip() for r in (runtimes.split(",") if isinstance(runtimes, str) else runtimes)]
+    if fmt != "onnx" or requested == [ALL]:
+        return runtimes
+    skipped = [n for n in requested if n in RUNTIMES and RUNTIMES[n].taps == "keras"]
+    if len(skipped) == len(requested):  # nothing left: the usual refusal says why
+        return runtimes
+    notes.extend(f"{n} skipped: the model is an ONNX file, not a Keras model" for n in skipped)
+    return [n for n in requested if n not in skipped]
 
 
 def _usable_runtimes(names, keras_model, notes) -> tuple[str, ...]:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xverify.budget import Budget, human, tensor_bytes
-from xverify.errors import ModelFileError
+from xverify.errors import MissingDependencyError, ModelFileError
+
+KERAS_EXTRA = "pip install 'xverify[keras]'"
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -176,6 +178,7 @@ def load_keras(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget 
         raise ModelFileError(f"{path}: is a {fmt} model, not a Keras .keras/.h5 file.")
     budget = budget or Budget.default()
     (check_keras_archive if fmt == "keras" else check_h5)(Path(path), budget)
+    require_tensorflow(path)
     import keras
 
     try:
@@ -306,6 +309,7 @@ def open_model(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget 
 
 def load_savedmodel(path: str | os.PathLike):
     """Load a SavedModel directory written by ``model.export()`` (runs no Python from the file)."""
+    require_tensorflow(path)
     import tensorflow as tf
 
     try:
@@ -316,3 +320,24 @@ def load_savedmodel(path: str | os.PathLike):
             f"({type(exc).__name__}: {str(exc).splitlines()[0]}). Expected a "
             "directory written by model.export()."
         ) from exc
+
+
+def require_tensorflow(path) -> None:
+    """TensorFlow, Keras and tf2onnx are the ``keras`` extra: a Keras model given without them is
+    a MissingDependencyError (exit 2) saying what to install, not an ImportError traceback. An ONNX
+    file, and a check against a golden bundle, need none of them."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken or half-removed install counts as absent
+            return False
+
+    absent = [m for m in ("tensorflow", "keras", "tf2onnx") if not found(m)]
+    if absent:
+        raise MissingDependencyError(
+            f"{path}: a Keras model needs TensorFlow, Keras and tf2onnx ({', '.join(absent)} not "
+            f"installed): {KERAS_EXTRA}. An .onnx file, or `xverify check MODEL.onnx --golden "
+            "BUNDLE/`, needs none of them."
+        )

@@ -23,7 +23,7 @@ class TensorflowRuntime:
             import tensorflow  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError(
-                "the tensorflow runtime needs TensorFlow: pip install tensorflow-cpu"
+                "the tensorflow runtime needs TensorFlow: pip install 'xverify[keras]'"
             ) from exc
         from xverify.convert import keras_io
 
@@ -164,5 +164,5 @@ SPEC = RuntimeSpec(
     rank=0,
     build=_build,
     modules=("tensorflow",),
-    install="pip install tensorflow-cpu",
+    install='pip install "xverify[keras]"',
 )
