@@ -184,6 +184,14 @@ def check(
         ),
     ] = False,
     max_memory: MaxMemory = None,
+    golden: Annotated[
+        Path | None,
+        typer.Option(
+            help="Check MODEL (an .onnx file) against this golden bundle (xverify snapshot): its "
+            "inputs, tolerances and recorded TensorFlow outputs and layers; no TensorFlow needed.",
+            show_default=False,
+        ),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Convert MODEL to ONNX and compare NumPy, ONNX Runtime and TensorFlow on the same inputs."""
@@ -192,29 +200,62 @@ def check(
         import xverify
         from xverify.report.text import render
 
-        _refuse_overwrite([json, junit, html, markdown], [model, onnx, inputs])
-        report = xverify.check(
-            model,
-            onnx=onnx,
-            inputs=inputs,
-            samples=samples,
-            seed=seed,
-            atol=atol,
-            rtol=rtol,
-            runtimes=runtimes,
-            layers=layers,
-            oracle=oracle,
-            cache=cache,
-            opset=opset,
-            unsafe=unsafe,
-            max_memory=max_memory,
-        )
+        _refuse_overwrite([json, junit, html, markdown], [model, onnx, inputs, golden])
+        if golden is not None:
+            report = _check_golden(
+                model, golden, onnx, inputs, atol, rtol, runtimes, layers, oracle, max_memory
+            )
+        else:
+            report = xverify.check(
+                model,
+                onnx=onnx,
+                inputs=inputs,
+                samples=samples,
+                seed=seed,
+                atol=atol,
+                rtol=rtol,
+                runtimes=runtimes,
+                layers=layers,
+                oracle=oracle,
+                cache=cache,
+                opset=opset,
+                unsafe=unsafe,
+                max_memory=max_memory,
+            )
         render(report, out, verbose=verbose)
         _write_reports(report, json, junit, html)
         _write_markdown(report, markdown)
         raise typer.Exit(0 if report.passed else 1)
 
-    _run(debug, body)
+    _run(debug, body, tensorflow=golden is None)
+
+
+def _check_golden(model, golden, onnx, inputs, atol, rtol, runtimes, layers, oracle, max_memory):
+    """``check MODEL.onnx --golden BUNDLE/``: the bundle holds the inputs and the reference."""
+    from xverify.errors import UsageError
+    from xverify.golden import check_golden
+    from xverify.load import detect_format
+
+    if onnx is not None or inputs is not None:
+        raise UsageError(
+            "--golden: the bundle holds the inputs and MODEL is the ONNX file checked; drop "
+            f"{'--onnx' if onnx is not None else '--inputs'}."
+        )
+    if detect_format(model) != "onnx":
+        raise UsageError(
+            f"{model}: is a {detect_format(model)} model; --golden checks an .onnx file against a "
+            "bundle made by `xverify snapshot`."
+        )
+    return check_golden(
+        model,
+        golden,
+        atol=atol,
+        rtol=rtol,
+        runtimes=runtimes,
+        layers=layers,
+        oracle=oracle,
+        max_memory=max_memory,
+    )
 
 
 def _refuse_overwrite(outputs, inputs) -> None:
@@ -282,6 +323,85 @@ def convert(
         )
 
     _run(debug, body)
+
+
+@app.command()
+def snapshot(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The bundle's directory (new or empty).")],
+    onnx: Annotated[
+        Path | None, typer.Option(help="Record this ONNX file instead of converting MODEL.")
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(help="Inputs: .npz (by input name), .npy (one input) or .csv (a row per sample)."),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    opset: Annotated[
+        int | None, typer.Option(help="ONNX opset for the conversion (13-18, default 17).")
+    ] = None,
+    max_size: Annotated[
+        str,
+        typer.Option(
+            "--max-size",
+            help="Bytes of arrays the bundle may hold; layers that do not fit are left out (listed).",
+        ),
+    ] = "64MiB",
+    force: Annotated[
+        bool, typer.Option("--force", help="Write over the files of a non-empty output directory.")
+    ] = False,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")
+    ] = False,
+    max_memory: MaxMemory = None,
+    debug: Debug = False,
+) -> None:
+    """Check MODEL, then record a golden bundle: inputs, every runtime's outputs, the layers'
+    outputs, tolerances and provenance, for `xverify check MODEL.onnx --golden BUNDLE/`."""
+
+    def body():
+        from xverify.golden import snapshot as make_snapshot
+
+        _refuse_overwrite([output], [model, onnx, inputs])
+        made = make_snapshot(
+            model,
+            output,
+            onnx=onnx,
+            inputs=inputs,
+            samples=samples,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            opset=opset,
+            max_size=_size(max_size, "--max-size"),
+            force=force,
+            unsafe=unsafe,
+            max_memory=max_memory,
+        )
+        layers = made.manifest["layers"]
+        out.print(
+            f"wrote {output}: {len(made.manifest['outputs'])} runtimes' outputs, "
+            f"{len(layers['rows'])} layers (check passed at atol {made.report.tolerance['atol']}, "
+            f"rtol {made.report.tolerance['rtol']})"
+        )
+        if layers["note"]:
+            out.print(f"note: {layers['note']}")
+
+    _run(debug, body)
+
+
+def _size(text: str, option: str) -> int:
+    """A size option (``64MiB``, ``5e6``) in bytes; a bad one names the option."""
+    from xverify.budget import Budget
+    from xverify.errors import UsageError
+
+    try:
+        return Budget.parse(text).nbytes
+    except UsageError:
+        raise UsageError(f"{option} {text!r}: expected a size such as 64MiB, 500kB or 5e6 (bytes).") from None
 
 
 @app.command()
