@@ -50,6 +50,14 @@ def _runtimes_help() -> str:
     )
 
 
+ReproDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--repro",
+        help="When the check fails, write a standalone repro of the first divergence into this new directory.",
+        show_default=False,
+    ),
+]
 ModelArg = Annotated[
     Path,
     typer.Argument(help="A .keras/.h5 model, a SavedModel directory or an .onnx file.", show_default=False),
@@ -192,6 +200,7 @@ def check(
             show_default=False,
         ),
     ] = None,
+    repro: ReproDir = None,
     debug: Debug = False,
 ) -> None:
     """Convert MODEL to ONNX and compare NumPy, ONNX Runtime and TensorFlow on the same inputs."""
@@ -200,7 +209,15 @@ def check(
         import xverify
         from xverify.report.text import render
 
-        _refuse_overwrite([json, junit, html, markdown], [model, onnx, inputs, golden])
+        _refuse_overwrite(
+            [json, junit, html, markdown, repro], [model, onnx, inputs, golden], directories=[repro]
+        )
+        if golden is not None and repro is not None:
+            from xverify.errors import UsageError
+
+            raise UsageError(
+                "--repro needs the Keras model (its layer values are recomputed); it cannot be combined with --golden."
+            )
         if golden is not None:
             report = _check_golden(
                 model, golden, onnx, inputs, atol, rtol, runtimes, layers, oracle, max_memory
@@ -225,6 +242,8 @@ def check(
         render(report, out, verbose=verbose)
         _write_reports(report, json, junit, html)
         _write_markdown(report, markdown)
+        if repro and not report.passed:
+            _write_repro(report, repro, model, onnx, inputs, samples, seed, opset, cache, unsafe, max_memory)
         raise typer.Exit(0 if report.passed else 1)
 
     _run(debug, body, tensorflow=golden is None)
@@ -258,13 +277,19 @@ def _check_golden(model, golden, onnx, inputs, atol, rtol, runtimes, layers, ora
     )
 
 
-def _refuse_overwrite(outputs, inputs) -> None:
+def _refuse_overwrite(outputs, inputs, directories=()) -> None:
+    """Before any work: no output over an input file, and no output directory already holding files."""
     from xverify.errors import UsageError
 
     sources = {os.path.realpath(p) for p in inputs if p}
     for target in outputs:
         if target and os.path.realpath(target) in sources:
             raise UsageError(f"{target}: refusing to overwrite an input file; choose another path.")
+    if any(directories):
+        from xverify.repro import refuse_nonempty
+
+        for directory in filter(None, directories):
+            refuse_nonempty(directory)
 
 
 def _write_reports(report, json_path, junit_path, html_path) -> None:
@@ -291,6 +316,71 @@ def _write_markdown(report, path) -> None:
         write_markdown(report, path)
     if summary:
         write_markdown(report, summary, append=True)
+
+
+def _write_repro(report, directory, model, onnx, *args) -> None:
+    from xverify.repro import reproduce
+
+    inputs, samples, seed, opset, cache, unsafe, max_memory = args
+    script = reproduce(
+        report,
+        model,
+        directory,
+        onnx=onnx,
+        inputs=inputs,
+        samples=samples,
+        seed=seed,
+        opset=opset,
+        cache=cache,
+        unsafe=unsafe,
+        max_memory=max_memory,
+    )
+    out.print(f"wrote a repro of layer {report.first_divergence['layer']!r} in {directory}: python {script}")
+
+
+@app.command("repro")
+def repro_command(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="A new (or empty) directory for the repro.")],
+    onnx: Annotated[Path | None, typer.Option(help="Cut this ONNX file instead of converting MODEL.")] = None,
+    inputs: Annotated[
+        Path | None, typer.Option(help="Inputs (.npz, .npy or .csv), as for `xverify check`.")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset for the conversion.")] = None,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")
+    ] = False,
+    max_memory: MaxMemory = None,
+    debug: Debug = False,
+) -> None:
+    """Check MODEL, cut the ONNX graph down to the first divergent layer and write a standalone
+    repro (model.onnx, test_data_set_0/, repro.py: ONNX Runtime and NumPy only) into a new directory."""
+
+    def body():
+        import xverify
+
+        _refuse_overwrite([output], [model, onnx, inputs], directories=[output])
+        report = xverify.check(
+            model,
+            onnx=onnx,
+            inputs=inputs,
+            samples=samples,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            opset=opset,
+            unsafe=unsafe,
+            max_memory=max_memory,
+            ort_optimized=False,
+        )
+        _write_repro(report, output, model, onnx, inputs, samples, seed, opset, True, unsafe, max_memory)
+        raise typer.Exit(1)
+
+    _run(debug, body)
 
 
 @app.command()
