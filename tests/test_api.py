@@ -23,6 +23,7 @@ PUBLIC = [
     "convert",
     "explain",
     "extract_weights",
+    "golden",
     "runtimes",
 ]
 
@@ -42,6 +43,7 @@ def test_functions_are_not_shadowed_by_submodules():
 
     assert module.compare and module.TensorDiff is xverify.TensorDiff
     assert xverify.runtimes.NumpyRuntime and xverify.runtimes.OnnxRuntime
+    assert callable(xverify.golden.snapshot) and callable(xverify.golden.check_golden)
 
 
 def test_import_does_not_load_tensorflow():

@@ -12,7 +12,7 @@ Example::
 import xverify.convert as _convert_module
 import xverify.explain as _explain_module
 import xverify.extract as _extract_module
-from xverify import runtimes
+from xverify import golden, runtimes
 from xverify.check import check
 from xverify.compare import TensorDiff
 from xverify.errors import (
@@ -68,5 +68,6 @@ __all__ = [
     "convert",
     "explain",
     "extract_weights",
+    "golden",
     "runtimes",
 ]

@@ -121,6 +121,21 @@ def test_a_directory_that_is_no_bundle_is_exit_2(tmp_path):
     _one_exit_2(run("check", BUNDLE / "model.onnx", "--golden", tmp_path), "manifest.json")
 
 
+def test_golden_takes_an_onnx_file_and_no_other_inputs():
+    _one_exit_2(run("check", MODELS / "small_cnn.keras", "--golden", BUNDLE), "checks an .onnx file")
+    _one_exit_2(
+        run("check", BUNDLE / "model.onnx", "--golden", BUNDLE, "--inputs", BUNDLE / "inputs.npz"),
+        "drop --inputs",
+    )
+
+
+def test_the_library_call_needs_no_tensorflow_either():
+    import xverify
+
+    report = xverify.golden.check_golden(BUNDLE / "model.onnx", BUNDLE, layers=False, oracle=False)
+    assert report and {(d.a, d.b) for d in report.comparisons} >= {("onnxruntime", "tensorflow")}
+
+
 def test_an_onnx_file_alone_is_checked_without_tensorflow():
     result = run("check", BUNDLE / "model.onnx")
     assert result.exit_code == 0, result.output
