@@ -82,6 +82,23 @@ def test_an_optimized_copy_passes_and_its_fused_layer_is_named(tmp_path):
     assert {layer["name"] for layer in found["layers"]} >= {"bn1", "conv2", "classes"}
 
 
+def test_onnx_runtime_alone_is_compared_with_the_bundle(tmp_path):
+    """An extended-optimized graph holds ops only ONNX Runtime runs (com.microsoft.FusedConv):
+    ONNX Runtime alone against the recorded TensorFlow outputs is still a check."""
+    import onnxruntime as ort
+
+    optimized = tmp_path / "extended.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(BUNDLE / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    result = run("check", optimized, "--golden", BUNDLE, "--runtimes", "onnxruntime")
+    assert result.exit_code == 0, result.output
+    faulty = tmp_path / "faulty.onnx"
+    onnx.save(alter_initializer(onnx.load(optimized), "FusedConv", 1, "", delta=0.5), faulty)
+    assert run("check", faulty, "--golden", BUNDLE, "--runtimes", "onnxruntime").exit_code == 1
+
+
 @pytest.fixture
 def bundle_copy(tmp_path):
     copy = tmp_path / "bundle"

@@ -65,17 +65,20 @@ def check_golden(
     rtol = recorded["rtol"] if rtol is None else rtol
     names = _onnx_runtimes(runtimes)
     feeds = bundle.arrays(bundle.manifest["inputs"])
-    base = xverify.check(
-        onnx,
-        inputs=feeds,
-        atol=atol,
-        rtol=rtol,
-        runtimes=names,
-        layers=False,
-        oracle=oracle,
-        ort_optimized=ort_optimized,
-        max_memory=max_memory,
-    )
+    if len(names) > 1 or "numpy" in names:  # the runtimes of the graph compared among themselves
+        base = xverify.check(
+            onnx,
+            inputs=feeds,
+            atol=atol,
+            rtol=rtol,
+            runtimes=names,
+            layers=False,
+            oracle=oracle,
+            ort_optimized=ort_optimized,
+            max_memory=max_memory,
+        )
+    else:  # one runtime (an optimized graph with ops only ONNX Runtime has): the bundle is the other
+        base = _alone(onnx, feeds, atol, rtol, max_memory)
     atol, rtol = base.tolerance["atol"], base.tolerance["rtol"]
     start = time.perf_counter()
     onnx_model = _load(onnx, max_memory)
@@ -96,6 +99,33 @@ def check_golden(
         first_divergence=first,
         notes=tuple(base.notes) + tuple(notes),
         timings=base.timings | {"golden": round(time.perf_counter() - start, 4)},
+    )
+
+
+def _alone(onnx, feeds, atol, rtol, max_memory) -> CheckReport:
+    """The report a check of one runtime starts from: the model and inputs, no comparison yet."""
+    from xverify.check import _opset, _tolerance, versions
+    from xverify.inputs import input_specs
+
+    onnx_model = _load(onnx, max_memory)
+    atol, rtol = _tolerance(atol, 0.0, "atol"), _tolerance(rtol, 0.0, "rtol")
+    return CheckReport(
+        model={
+            "path": str(onnx),
+            "format": "onnx",
+            "onnx_path": str(onnx),
+            "opset": _opset(onnx_model),
+            "sha256": sha256_file(Path(onnx)),
+        },
+        inputs={
+            "source": None,
+            "seed": None,
+            "samples": len(next(iter(feeds.values()))) if feeds else 0,
+            "tensors": [s.to_dict() for s in input_specs(onnx_model)],
+        },
+        tolerance={"atol": atol, "rtol": rtol},
+        comparisons=(),
+        versions=versions(),
     )
 
 
