@@ -122,3 +122,21 @@ def test_repro_is_refused_with_a_golden_bundle(models_dir, tmp_path):
     result = run("check", models_dir / "small_cnn.keras", "--golden", tmp_path, "--repro", tmp_path / "r")
     assert result.exit_code == 2 and "--golden" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_an_onnx_side_divergence_compares_onnx_runtime_with_the_engine(example_models, tmp_path, monkeypatch):
+    """numpy vs onnxruntime (an engine or ONNX Runtime bug): the saved expected value is the
+    engine's, and the written script fails on its own. The engine's error is simulated."""
+    import xverify.repro as repro
+
+    model = example_models.onnx("small_cnn")
+    row = next(r for r in map_layers(example_models.keras("small_cnn"), model) if r.name == "conv2")
+    first = {"layer": "conv2", "a": "numpy", "b": "onnxruntime", "onnx_tensor": row.tensor}
+    first["onnx_nodes"] = list(row.nodes)
+    real = repro._layer_value
+    monkeypatch.setattr(repro, "_layer_value", lambda *args: real(*args) + np.float32(0.5))
+    made = repro.build_repro(first, None, model, synthetic(input_specs(model), 2, 0), atol=1e-4, rtol=1e-3)
+    assert made.expected == "numpy" and set(made.outputs) == {"numpy", "onnxruntime"}
+    script = repro.write_repro(made, tmp_path / "r", atol=1e-4, rtol=1e-3, source="small_cnn")
+    shown = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 1 and "vs numpy" in shown.stdout, shown.stdout + shown.stderr

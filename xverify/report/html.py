@@ -57,7 +57,8 @@ def _verdict(passed: bool) -> str:
 def _header(report: CheckReport) -> str:
     model, tol, inputs = report.model, report.tolerance, report.inputs
     label = "PASS: every runtime agrees" if report.passed else "MISMATCH"
-    onnx = f" · ONNX {escape(str(model['onnx_path']))}" if model.get("onnx_path") else ""
+    onnx_path = model.get("onnx_path")
+    onnx = f" · ONNX {escape(str(onnx_path))}" if onnx_path and onnx_path != model.get("path") else ""
     return (
         f'<h1>xverify check <span class="verdict {"pass" if report.passed else "fail"}">{label}</span></h1>'
         f'<p class="meta">{escape(str(model.get("path") or "Keras model"))}{onnx} · opset '
