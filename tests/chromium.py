@@ -26,6 +26,7 @@ def screenshot(html: Path, png: Path, width: int, height: int) -> Path:
                 "--headless",
                 "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
                 "--disable-gpu",
+                "--disable-dev-shm-usage",  # containers give /dev/shm 64 MiB, too little for a tab
                 "--hide-scrollbars",
                 "--force-device-scale-factor=1",
                 f"--user-data-dir={profile}",

@@ -358,7 +358,10 @@ def repro_command(
     debug: Debug = False,
 ) -> None:
     """Check MODEL, cut the ONNX graph down to the first divergent layer and write a standalone
-    repro (model.onnx, test_data_set_0/, repro.py: ONNX Runtime and NumPy only) into a new directory."""
+    repro (model.onnx, test_data_set_0/, repro.py: ONNX Runtime and NumPy only) into a new directory.
+
+    Exit 1 when the repro is written (the mismatch reproduces on the cut graph); 2 when there is
+    nothing that reproduces, and then nothing is written."""
 
     def body():
         import xverify
