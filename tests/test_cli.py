@@ -179,3 +179,19 @@ def test_internal_error_exits_2_not_1(models_dir, monkeypatch):
     assert result.exit_code == 2
     assert "internal error" in result.output and "not a verdict" in result.output
     assert "Traceback" not in result.output
+
+
+def test_inputs_image_folder(example_models, tmp_path, rng):
+    image_module = pytest.importorskip("PIL.Image")
+    model = example_models.onnx_file("small_cnn", tmp_path)
+    (tmp_path / "imgs").mkdir()
+    for i in range(5):
+        pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+        image_module.fromarray(pixels).save(tmp_path / "imgs" / f"{i}.png")
+    args = ["check", model, "--inputs", tmp_path / "imgs", "--runtimes", "numpy,onnxruntime", "--no-layers"]
+    result = run(*args, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["inputs"]["samples"] == 5 and data["inputs"]["source"].endswith("imgs")
+    (tmp_path / "imgs" / "3.png").write_bytes(b"\x89PNG broken")
+    assert_clean_error(run(*args), "3.png", "cannot decode it as an image")

@@ -69,3 +69,34 @@ def test_indices_out_of_vocabulary_are_refused():
 def test_one_dimensional_column_for_one_feature():
     feeds = fit_inputs({"x": np.arange(5.0)}, [InputSpec("x", (None, 1), "float32")], "f")
     assert feeds["x"].shape == (5, 1) and feeds["x"].dtype == np.float32
+
+
+def test_folders_tables_and_headed_csv_go_through_sources(tmp_path, rng):
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    (tmp_path / "shards").mkdir()
+    np.save(tmp_path / "shards" / "a.npy", x[:25])
+    np.save(tmp_path / "shards" / "b.npy", x[25:])
+    np.savetxt(tmp_path / "t.csv", x, delimiter=",", header="x_0,x_1,x_2", comments="", fmt="%.9g")
+    for name in ("shards", "t.csv"):
+        np.testing.assert_array_equal(load_inputs(tmp_path / name, X)["x"], x)
+        np.testing.assert_array_equal(load_inputs(tmp_path / name, X, limit=30)["x"], x[:30])
+    np.testing.assert_array_equal(load_inputs(tmp_path / "shards", X, limit=30)["x"], x[:30])
+
+
+def test_parquet_table_is_loaded(tmp_path, rng):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    x = rng.standard_normal((12, 3)).astype(np.float32)
+    pq.write_table(pa.table({"x": list(x)}), tmp_path / "t.parquet")
+    np.testing.assert_array_equal(load_inputs(tmp_path / "t.parquet", X)["x"], x)
+
+
+def test_streamed_source_respects_the_budget(tmp_path):
+    from xverify.budget import Budget
+    from xverify.errors import ResourceLimitError
+
+    (tmp_path / "shards").mkdir()
+    np.save(tmp_path / "shards" / "a.npy", np.zeros((1000, 3), np.float32))
+    with pytest.raises(ResourceLimitError, match="shards"):
+        load_inputs(tmp_path / "shards", X, Budget(1000))

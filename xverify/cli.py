@@ -37,6 +37,14 @@ MaxMemory = Annotated[
 ]
 
 
+INPUTS_HELP = (
+    "Inputs: .npz (by input name), .npy (one input), .csv (a row per sample; with a header, columns "
+    "named after the inputs: x or x_0..x_k), .parquet (the same columns), or a folder of .npy/.npz "
+    "shards or of .jpg/.png images (resized to the model's H x W). Folders and tables need the "
+    "extras images / tables."
+)
+
+
 def _runtimes_help() -> str:
     from xverify.runtimes import ALL, RUNTIMES
 
@@ -157,7 +165,7 @@ def check(
     ] = None,
     inputs: Annotated[
         Path | None,
-        typer.Option(help="Inputs: .npz (by input name), .npy (one input) or .csv (a row per sample)."),
+        typer.Option(help=INPUTS_HELP),
     ] = None,
     samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
@@ -343,9 +351,7 @@ def repro_command(
     model: ModelArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="A new (or empty) directory for the repro.")],
     onnx: Annotated[Path | None, typer.Option(help="Cut this ONNX file instead of converting MODEL.")] = None,
-    inputs: Annotated[
-        Path | None, typer.Option(help="Inputs (.npz, .npy or .csv), as for `xverify check`.")
-    ] = None,
+    inputs: Annotated[Path | None, typer.Option(help=INPUTS_HELP)] = None,
     samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
     atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
@@ -427,7 +433,7 @@ def snapshot(
     ] = None,
     inputs: Annotated[
         Path | None,
-        typer.Option(help="Inputs: .npz (by input name), .npy (one input) or .csv (a row per sample)."),
+        typer.Option(help=INPUTS_HELP),
     ] = None,
     samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,

@@ -3,6 +3,8 @@
 Synthetic floats are standard normal; an integer input that feeds an embedding (an ONNX ``Gather`` on
 a constant table) gets valid indices below the table's row count. Files are read without unpickling:
 ``.npz`` (arrays by input name), ``.npy`` (one input) and ``.csv`` (one row per sample, one input).
+A folder (``.npy``/``.npz`` shards, or images), a Parquet table and a ``.csv`` with a header row are
+read through ``sources`` chunk by chunk and gathered here (the check does not stream them yet).
 """
 
 from __future__ import annotations
@@ -149,17 +151,21 @@ def synthetic(
 
 
 def load_inputs(
-    path: str | Path, specs: list[InputSpec], budget: Budget | None = None
+    path: str | Path, specs: list[InputSpec], budget: Budget | None = None, limit: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Read inputs from ``.npz``, ``.npy`` or ``.csv`` and check them against ``specs``.
+    """Read inputs from ``.npz``, ``.npy``, ``.csv``, ``.parquet`` or a folder; check them against ``specs``.
 
-    The arrays' declared sizes (``.npy`` headers, ``.npz`` members, a ``.csv``'s length) are checked
-    against ``budget`` before anything is read."""
+    The arrays' declared sizes (``.npy`` headers, ``.npz`` members, a ``.csv``'s length, a folder's
+    images) are checked against ``budget`` before anything is read. ``limit``: at most this many
+    samples (a streamed source stops reading there)."""
     p = Path(path)
+    if _streamed(p):
+        return _load_streamed(p, specs, budget or Budget.default(), limit)
     if not p.is_file():
         raise InputDataError(
             f"{p}: no such inputs file. Expected .npz (arrays by input name), "
-            ".npy (one input) or .csv (one row per sample)."
+            ".npy (one input), .csv (one row per sample), .parquet, or a folder of .npy/.npz shards "
+            "or of images."
         )
     suffix = p.suffix.lower()
     (budget or Budget.default()).require(
@@ -193,7 +199,47 @@ def load_inputs(
         ) from exc
     except Exception as exc:
         raise InputDataError(f"{p}: cannot read inputs ({type(exc).__name__}: {exc}).") from exc
+    if limit is not None:
+        arrays = {name: array[:limit] for name, array in arrays.items()}
     return fit_inputs(arrays, specs, str(p))
+
+
+def _streamed(path: Path) -> bool:
+    """A source read through ``sources``: a folder, a Parquet table, a ``.csv`` with a header row."""
+    suffix = path.suffix.lower()
+    if path.is_dir() or (suffix in (".parquet", ".pq") and path.is_file()):
+        return True
+    if suffix != ".csv" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline(1 << 16).strip()
+    try:
+        for cell in first.split(",") if first else ():
+            float(cell)
+    except ValueError:
+        return True  # a header names the columns (x_0, x_1, ...): a table
+    return False
+
+
+def _load_streamed(path: Path, specs: list[InputSpec], budget: Budget, limit: int | None) -> dict:
+    """Every chunk of a streamed source gathered into one batch, within ``budget``."""
+    from xverify.sources import open_source
+
+    source = open_source(path, specs)
+    rows = source.samples if limit is None or source.samples is None else min(source.samples, limit)
+    if rows is not None and source.bytes_per_sample is not None:
+        need = 2.0 * rows * source.bytes_per_sample  # the chunks and the batch joined from them
+    else:
+        need = float(path.stat().st_size) * 8  # a .csv: a float64 per value is at most 8x the text
+    budget.require(
+        need,
+        f"{path}: {rows if rows is not None else 'the'} samples gathered in memory",
+        "Pass a smaller set, or raise --max-memory if the machine has the memory.",
+    )
+    chunks = list(source.chunks(1024, limit))
+    if not chunks:
+        raise InputDataError(f"{path}: holds no samples; expected at least one.")
+    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
 
 def _declared_bytes(path: Path, suffix: str) -> float:
