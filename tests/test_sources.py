@@ -2,6 +2,7 @@
 
 import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,14 +70,26 @@ def test_iterating_a_200_mb_npy_keeps_memory_to_a_chunk(tmp_path):
     del big
     spec = [InputSpec("x", (None, 256), "float32")]
     chunk_bytes = batch * 256 * 4
+    source = open_source(path, spec)
+    resident = _resident_bytes()
     tracemalloc.start()
     seen = 0
-    for chunk in open_source(path, spec).chunks(batch):
+    for chunk in source.chunks(batch):
         seen += len(chunk["x"])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert seen == rows
     assert peak < 3 * chunk_bytes  # 512 KiB chunks of a 200 MiB file
+    if resident is not None:  # the map's pages are handed back as they are read (Linux)
+        assert _resident_bytes() - resident < 50 * 2**20
+
+
+def _resident_bytes():
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    return next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
 
 
 def _images(folder, rng, count, suffix=".png"):

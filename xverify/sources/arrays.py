@@ -5,6 +5,8 @@ No file is unpickled: an object array is refused from its header.
 
 from __future__ import annotations
 
+import math
+import mmap
 import zipfile
 from pathlib import Path
 
@@ -18,28 +20,45 @@ from xverify.sources import Source, only_input, sample_bytes
 def npy(path: Path, specs) -> Source:
     """One input from a memory-mapped ``.npy``: only the rows of a chunk are read."""
     spec = only_input(specs, path, "a .npy file")
-    array = _mmap(path)
+    mapped, array, offset = _mmap(path)
+    row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
 
     def read(batch):
         for start in range(0, len(array), batch):
-            yield {spec.name: np.array(array[start : start + batch])}  # a copy: the map stays shut
+            rows = np.array(array[start : start + batch])  # a copy: the runtimes never see the map
+            if array.flags.c_contiguous:
+                _release(mapped, offset + start * row_bytes, len(rows) * row_bytes)
+            yield {spec.name: rows}
 
     return Source(path, tuple(specs), len(array), sample_bytes(specs, {spec.name: array.shape[1:]}), read)
 
 
-def _mmap(path: Path) -> np.ndarray:
+def _mmap(path: Path) -> tuple[mmap.mmap, np.ndarray, int]:
+    """The file mapped read-only and the array over it (np.load(mmap_mode="r") without np.memmap,
+    so the pages a chunk was read from can be handed back)."""
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
+        with open(path, "rb") as handle:
+            shape, fortran, dtype = _header(handle)
+            offset = handle.tell()
+            if not shape:
+                raise InputDataError(f"{path}: holds a scalar; expected an array with samples along axis 0.")
+            if handle.seek(0, 2) < offset + dtype.itemsize * math.prod(shape):
+                raise ValueError(f"the file is shorter than its header's shape {shape} {dtype} declares")
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        array = np.ndarray(shape, dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
+    except (ValueError, OSError, EOFError) as exc:
         raise InputDataError(
-            f"{path}: cannot map it as a NumPy array ({exc}); it may hold Python objects, which "
-            "xverify never loads. Save plain numeric arrays with np.save."
+            f"{path}: cannot map it as a NumPy array ({exc}). Save plain numeric arrays with np.save."
         ) from exc
-    except OSError as exc:
-        raise InputDataError(f"{path}: cannot read it as .npy ({exc}). Save it with np.save.") from exc
-    if array.ndim == 0:
-        raise InputDataError(f"{path}: holds a scalar; expected an array with samples along axis 0.")
-    return array
+    return mapped, array, offset
+
+
+def _release(mapped: mmap.mmap, start: int, length: int) -> None:
+    """Drop the pages of rows already copied from the process (the kernel's page cache keeps
+    them): without it a map's resident size grows with the file as it is read."""
+    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        aligned = start - start % mmap.PAGESIZE
+        mapped.madvise(mmap.MADV_DONTNEED, aligned, start + length - aligned)
 
 
 def npz(path: Path, specs) -> Source:
