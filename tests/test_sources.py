@@ -220,3 +220,33 @@ def test_pickled_and_truncated_arrays_are_refused(tmp_path):
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputDataError, match=r"cut\.npz: cannot read"):
         list(open_source(tmp_path / "cut.npz", X).chunks(8))
+
+
+def test_preprocess_names_a_keras_application_function(tmp_path, rng):
+    pytest.importorskip("PIL")
+    keras = pytest.importorskip("keras")
+    from xverify.sources.images import preprocess_function
+
+    assert preprocess_function("none") is None and preprocess_function(None) is None
+    function = preprocess_function("keras.applications.mobilenet_v2.preprocess_input")
+    assert function is keras.applications.mobilenet_v2.preprocess_input
+    _images(tmp_path / "imgs", rng, 4)
+    got = _all(open_source(tmp_path / "imgs", IMAGE, preprocess=function), 3)["image"]
+    np.testing.assert_allclose(got, _decode_whole(tmp_path / "imgs") / 127.5 - 1, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("os.system", "expected 'none' or a function under keras.applications."),
+        ("keras.applications.nonesuch.preprocess_input", "no such function"),
+    ],
+)
+def test_preprocess_refuses_other_names(name, message):
+    from xverify.errors import UsageError
+    from xverify.sources.images import preprocess_function
+
+    if "keras" in name:
+        pytest.importorskip("keras")
+    with pytest.raises(UsageError, match=message):
+        preprocess_function(name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xverify.errors import InputDataError
+from xverify.errors import InputDataError, UsageError
 from xverify.sources import Source, only_input, require, sample_bytes
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -61,3 +61,36 @@ def _preprocess(chunk: np.ndarray, preprocess: Callable, first: Path) -> np.ndar
             f"into shape {result.shape}; expected it to keep the shape."
         )
     return result
+
+
+PREPROCESS_PREFIX = "keras.applications."
+
+
+def preprocess_function(name: str | None) -> Callable | None:
+    """The function a ``--preprocess`` name designates: ``none`` (the model rescales itself) or a
+    Keras application's, e.g. ``keras.applications.mobilenet_v2.preprocess_input``.
+
+    Only names under ``keras.applications.`` are imported: anything else would run a module the
+    user named, which is user code.
+
+    Raises:
+        UsageError: another name, or a name that does not lead to a function.
+    """
+    import importlib
+
+    if name is None or name.strip().lower() == "none":
+        return None
+    module_name, _, attribute = name.strip().rpartition(".")
+    if not module_name.startswith(PREPROCESS_PREFIX) or not attribute:
+        raise UsageError(
+            f"--preprocess {name!r}: expected 'none' or a function under {PREPROCESS_PREFIX} "
+            "(e.g. keras.applications.mobilenet_v2.preprocess_input)."
+        )
+    require("keras", "Keras", "keras", f"--preprocess {name}")
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--preprocess {name!r}: no such function ({exc}).") from exc
+    if not callable(function):
+        raise UsageError(f"--preprocess {name!r}: is not a function.")
+    return function
