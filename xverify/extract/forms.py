@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xverify.compare import within_tolerance
+
 
 @dataclass(frozen=True)
 class Form:
@@ -104,7 +106,8 @@ def fit(array: np.ndarray, shape: tuple) -> np.ndarray | None:
 
 
 def close(found: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> bool:
-    return bool(np.all(np.abs(found - expected) <= atol + rtol * np.abs(expected)))
+    """The comparison's own rule (``xverify.compare``), NaN policy included, over a whole tensor."""
+    return bool(np.all(within_tolerance(found, expected, atol, rtol)))
 
 
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
