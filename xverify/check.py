@@ -61,6 +61,7 @@ def check(
     cache: bool = True,
     unsafe: bool = False,
     max_memory=None,
+    tolerances=None,
 ) -> CheckReport:
     """Check that the ONNX export of a model computes what the model computes.
 
@@ -82,12 +83,17 @@ def check(
         max_memory: the memory budget (bytes, or text such as ``"6GiB"``; default a quarter of the
             machine's): a file, input batch or tensor declaring more is refused before it is read
             or allocated.
+        tolerances: per-output (atol, rtol), e.g. ``{"probs": (1e-5, 1e-4)}`` (or ``"1e-5/1e-4"``),
+            for that output's comparisons and oracle rows; names are ONNX or Keras output names.
 
     Returns:
         A CheckReport; ``bool(report)`` is True when everything agreed within tolerance.
     """
     timer = _Timer()
+    from xverify import config
+
     atol, rtol = _tolerance(atol, DEFAULT_ATOL, "atol"), _tolerance(rtol, DEFAULT_RTOL, "rtol")
+    config.normalise(tolerances)  # bad numbers fail before anything is loaded
     absent: list[str] = []
     names = _validate(_for_model_file(model, runtimes, absent), inputs, samples, absent)
     budget = Budget.parse(max_memory)
@@ -97,6 +103,7 @@ def check(
     notes.extend(absent)
     names = _usable_runtimes(names, keras_model, notes)
     _check_enough(names, oracle)
+    per_output = config.resolve(tolerances, onnx_model, keras_model)
     specs = input_specs(onnx_model)
     with timer.stage("inputs"):
         feeds, input_source = _feeds(inputs, specs, samples, seed, budget)
@@ -123,13 +130,22 @@ def check(
                 failed[name] = exc
     _graph_runs(failed, tuple(runners), onnx_path or (source.path if source else None))
     extra, variant_outputs, variant_blame = _variant_runs(
-        tuple(runners), subject, feeds, outputs, ort_optimized, atol, rtol, timer, batch
+        tuple(runners), subject, feeds, outputs, ort_optimized, atol, rtol, timer, batch, per_output
     )
     oracle_rows, referee = _oracle_runs(
-        tuple(runners), subject, feeds, {**outputs, **variant_outputs}, oracle, atol, rtol, timer, batch
+        tuple(runners),
+        subject,
+        feeds,
+        {**outputs, **variant_outputs},
+        oracle,
+        atol,
+        rtol,
+        timer,
+        batch,
+        per_output,
     )
     with timer.stage("compare"):
-        comparisons = _compare_outputs(outputs, atol, rtol) + extra
+        comparisons = _compare_outputs(outputs, atol, rtol, per_output) + extra
         comparisons, refereed = _engine_rounding(comparisons, oracle_rows)
         notes.extend(refereed + _farther_from_oracle(comparisons, oracle_rows))
     layer_rows, first, suspects = (), None, ()
@@ -155,7 +171,7 @@ def check(
             "samples": int(next(iter(feeds.values())).shape[0]) if feeds else 0,
             "tensors": [s.to_dict() for s in specs],
         },
-        tolerance={"atol": atol, "rtol": rtol},
+        tolerance=config.report_field(atol, rtol, per_output),
         comparisons=tuple(comparisons),
         weights=weights,
         unattributed=unattributed,
@@ -390,20 +406,19 @@ def _named_outputs(result, onnx_model, runtime):
     return dict(zip(onnx_names, values))
 
 
-def _compare_outputs(outputs, atol, rtol):
+def _compare_outputs(outputs, atol, rtol, per_output=None):
     diffs = []
     for pair in pairs(list(outputs)):
         a, b = pair.a, pair.b
         for name in outputs[b]:
+            at, rt = (per_output or {}).get(name, (atol, rtol))
             diffs.append(
-                compare(
-                    outputs[a][name], outputs[b][name], atol=atol, rtol=rtol, a_name=a, b_name=b, output=name
-                )
+                compare(outputs[a][name], outputs[b][name], atol=at, rtol=rt, a_name=a, b_name=b, output=name)
             )
     return diffs
 
 
-def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None):
+def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None, per_output=None):
     """Each runtime's declared variant (ONNX Runtime optimized) compared against it, and, where
     they disagree, the variant's explanation (``ort_optimizations``). Returns the comparisons, the
     variants' outputs (for the oracle distances) and the explanation; each variant's runtime is
@@ -424,8 +439,8 @@ def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, ba
             compare(
                 value,
                 outputs[name][output],
-                atol=atol,
-                rtol=rtol,
+                atol=(per_output or {}).get(output, (atol, rtol))[0],
+                rtol=(per_output or {}).get(output, (atol, rtol))[1],
                 a_name=variant.name,
                 b_name=name,
                 output=output,
@@ -440,7 +455,7 @@ def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, ba
     return extra, runs, explained
 
 
-def _oracle_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None):
+def _oracle_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None, per_output=None):
     """Every run's distance from the float64 oracle, when a runtime brings one. Returns the rows
     and the oracle runtime (None when off), which the per-layer comparison uses as referee."""
     build = next((RUNTIMES[n].oracle for n in names if RUNTIMES[n].oracle), None) if enabled else None
@@ -453,9 +468,8 @@ def _oracle_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, bat
     rows = []
     for runtime, outs in outputs.items():
         for name, value in outs.items():
-            d = compare(
-                value, exact[name], atol=atol, rtol=rtol, a_name=runtime, b_name="oracle", output=name
-            )
+            at, rt = (per_output or {}).get(name, (atol, rtol))
+            d = compare(value, exact[name], atol=at, rtol=rt, a_name=runtime, b_name="oracle", output=name)
             rows.append(
                 {
                     "runtime": runtime,

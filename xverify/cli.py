@@ -171,6 +171,14 @@ def check(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
     atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
     rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    tolerance: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Per-output tolerance NAME=ATOL/RTOL (repeatable), e.g. probs=1e-5/1e-4; NAME an "
+            "ONNX or Keras output name. Applies to that output's comparisons and oracle rows.",
+            show_default=False,
+        ),
+    ] = None,
     runtimes: Annotated[str, typer.Option(help=_runtimes_help())] = "numpy,onnxruntime,tensorflow",
     layers: Annotated[
         bool, typer.Option("--layers/--no-layers", help="Compare every layer and name the first divergence.")
@@ -226,6 +234,10 @@ def check(
             raise UsageError(
                 "--repro needs the Keras model (its layer values are recomputed); it cannot be combined with --golden."
             )
+        if golden is not None and tolerance:
+            from xverify.errors import UsageError
+
+            raise UsageError("--tolerance is not applied to a --golden check; use --atol/--rtol there.")
         if golden is not None:
             report = _check_golden(
                 model, golden, onnx, inputs, atol, rtol, runtimes, layers, oracle, max_memory
@@ -246,6 +258,7 @@ def check(
                 opset=opset,
                 unsafe=unsafe,
                 max_memory=max_memory,
+                tolerances=tolerance,
             )
         render(report, out, verbose=verbose)
         _write_reports(report, json, junit, html)
