@@ -62,3 +62,65 @@ def test_cli_tolerance_flag(models_dir):
     model = models_dir / "seed_regression.keras"
     assert_clean_error(run("check", model, "--tolerance", "out"), "NAME=ATOL/RTOL")
     assert_clean_error(run("check", model, "--tolerance", "out=1e-5/abc"), "--rtol abc", "finite number")
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_pyproject_is_found_walking_up(tmp_path, monkeypatch):
+    from xverify import config
+
+    _write(tmp_path / "pyproject.toml", '[tool.xverify]\nsamples = 4\ntolerance = {out = "1e-5/1e-4"}\n')
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    _write(tmp_path / "sub" / "pyproject.toml", "[tool.ruff]\nline-length = 100\n")  # skipped: no table
+    monkeypatch.chdir(tmp_path / "sub" / "deeper")
+    settings, path = config.load()
+    assert path == tmp_path / "pyproject.toml"
+    assert settings == {"samples": 4, "tolerance": {"out": (1e-5, 1e-4)}}
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("[tool.xverify]\nsample = 4\n", ["unknown key(s) ['sample']", "'samples'", "'atol'"]),
+        ("[tool.xverify]\nsamples = '4'\n", ["samples = '4'", "expected int", "found str"]),
+        ("[tool.xverify]\noracle = 1\n", ["expected bool"]),
+        ("[tool.xverify]\ntolerance = {out = '1e-5'}\n", ["expected ATOL/RTOL"]),
+        ("[tool.xverify\n", ["is not valid TOML"]),
+        ("[tool.other]\nx = 1\n", ["has no [tool.xverify] table"]),
+    ],
+)
+def test_bad_config_is_a_usage_error(tmp_path, text, needles):
+    from xverify import config
+
+    with pytest.raises(UsageError) as caught:
+        config.load(_write(tmp_path / "x.toml", text))
+    for needle in needles:
+        assert needle in str(caught.value)
+    assert str(tmp_path / "x.toml") in str(caught.value)
+
+
+def test_cli_config_precedence_and_note(models_dir, tmp_path, monkeypatch):
+    """CLI flag > config > default; the report's notes name the file; the config's tolerance applies."""
+    import json
+
+    from tests.test_cli import assert_clean_error, run
+
+    model = models_dir / "seed_regression.keras"
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "pyproject.toml", "[tool.xverify]\nsamples = 3\nseed = 5\nlayers = false\n")
+    args = ["check", model, "--runtimes", "numpy,onnxruntime", "--json"]
+    result = run(*args, tmp_path / "a.json", "--samples", "2")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["inputs"]["samples"] == 2 and data["inputs"]["seed"] == 5 and data["layers"] == []
+    assert any(str(tmp_path / "pyproject.toml") in n for n in data["notes"])
+    assert data["tolerance"] == {"atol": 1e-4, "rtol": 1e-3}
+
+    other = _write(tmp_path / "strict.toml", '[tool.xverify]\nsamples = 3\ntolerance = {nope = "0/0"}\n')
+    assert_clean_error(
+        run(*args, tmp_path / "b.json", "--config", other), "no output 'nope'", "its outputs are"
+    )
+    assert_clean_error(run(*args, tmp_path / "c.json", "--config", tmp_path / "missing.toml"), "no such file")

@@ -26,6 +26,15 @@ out = Console()
 err = Console(stderr=True)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A TOML file whose [tool.xverify] table holds check options (default: the nearest "
+        "pyproject.toml that has one). Flags given here win over it.",
+        show_default=False,
+    ),
+]
 MaxMemory = Annotated[
     str | None,
     typer.Option(
@@ -159,6 +168,7 @@ def _quiet_libraries() -> None:
 
 @app.command()
 def check(
+    ctx: typer.Context,
     model: ModelArg,
     onnx: Annotated[
         Path | None, typer.Option(help="Check this ONNX file instead of converting MODEL.")
@@ -217,14 +227,28 @@ def check(
         ),
     ] = None,
     repro: ReproDir = None,
+    config: ConfigFile = None,
     debug: Debug = False,
 ) -> None:
-    """Convert MODEL to ONNX and compare NumPy, ONNX Runtime and TensorFlow on the same inputs."""
+    """Convert MODEL to ONNX and compare NumPy, ONNX Runtime and TensorFlow on the same inputs.
+
+    Options not given here come from --config FILE or the nearest pyproject.toml's [tool.xverify]."""
+    given = dict(locals())
 
     def body():
+        import dataclasses
+
         import xverify
         from xverify.report.text import render
 
+        options, note = _configured(ctx, config, given)
+        inputs, samples, seed, atol, rtol = (
+            options[k] for k in ("inputs", "samples", "seed", "atol", "rtol")
+        )
+        runtimes, layers, oracle, cache, opset = (
+            options[k] for k in ("runtimes", "layers", "oracle", "cache", "opset")
+        )
+        max_memory = options["max_memory"]
         _refuse_overwrite(
             [json, junit, html, markdown, repro], [model, onnx, inputs, golden], directories=[repro]
         )
@@ -258,8 +282,10 @@ def check(
                 opset=opset,
                 unsafe=unsafe,
                 max_memory=max_memory,
-                tolerances=tolerance,
+                tolerances=options["tolerance"],
             )
+        if note:
+            report = dataclasses.replace(report, notes=(*report.notes, note))
         render(report, out, verbose=verbose)
         _write_reports(report, json, junit, html)
         _write_markdown(report, markdown)
@@ -268,6 +294,25 @@ def check(
         raise typer.Exit(0 if report.passed else 1)
 
     _run(debug, body, tensorflow=golden is None)
+
+
+def _configured(ctx: typer.Context, config_file, given: dict) -> tuple[dict, str | None]:
+    """The check's options: a flag given on the command line, else the configuration, else the
+    default. Returns them and the report's note naming the configuration file used (or None)."""
+    from xverify import config
+
+    settings, path = config.load(config_file)
+    options = {key: given[key] for key in config.KEYS}
+    for key, value in settings.items():
+        if key == "tolerance":  # merged per output: a --tolerance flag wins for its own output
+            flags = dict(config.normalise(given["tolerance"]))
+            options[key] = {**value, **flags}
+        # by name: typer may bring its own copy of click's ParameterSource
+        elif getattr(ctx.get_parameter_source(key), "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
+            options[key] = value
+    if path is None:
+        return options, None
+    return options, f"configuration from {path} ({', '.join(sorted(settings)) or 'no options'})"
 
 
 def _check_golden(model, golden, onnx, inputs, atol, rtol, runtimes, layers, oracle, max_memory):
