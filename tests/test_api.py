@@ -25,6 +25,7 @@ PUBLIC = [
     "extract_weights",
     "golden",
     "runtimes",
+    "suggest_tolerance",
 ]
 
 

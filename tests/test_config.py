@@ -124,3 +124,55 @@ def test_cli_config_precedence_and_note(models_dir, tmp_path, monkeypatch):
         run(*args, tmp_path / "b.json", "--config", other), "no output 'nope'", "its outputs are"
     )
     assert_clean_error(run(*args, tmp_path / "c.json", "--config", tmp_path / "missing.toml"), "no such file")
+
+
+@pytest.fixture(scope="module")
+def suggestion(seed):
+    keras_model, onnx_model = seed
+    return xverify.suggest_tolerance(keras_model, onnx=onnx_model, samples=8)
+
+
+def test_suggested_tolerance_passes_on_the_same_inputs(seed, suggestion):
+    keras_model, onnx_model = seed
+    (one,) = suggestion.outputs
+    seen = [d.max_abs_diff for d in suggestion.report.comparisons] + [
+        r["max_abs_diff"] for r in suggestion.report.oracle if r["runtime"] != "tensorflow"
+    ]
+    assert one.atol_from.max_abs_diff == max(seen) > 0
+    assert max(seen) * 10 <= one.atol < max(seen) * 20  # the factor, rounded up to one digit
+    assert one.atol_from.pair in one.reason and "10 x" in one.reason
+    tolerances = {one.output: (one.atol, one.rtol)}
+    report = xverify.check(
+        keras_model, onnx=onnx_model, samples=8, layers=False, atol=0.0, rtol=0.0, tolerances=tolerances
+    )
+    assert report.passed and report.tolerance["per_output"][one.output] == {
+        "atol": one.atol,
+        "rtol": one.rtol,
+    }
+    assert f'"{one.output}" = "{one.atol:g}/{one.rtol:g}"' in suggestion.toml()
+    assert suggestion.flags() == [f"--tolerance {one.output}={one.atol:g}/{one.rtol:g}"]
+
+
+@pytest.mark.parametrize(
+    "value, expected", [(3.2e-6, 4e-6), (3e-6, 3e-6), (9.5e-5, 1e-4), (0.0, 1e-7), (1.01, 2.0)]
+)
+def test_round_up_to_one_significant_digit(value, expected):
+    from xverify.suggest import _round_up
+
+    assert _round_up(value) == expected and _round_up(value) >= value
+
+
+def test_cli_suggest_tolerance_json(example_models, tmp_path):
+    import json
+
+    from tests.test_cli import assert_clean_error, run
+
+    model = example_models.onnx_file("seed_regression", tmp_path)
+    result = run("suggest-tolerance", model, "--samples", "4", "--runtimes", "numpy,onnxruntime", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["schema"] == "xverify.suggest-tolerance/1" and data["samples"] == 4
+    (row,) = data["outputs"]
+    assert row["atol_from"]["pair"] and row["reason"].startswith(f"atol {row['atol']:g}")
+    assert data["toml"].startswith("[tool.xverify]") and data["flags"]
+    assert_clean_error(run("suggest-tolerance", model, "--factor", "0.5"), "--factor 0.5", ">= 1")

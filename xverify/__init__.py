@@ -27,6 +27,7 @@ from xverify.errors import (
     XverifyError,
 )
 from xverify.report.model import CheckReport, LayerDiff
+from xverify.suggest import suggest_tolerance
 
 __version__ = "0.1.0"
 
@@ -70,4 +71,5 @@ __all__ = [
     "extract_weights",
     "golden",
     "runtimes",
+    "suggest_tolerance",
 ]

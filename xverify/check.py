@@ -475,6 +475,7 @@ def _oracle_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, bat
                     "runtime": runtime,
                     "output": name,
                     "max_abs_diff": d.max_abs_diff,
+                    "max_rel_diff": d.max_rel_diff,
                     "mean_abs_diff": d.mean_abs_diff,
                     "passed": d.passed,
                 }

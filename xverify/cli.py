@@ -450,6 +450,61 @@ def repro_command(
     _run(debug, body)
 
 
+@app.command("suggest-tolerance")
+def suggest_tolerance_command(
+    model: ModelArg,
+    onnx: Annotated[
+        Path | None, typer.Option(help="Check this ONNX file instead of converting MODEL.")
+    ] = None,
+    inputs: Annotated[Path | None, typer.Option(help=INPUTS_HELP)] = None,
+    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    runtimes: Annotated[str, typer.Option(help=_runtimes_help())] = "numpy,onnxruntime,tensorflow",
+    factor: Annotated[float, typer.Option(help="Safety factor over the largest observed difference.")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the suggestion as JSON.")] = False,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file (Lambda layers).")
+    ] = False,
+    max_memory: MaxMemory = None,
+    debug: Debug = False,
+) -> None:
+    """Suggest per-output atol/rtol from each runtime's distance to the float64 oracle and to the others."""
+
+    def body():
+        import json
+
+        from xverify.suggest import suggest_tolerance
+
+        made = suggest_tolerance(
+            model,
+            onnx,
+            factor=factor,
+            inputs=inputs,
+            samples=samples,
+            seed=seed,
+            runtimes=runtimes,
+            unsafe=unsafe,
+            max_memory=max_memory,
+        )
+        if as_json:
+            print(json.dumps(made.to_dict(), indent=2))
+            return
+        report = made.report
+        out.print(f"Over {report.inputs['samples']} samples ({report.inputs['source']}):")
+        for o in made.outputs:
+            out.print(f"  {o.output}: atol {o.atol:g}, rtol {o.rtol:g}", highlight=False)
+            out.print(f"    {o.reason}", highlight=False, markup=False)
+        if not report.passed:
+            out.print(
+                "[yellow]the check fails at the default tolerance: a suggestion this loose may hide a "
+                "conversion fault; read `xverify check` first[/]"
+            )
+        out.print("\npyproject.toml:\n" + made.toml(), highlight=False, markup=False)
+        out.print("flags: " + " ".join(made.flags()), highlight=False, markup=False)
+
+    _run(debug, body)
+
+
 @app.command()
 def convert(
     model: ModelArg,
