@@ -176,3 +176,21 @@ def test_cli_suggest_tolerance_json(example_models, tmp_path):
     assert row["atol_from"]["pair"] and row["reason"].startswith(f"atol {row['atol']:g}")
     assert data["toml"].startswith("[tool.xverify]") and data["flags"]
     assert_clean_error(run("suggest-tolerance", model, "--factor", "0.5"), "--factor 0.5", ">= 1")
+
+
+def test_keras_output_names_map_to_onnx_ones_by_position():
+    import types
+
+    from onnx import TensorProto, helper
+
+    from xverify import config
+
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("Identity:0", "Identity_1:0")
+    ]
+    graph = helper.make_graph([], "g", [], outputs)
+    keras_model = types.SimpleNamespace(output_names=["probs", "logits"])
+    resolved = config.resolve({"logits": "1e-5/1e-4"}, helper.make_model(graph), keras_model)
+    assert resolved == {"Identity_1:0": (1e-5, 1e-4)}
+    with pytest.raises(UsageError, match=r"'Identity:0', 'Identity_1:0', 'logits', 'probs'"):
+        config.resolve({"prob": "1e-5/1e-4"}, helper.make_model(graph), keras_model)
