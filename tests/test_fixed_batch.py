@@ -107,3 +107,11 @@ def test_batched_runs_rows_in_order_and_joins_outputs():
 def test_batched_refuses_to_stream_over_several_batches():
     with pytest.raises(TypeError, match="on_tensor"):
         Batched(_Echo(), 2).stream({"x": np.zeros((4, 2))}, lambda name, value: None)
+
+
+def test_batched_names_unequal_input_rows():
+    """Inputs of different lengths are an input error naming both counts (found by mypy: the
+    message sorted the counts together with None, a TypeError)."""
+    feeds = {"x": np.zeros((4, 2)), "y": np.zeros((6, 2))}
+    with pytest.raises(InputDataError, match=r"hold \[4, 6\] rows"):
+        Batched(_Echo(), 2).run(feeds)

@@ -171,6 +171,13 @@ def test_bombs_refused_before_keras_reads_them(hostile, monkeypatch):
             xverify.check(hostile / name)
 
 
+def test_library_refuses_no_model():
+    """check(None) says what it expected (found by mypy: the missing model file's path was read
+    from None, an AttributeError)."""
+    with pytest.raises(xverify.UsageError, match="expected a model file path or a Keras model"):
+        xverify.check(None)
+
+
 @pytest.mark.parametrize("atol, rtol", [(float("nan"), None), (None, float("inf")), (-1e-3, None)])
 def test_library_refuses_bad_tolerances(models_dir, atol, rtol):
     with pytest.raises(ValueError, match="finite number >= 0") as info:

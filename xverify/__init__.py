@@ -7,6 +7,10 @@ Example::
     report.raise_if_failed()
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 # Submodules named like public functions are imported first, so that importing them later cannot
 # replace the function on the package with the module (they import their heavy libraries lazily).
 import xverify.convert as _convert_module
@@ -29,10 +33,16 @@ from xverify.errors import (
 from xverify.report.model import CheckReport, LayerDiff
 from xverify.suggest import suggest_tolerance
 
+if TYPE_CHECKING:
+    import onnx
+
+    from xverify.explain.results import Explanation
+    from xverify.extract.results import LayerWeights
+
 __version__ = "0.1.0"
 
 
-def convert(model, opset=None):
+def convert(model: Any, opset: int | None = None) -> onnx.ModelProto:
     """Convert a Keras model (or a path to one) to an ``onnx.ModelProto``; see ``xverify.convert``."""
     from xverify.load import load_keras
 
@@ -41,12 +51,12 @@ def convert(model, opset=None):
     return _convert_module.convert(model, opset)
 
 
-def extract_weights(model_or_onnx):
+def extract_weights(model_or_onnx: Any) -> tuple[LayerWeights, ...]:
     """Each Keras layer's weights read back from the ONNX initializers; see ``xverify.extract``."""
     return _extract_module.extract_weights(model_or_onnx)
 
 
-def explain(model, x, unit=None):
+def explain(model: Any, x: Any, unit: Any = None) -> Explanation:
     """The step-by-step arithmetic of one input; see ``xverify.explain``."""
     return _explain_module.explain(model, x, unit)
 

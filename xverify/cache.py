@@ -12,7 +12,14 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
+
+    from xverify.load import ModelSource
 
 
 def cache_dir() -> Path:
@@ -59,7 +66,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def cached_convert(converter, source, opset=None):
+def cached_convert(
+    converter: Callable[[], onnx.ModelProto], source: ModelSource, opset: int | None = None
+) -> tuple[onnx.ModelProto, bool]:
     """Run ``converter()`` (a conversion of the model loaded from ``source``) or reuse a verified
     cache entry.
 

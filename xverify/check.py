@@ -8,30 +8,53 @@ sequences them and times each stage.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import platform
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xverify.budget import Budget, require_graph
-from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
+from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, TensorDiff, compare
 from xverify.errors import ConversionError, InputDataError, UsageError, XverifyError
 from xverify.inputs import dims_note, fit_inputs, fixed_batch, input_specs, load_inputs, synthetic
-from xverify.report.model import CheckReport
-from xverify.runtimes import DEFAULT_RUNTIMES, RUNTIMES, RuntimeUnavailable, Subject, pairs, select, spec_of
+from xverify.report.model import CheckReport, LayerDiff
+from xverify.runtimes import (
+    DEFAULT_RUNTIMES,
+    RUNTIMES,
+    Runtime,
+    RuntimeUnavailable,
+    Subject,
+    pairs,
+    select,
+    spec_of,
+)
+
+if TYPE_CHECKING:
+    import onnx
+
+    from xverify.extract.results import WeightMatch
+    from xverify.inputs import InputSpec
+    from xverify.load import ModelSource
+
+Arrays = dict[str, np.ndarray]  # tensor name -> value
+Runtimes = str | Iterable[str]  # "numpy,onnxruntime", a sequence of names, or "all"
+PerOutput = Mapping[str, tuple[float, float]] | None  # output name -> (atol, rtol) of its own
 
 RUNTIME_NAMES = tuple(RUNTIMES)  # the registry's names (xverify.runtimes.RUNTIMES)
 
 
 class _Timer:
-    def __init__(self):
+    def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
     @contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
         try:
             yield
@@ -39,20 +62,20 @@ class _Timer:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
-def parse_runtimes(runtimes, notes: list[str] | None = None) -> tuple[str, ...]:
+def parse_runtimes(runtimes: Runtimes, notes: list[str] | None = None) -> tuple[str, ...]:
     """Normalise ``"numpy,onnxruntime"``, a sequence or ``"all"`` (``xverify.runtimes.select``)."""
     return select(runtimes, [] if notes is None else notes)
 
 
 def check(
-    model,
-    onnx=None,
-    inputs=None,
+    model: Any,
+    onnx: Any = None,
+    inputs: Any = None,
     samples: int = 16,
     seed: int = 0,
     atol: float | None = None,
     rtol: float | None = None,
-    runtimes=DEFAULT_RUNTIMES,
+    runtimes: Runtimes = DEFAULT_RUNTIMES,
     layers: bool = True,
     *,
     opset: int | None = None,
@@ -60,8 +83,8 @@ def check(
     ort_optimized: bool = True,
     cache: bool = True,
     unsafe: bool = False,
-    max_memory=None,
-    tolerances=None,
+    max_memory: int | str | None = None,
+    tolerances: Mapping[str, tuple[float, float] | str] | None = None,
 ) -> CheckReport:
     """Check that the ONNX export of a model computes what the model computes.
 
@@ -148,7 +171,9 @@ def check(
         comparisons = _compare_outputs(outputs, atol, rtol, per_output) + extra
         comparisons, refereed = _engine_rounding(comparisons, oracle_rows)
         notes.extend(refereed + _farther_from_oracle(comparisons, oracle_rows))
-    layer_rows, first, suspects = (), None, ()
+    layer_rows: tuple[LayerDiff, ...] = ()
+    first: dict[str, Any] | None = None
+    suspects: tuple[dict[str, Any], ...] = ()
     if layers and _is_keras(keras_model):
         with timer.stage("layers"):
             from xverify.divergence import compare_layers
@@ -186,7 +211,7 @@ def check(
     )
 
 
-def _tolerance(value, default: float, name: str) -> float:
+def _tolerance(value: float | str | None, default: float, name: str) -> float:
     """A tolerance must be a finite number >= 0 (NaN would pass or fail everything silently)."""
     if value is None:
         return default
@@ -199,7 +224,7 @@ def _tolerance(value, default: float, name: str) -> float:
     return number
 
 
-def _non_finite_inputs(feeds) -> list[str]:
+def _non_finite_inputs(feeds: Arrays) -> list[str]:
     """A note naming the inputs that hold NaN or infinities (compared position by position)."""
     found = []
     for name, array in feeds.items():
@@ -217,7 +242,7 @@ def _non_finite_inputs(feeds) -> list[str]:
     ]
 
 
-def _validate(runtimes, inputs, samples, notes: list[str]) -> tuple[str, ...]:
+def _validate(runtimes: Runtimes, inputs: object, samples: int, notes: list[str]) -> tuple[str, ...]:
     """Argument checks that need no file: runtime names (installed), sample count."""
     names = parse_runtimes(runtimes, notes)
     if inputs is None and int(samples) < 1:
@@ -225,7 +250,7 @@ def _validate(runtimes, inputs, samples, notes: list[str]) -> tuple[str, ...]:
     return names
 
 
-def _for_model_file(model, runtimes, notes: list[str]):
+def _for_model_file(model: object, runtimes: Runtimes, notes: list[str]) -> Runtimes:
     """What the model file settles before any runtime's installation is checked: a Keras file
     needs the ``keras`` extra (one message saying so), and an ONNX file has no Keras model to
     run, so the runtimes of one are skipped (noted) and need not be installed."""
@@ -247,7 +272,7 @@ def _for_model_file(model, runtimes, notes: list[str]):
     return [n for n in requested if n not in skipped]
 
 
-def _usable_runtimes(names, keras_model, notes) -> tuple[str, ...]:
+def _usable_runtimes(names: tuple[str, ...], keras_model: Any, notes: list[str]) -> tuple[str, ...]:
     """A runtime of the Keras model needs one (the model may be an ONNX file)."""
     if keras_model is not None:
         return names
@@ -262,11 +287,13 @@ def _check_enough(names: tuple[str, ...], oracle: bool) -> None:
         raise UsageError(f"runtimes {list(names)}: a check needs at least two runtimes to compare.")
 
 
-def _is_keras(model) -> bool:
+def _is_keras(model: Any) -> bool:
     return model is not None and not _is_saved_model(model)
 
 
-def _weights(keras_model, onnx_model, notes, timer):
+def _weights(
+    keras_model: Any, onnx_model: onnx.ModelProto, notes: list[str], timer: _Timer
+) -> tuple[tuple[WeightMatch, ...], tuple[str, ...]]:
     """Every Keras weight matched to the ONNX initializers (a SavedModel has none to match)."""
     if _is_saved_model(keras_model):
         notes.append("weights and layers not compared: a SavedModel has no Keras layers")
@@ -285,7 +312,7 @@ def _weights(keras_model, onnx_model, notes, timer):
     return weights, tuple(report.unattributed)
 
 
-def _load_model(model, unsafe, budget):
+def _load_model(model: Any, unsafe: bool, budget: Budget) -> tuple[Any, ModelSource | None]:
     from xverify import load
 
     if isinstance(model, (str, Path)):
@@ -293,20 +320,32 @@ def _load_model(model, unsafe, budget):
         if source.format == "onnx":
             return None, source
         return loaded, source
+    if model is None:
+        raise UsageError(
+            "model None: expected a model file path or a Keras model object (xverify.check('model.keras'))."
+        )
     return model, None
 
 
-def _onnx_model(keras_model, source, onnx, opset, cache, timer, budget):
+def _onnx_model(
+    keras_model: Any,
+    source: ModelSource | None,
+    onnx: Any,
+    opset: int | None,
+    cache: bool,
+    timer: _Timer,
+    budget: Budget,
+) -> tuple[onnx.ModelProto, str | None, list[str]]:
     from xverify import load
 
-    notes = []
+    notes: list[str] = []
     if onnx is not None:
         with timer.stage("load_onnx"):
             if isinstance(onnx, (str, Path)):
                 return load.load_onnx(onnx, budget), str(onnx), notes
             load.check_initializers(onnx, "the ONNX model")
             return onnx, None, notes
-    if keras_model is None:  # the model itself is an ONNX file
+    if keras_model is None and source is not None:  # the model itself is an ONNX file
         with timer.stage("load_onnx"):
             return load.load_onnx(source.path, budget), source.path, notes
     onnx_model = _converted(keras_model, source, opset, cache, timer, notes)
@@ -314,13 +353,21 @@ def _onnx_model(keras_model, source, onnx, opset, cache, timer, budget):
     return onnx_model, None, notes
 
 
-def _converted(keras_model, source, opset, cache, timer, notes):
+def _converted(
+    keras_model: Any,
+    source: ModelSource | None,
+    opset: int | None,
+    cache: bool,
+    timer: _Timer,
+    notes: list[str],
+) -> onnx.ModelProto:
     """The Keras model (or SavedModel) converted here, or its cached conversion."""
     from xverify.convert import convert, convert_saved_model
 
-    saved = source is not None and source.format == "savedmodel"
-    converter = (
-        (lambda: convert_saved_model(source.path, opset)) if saved else (lambda: convert(keras_model, opset))
+    converter: Callable[[], onnx.ModelProto] = (
+        functools.partial(convert_saved_model, source.path, opset)
+        if source is not None and source.format == "savedmodel"
+        else functools.partial(convert, keras_model, opset)
     )
     with timer.stage("convert"):
         if cache and source is not None:
@@ -333,7 +380,9 @@ def _converted(keras_model, source, opset, cache, timer, notes):
     return onnx_model
 
 
-def _feeds(inputs, specs, samples, seed, budget):
+def _feeds(
+    inputs: Any, specs: list[InputSpec], samples: int, seed: int, budget: Budget
+) -> tuple[Arrays, str]:
     if inputs is None:
         return synthetic(specs, samples, seed, budget), "synthetic"
     if isinstance(inputs, dict):
@@ -341,13 +390,13 @@ def _feeds(inputs, specs, samples, seed, budget):
     return load_inputs(inputs, specs, budget), str(inputs)
 
 
-def _batched(runner, batch):
+def _batched(runner: Runtime, batch: int | None) -> Runtime:
     from xverify.runtimes.batched import Batched
 
     return runner if batch is None else Batched(runner, batch)
 
 
-def _batch_note(batch, samples) -> str | None:
+def _batch_note(batch: int | None, samples: int) -> str | None:
     if batch is None or samples == batch:
         return None
     return (
@@ -356,11 +405,13 @@ def _batch_note(batch, samples) -> str | None:
     )
 
 
-def _build_runtimes(names, subject: Subject, timer, batch, notes: list[str]) -> dict:
+def _build_runtimes(
+    names: tuple[str, ...], subject: Subject, timer: _Timer, batch: int | None, notes: list[str]
+) -> dict[str, Runtime]:
     """Each runtime built from the registry; one that cannot take this model is a note.
 
     A runtime of the Keras model is not batched: fixed batches are an ONNX file's."""
-    runners = {}
+    runners: dict[str, Runtime] = {}
     for name in names:
         spec = RUNTIMES[name]
         with timer.stage(f"init_{name}"):
@@ -374,12 +425,12 @@ def _build_runtimes(names, subject: Subject, timer, batch, notes: list[str]) -> 
     return runners
 
 
-def _is_saved_model(model) -> bool:
+def _is_saved_model(model: Any) -> bool:
     """A SavedModel handle (tf.saved_model.load) rather than a Keras model: no layers, no weights."""
     return model is not None and hasattr(model, "signatures") and not hasattr(model, "layers")
 
 
-def _feeds_for(name, feeds, runner):
+def _feeds_for(name: str, feeds: Arrays, runner: Any) -> Arrays:
     """A runtime of the Keras model takes Keras input names; a foreign ONNX file may name its inputs
     otherwise."""
     if RUNTIMES[name].taps != "keras" or set(runner.input_names) == set(feeds):
@@ -392,7 +443,7 @@ def _feeds_for(name, feeds, runner):
     return dict(zip(runner.input_names, feeds.values()))
 
 
-def _named_outputs(result, onnx_model, runtime):
+def _named_outputs(result: Mapping[str, np.ndarray], onnx_model: onnx.ModelProto, runtime: str) -> Arrays:
     """Key every runtime's outputs by the ONNX output names (positionally if names differ)."""
     onnx_names = [o.name for o in onnx_model.graph.output]
     if all(n in result for n in onnx_names):
@@ -406,7 +457,9 @@ def _named_outputs(result, onnx_model, runtime):
     return dict(zip(onnx_names, values))
 
 
-def _compare_outputs(outputs, atol, rtol, per_output=None):
+def _compare_outputs(
+    outputs: dict[str, Arrays], atol: float, rtol: float, per_output: PerOutput = None
+) -> list[TensorDiff]:
     diffs = []
     for pair in pairs(list(outputs)):
         a, b = pair.a, pair.b
@@ -418,14 +471,27 @@ def _compare_outputs(outputs, atol, rtol, per_output=None):
     return diffs
 
 
-def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None, per_output=None):
+def _variant_runs(
+    names: tuple[str, ...],
+    subject: Subject,
+    feeds: Arrays,
+    outputs: dict[str, Arrays],
+    enabled: bool,
+    atol: float,
+    rtol: float,
+    timer: _Timer,
+    batch: int | None = None,
+    per_output: PerOutput = None,
+) -> tuple[list[TensorDiff], dict[str, Arrays], dict[str, Any] | None]:
     """Each runtime's declared variant (ONNX Runtime optimized) compared against it, and, where
     they disagree, the variant's explanation (``ort_optimizations``). Returns the comparisons, the
     variants' outputs (for the oracle distances) and the explanation; each variant's runtime is
     dropped before anything else is built."""
     from xverify.budget import release_freed_memory
 
-    extra, runs, explained = [], {}, None
+    extra: list[TensorDiff] = []
+    runs: dict[str, Arrays] = {}
+    explained: dict[str, Any] | None = None
     for name in names if enabled else ():
         variant = RUNTIMES[name].variant
         if variant is None:
@@ -433,7 +499,7 @@ def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, ba
         with timer.stage(f"run_{variant.name}"):
             runner = _batched(variant.build(subject), batch)
             runs[variant.name] = _named_outputs(runner.run(feeds), subject.onnx_model, variant.name)
-            runner = None
+            del runner
             release_freed_memory()
         diffs = [
             compare(
@@ -455,7 +521,18 @@ def _variant_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, ba
     return extra, runs, explained
 
 
-def _oracle_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, batch=None, per_output=None):
+def _oracle_runs(
+    names: tuple[str, ...],
+    subject: Subject,
+    feeds: Arrays,
+    outputs: dict[str, Arrays],
+    enabled: bool,
+    atol: float,
+    rtol: float,
+    timer: _Timer,
+    batch: int | None = None,
+    per_output: PerOutput = None,
+) -> tuple[list[dict[str, Any]], Runtime | None]:
     """Every run's distance from the float64 oracle, when a runtime brings one. Returns the rows
     and the oracle runtime (None when off), which the per-layer comparison uses as referee."""
     build = next((RUNTIMES[n].oracle for n in names if RUNTIMES[n].oracle), None) if enabled else None
@@ -483,7 +560,9 @@ def _oracle_runs(names, subject, feeds, outputs, enabled, atol, rtol, timer, bat
     return rows, referee
 
 
-def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
+def _farther_from_oracle(
+    comparisons: Sequence[TensorDiff], oracle_rows: Sequence[dict[str, Any]]
+) -> list[str]:
     """For ONNX runtimes that disagree on an output, which is farther from exact arithmetic.
 
     A runtime of the Keras model (TensorFlow, TFLite) does not run the ONNX graph, so its distance
@@ -508,7 +587,7 @@ def _farther_from_oracle(comparisons, oracle_rows) -> list[str]:
     return notes
 
 
-def _graph_runs(failed: dict, names, where) -> None:
+def _graph_runs(failed: dict[str, Exception], names: tuple[str, ...], where: str | None) -> None:
     """An ONNX graph that a runtime of the graph (ONNX Runtime, OpenVINO) cannot run is a finding
     about the graph (the engine failing too says the graph itself is invalid, as tf2onnx can write
     a Reshape with a batch size baked in): one exit-2 message with each runtime's error. The engine
@@ -539,7 +618,9 @@ def _graph_runs(failed: dict, names, where) -> None:
     )
 
 
-def _engine_rounding(comparisons, oracle_rows) -> tuple[list, list[str]]:
+def _engine_rounding(
+    comparisons: Sequence[TensorDiff], oracle_rows: Sequence[dict[str, Any]]
+) -> tuple[list[TensorDiff], list[str]]:
     """The NumPy engine (the runtime that brings the oracle) is xverify's witness, not the product:
     where it alone leaves the float64 oracle's tolerance and the ONNX runtime it disagrees with
     stays within it, the gap is the engine's float32 rounding on an ill-conditioned output (a
@@ -579,7 +660,7 @@ def _runs_onnx(name: str) -> bool:
     return spec is not None and spec.runs_onnx
 
 
-def _with_runtime_versions(found: dict, runners) -> dict:
+def _with_runtime_versions(found: dict[str, str | None], runners: Iterable[str]) -> dict[str, str | None]:
     """The report's versions, plus those of the runtimes that brought their own library."""
     import importlib.metadata as md
 
@@ -593,11 +674,11 @@ def _with_runtime_versions(found: dict, runners) -> dict:
     return found
 
 
-def _opset(onnx_model) -> int | None:
+def _opset(onnx_model: onnx.ModelProto) -> int | None:
     return next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def versions() -> dict:
+def versions() -> dict[str, str | None]:
     """Versions of everything that took part, for the report."""
     import importlib.metadata as md
 

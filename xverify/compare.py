@@ -9,7 +9,9 @@ evidence.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,7 @@ class TensorDiff:
     a: str
     b: str
     output: str
-    shape: tuple
+    shape: tuple[int, ...]
     max_abs_diff: float
     max_rel_diff: float
     mean_abs_diff: float
@@ -47,13 +49,13 @@ class TensorDiff:
     def __bool__(self) -> bool:
         return self.passed
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["shape"] = list(self.shape)
         return {k: _json_float(v) for k, v in out.items()}
 
 
-def _json_float(value):
+def _json_float(value: object) -> object:
     if isinstance(value, float) and not np.isfinite(value):
         return None if np.isnan(value) else ("inf" if value > 0 else "-inf")
     return value
@@ -65,12 +67,14 @@ def within_tolerance(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> 
     with np.errstate(invalid="ignore", over="ignore"):
         finite = np.isfinite(a64) & np.isfinite(b64)  # an infinite b would make rtol*|b| infinite
         ok = finite & (np.abs(a64 - b64) <= atol + rtol * np.abs(b64))
-    return ok | _same_non_finite(a64, b64)
+    verdict: np.ndarray = ok | _same_non_finite(a64, b64)
+    return verdict
 
 
 def _same_non_finite(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Where both sides hold the same non-finite value: NaN and NaN, or equal infinities."""
-    return (np.isnan(x) & np.isnan(y)) | (np.isinf(x) & (x == y))
+    same: np.ndarray = (np.isnan(x) & np.isnan(y)) | (np.isinf(x) & (x == y))
+    return same
 
 
 _BLOCK = 1 << 18  # elements compared at a time: the float64 temporaries stay in cache
@@ -96,7 +100,7 @@ def compare(
         A TensorDiff; a shape mismatch fails with infinite differences and a note.
     """
     a, b = np.asarray(a), np.asarray(b)
-    name = dict(a=a_name, b=b_name, output=output, atol=float(atol), rtol=float(rtol))
+    atol, rtol = float(atol), float(rtol)
     if a.shape != b.shape:
         inf = float("inf")
         return TensorDiff(
@@ -109,7 +113,11 @@ def compare(
             min_rtol=inf,
             passed=False,
             note=f"shape {tuple(a.shape)} != {tuple(b.shape)}",
-            **name,
+            a=a_name,
+            b=b_name,
+            output=output,
+            atol=atol,
+            rtol=rtol,
         )
     if a.size == 0:
         return TensorDiff(
@@ -121,7 +129,11 @@ def compare(
             min_atol=0.0,
             min_rtol=0.0,
             passed=True,
-            **name,
+            a=a_name,
+            b=b_name,
+            output=output,
+            atol=atol,
+            rtol=rtol,
         )
     stats = _Stats()
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -144,12 +156,16 @@ def compare(
         min_rtol=stats.min_rtol,
         passed=stats.fails == 0,
         note=_nan_note(stats),
-        **name,
+        a=a_name,
+        b=b_name,
+        output=output,
+        atol=atol,
+        rtol=rtol,
     )
 
 
 def _nan_note(stats: _Stats) -> str:
-    parts = []
+    parts: list[str] = []
     if stats.nans:
         parts.append(f"{stats.nans} NaN element(s) on one side only")
     if stats.nan_pairs:
@@ -157,7 +173,7 @@ def _nan_note(stats: _Stats) -> str:
     return "; ".join(parts)
 
 
-def _blocks(a: np.ndarray, b: np.ndarray):
+def _blocks(a: np.ndarray, b: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Matching slices of about ``_BLOCK`` elements, cut along the leading axes: a strided view (an
     NCHW tensor moved to channels-last) is then copied once, straight into float64, never whole."""
     if a.ndim == 0 or a.size <= _BLOCK:
@@ -175,12 +191,21 @@ def _blocks(a: np.ndarray, b: np.ndarray):
 class _Stats:
     """Running reductions over the blocks of one comparison."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.max_abs = self.max_rel = self.sum_abs = self.min_rtol = 0.0
         self.min_atol = -np.inf
         self.fails = self.nans = self.nan_pairs = 0
 
-    def add(self, diff, rel_max, min_atol, min_rtol, fails, nans, nan_pairs=0):
+    def add(
+        self,
+        diff: np.ndarray,
+        rel_max: float,
+        min_atol: float,
+        min_rtol: float,
+        fails: int | np.integer[Any],
+        nans: int | np.integer[Any],
+        nan_pairs: int | np.integer[Any] = 0,
+    ) -> None:
         self.max_abs = max(self.max_abs, float(diff.max()))
         self.sum_abs += float(diff.sum())
         self.max_rel = max(self.max_rel, rel_max)

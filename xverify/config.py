@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from xverify.errors import UsageError
 
@@ -91,9 +92,9 @@ def resolve(tolerances, onnx_model, keras_model=None) -> dict[str, tuple[float, 
     return resolved
 
 
-def report_field(atol: float, rtol: float, per_output: dict) -> dict:
+def report_field(atol: float, rtol: float, per_output: dict) -> dict[str, Any]:
     """The report's ``tolerance``: ``per_output`` only when set, so the usual field stays as it was."""
-    field = {"atol": atol, "rtol": rtol}
+    field: dict[str, Any] = {"atol": atol, "rtol": rtol}
     if per_output:
         field["per_output"] = {name: {"atol": a, "rtol": r} for name, (a, r) in per_output.items()}
     return field

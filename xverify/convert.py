@@ -17,12 +17,17 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xverify.budget import release_freed_memory
 from xverify.errors import ConversionError, UsageError, gist
 from xverify.tf2onnx_steps import convert_graph_def, freeze
+
+if TYPE_CHECKING:
+    import onnx
 
 DEFAULT_OPSET = 17
 # Bumped whenever what convert() does to tf2onnx's output changes (scopes, metadata, freezing):
@@ -35,7 +40,10 @@ LAYERS_METADATA_KEY = "xverify.layers"
 _TOKEN = re.compile(rf"(?:^|/){LAYER_TOKEN}(\d+)(?:_\d+)?/")
 
 
-def keras_io(model):
+TensorSpec = tuple[str, tuple[int | None, ...], str]  # (name, shape with batch None, dtype)
+
+
+def keras_io(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The Keras model's inputs and outputs as ``[(name, shape, dtype)]`` lists (batch dim None)."""
     try:
         inputs = list(model.inputs)
@@ -51,7 +59,7 @@ def keras_io(model):
     return in_specs, out_specs
 
 
-def structured_feed(model, args):
+def structured_feed(model: Any, args: Sequence[Any]) -> Any:
     """Arrange positional inputs the way the model was built: a dict, a list or a lone tensor
     (Keras warns, and may misroute, when the structure differs)."""
     structure = getattr(model, "_inputs_struct", None)
@@ -66,11 +74,11 @@ def _tf_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
 
 
-def flat_layers(model) -> list:
+def flat_layers(model: Any) -> list[Any]:
     """The model's layers, with nested Functional/Sequential models opened up, minus InputLayers."""
     import keras
 
-    out = []
+    out: list[Any] = []
     for layer in model.layers:
         if isinstance(layer, keras.Model) and hasattr(layer, "layers") and layer.layers:
             out.extend(flat_layers(layer))
@@ -80,7 +88,9 @@ def flat_layers(model) -> list:
 
 
 @contextlib.contextmanager
-def patched_calls(layers, wrap):
+def patched_calls(
+    layers: Sequence[Any], wrap: Callable[[int, Any, Callable[..., Any]], Callable[..., Any]]
+) -> Iterator[None]:
     """Replace each layer's ``call`` by ``wrap(index, layer, call)`` (restored on exit)."""
     patched = []
     for index, layer in enumerate(layers):
@@ -98,7 +108,7 @@ def patched_calls(layers, wrap):
                 object.__delattr__(layer, "call")
 
 
-def _layer_scopes(layers):
+def _layer_scopes(layers: Sequence[Any]) -> contextlib.AbstractContextManager[None]:
     """Run each layer's ``call`` inside a name scope ``xvl<i>`` (restored on exit)."""
     import tensorflow as tf
 
@@ -151,7 +161,7 @@ def check_opset(opset: int | None) -> int:
     return int(opset)
 
 
-def convert(model, opset: int | None = None):
+def convert(model: Any, opset: int | None = None) -> onnx.ModelProto:
     """Convert a Keras model to ONNX.
 
     Args:
@@ -279,7 +289,8 @@ def _restore_layer_scopes(onnx_model) -> None:
     for node in graph.node:
         if not node.name or layer_index_of(node.name) is not None:
             continue
-        scopes, weights = {}, {}
+        scopes: dict[int, str] = {}
+        weights: dict[int, str] = {}
         for name in node.input:
             match = _TOKEN.search(name) if name in inits else None
             if match:
@@ -403,7 +414,7 @@ def save_onnx(onnx_model, path, *, inputs=(), limit: int = PROTOBUF_LIMIT) -> No
         onnx.save(onnx_model, str(path))
 
 
-def convert_saved_model(path, opset: int | None = None):
+def convert_saved_model(path: str, opset: int | None = None) -> onnx.ModelProto:
     """Convert a SavedModel directory (``model.export()``) through tf2onnx's SavedModel path.
 
     This is the route of ``python -m tf2onnx.convert --saved-model``: the ``serving_default``

@@ -12,23 +12,30 @@ each chunk's values are released once compared.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xverify.compare import compare
+from xverify.compare import TensorDiff, compare
 from xverify.convert import flat_layers
 from xverify.errors import gist
 from xverify.layers import LayerTensor, map_layers, with_effective_inputs
 from xverify.layout import readings
 from xverify.report.model import LayerDiff
-from xverify.runtimes import RUNTIMES, Pair, PairDiffs, pair, rank
+from xverify.runtimes import RUNTIMES, Pair, PairDiffs, Runtime, pair, rank
+
+if TYPE_CHECKING:
+    import onnx
 
 CHUNK_BYTES = 512 << 20  # per runtime: tapped tensors held at once (3 runtimes: ~1.5 GiB)
 
 
 def _chunks(rows: list[LayerTensor], keras_model, batch: int) -> list[list[LayerTensor]]:
     by_name = {layer.name: layer for layer in flat_layers(keras_model)}
-    chunks, current, size = [], [], 0
+    chunks: list[list[LayerTensor]] = []
+    current: list[LayerTensor] = []
+    size = 0
     for row in rows:
         shape = getattr(by_name[row.name], "output", None)
         shape = getattr(shape, "shape", None) or ()
@@ -41,7 +48,16 @@ def _chunks(rows: list[LayerTensor], keras_model, batch: int) -> list[list[Layer
     return chunks + ([current] if current else [])
 
 
-def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracle=None):
+def compare_layers(
+    keras_model: Any,
+    onnx_model: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    runners: Mapping[str, Runtime],
+    *,
+    atol: float,
+    rtol: float,
+    oracle: Runtime | None = None,
+) -> tuple[tuple[LayerDiff, ...], dict[str, Any] | None, tuple[dict[str, Any], ...], list[str]]:
     """Compare every mapped layer across every pair of runtimes, chunk by chunk.
 
     Args:
@@ -103,14 +119,8 @@ def compare_layers(keras_model, onnx_model, feeds, runners, *, atol, rtol, oracl
     if first is not None and oracle is not None:
         row = next(r for r in rows if r.name == first["layer"])
         _referee(first, row, by_name[row.name], feeds, runners, oracle)
-    suspects = sorted(
-        (
-            {"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)}
-            for d in ordered
-            if not d.passed and d.growth > 0
-        ),
-        key=lambda s: -s["growth"],
-    )
+    growing = sorted((d for d in ordered if not d.passed and d.growth > 0), key=lambda d: -round(d.growth, 3))
+    suspects = [{"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)} for d in growing]
     return tuple(ordered), first, tuple(suspects[:5]), notes
 
 
@@ -187,7 +197,7 @@ def _layer_diff(row, values, atol, rtol, notes: list) -> LayerDiff:
     runtime, one per layout for an ONNX tensor (``layers.readings``): one where the graph decided
     the layout; where it did not, each reading is compared with the Keras-layout side, the closest
     is kept, and a note says so (never a guess from the shape alone)."""
-    diffs: dict[Pair, object] = {}
+    diffs: dict[Pair, TensorDiff] = {}
     for p in _pairs_of(values):
         va, vb = values[p.a].get(row.name), values[p.b].get(row.name)
         if va is None or vb is None:
@@ -302,7 +312,7 @@ def _referee(first: dict, row: LayerTensor, diff: LayerDiff, feeds, runners, ora
         if got is not None and np.shape(got) == np.shape(exact):
             distances[name] = float(np.max(np.abs(np.asarray(got, np.float64) - exact)))
     if len(distances) >= 2:
-        far = max(distances, key=distances.get)
+        far = max(distances, key=lambda name: distances[name])
         first["oracle_distances"] = distances
         first["diverged"] = (
             f"{far} is farther from the float64 oracle at this layer "

@@ -17,6 +17,12 @@ returns for it; anything else escaping xverify is an internal bug and shows a tr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xverify.report.model import CheckReport
+
 
 class XverifyError(Exception):
     """Base of every error xverify reports to a user; ``exit_code`` is what the CLI returns."""
@@ -33,7 +39,12 @@ class ConversionError(XverifyError):
 
 
 class UnsupportedOpError(XverifyError):
-    """An ONNX op (or an attribute value of one) that the NumPy engine does not implement."""
+    """An ONNX op (or an attribute value of one) that the NumPy engine does not implement;
+    ``ops`` names the op types when the whole op is missing."""
+
+    def __init__(self, message: str, ops: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.ops = list(ops)
 
 
 class InputDataError(XverifyError):
@@ -57,7 +68,7 @@ class MismatchError(XverifyError):
 
     exit_code = 1
 
-    def __init__(self, message: str, report=None):
+    def __init__(self, message: str, report: CheckReport | None = None) -> None:
         super().__init__(message)
         self.report = report
 

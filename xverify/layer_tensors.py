@@ -40,10 +40,11 @@ def adopt_unnamed(graph, owners: list, classes: list[str] | None = None) -> list
             )
             if recurrent:  # its initial states may come from unnamed nodes
                 sources.discard(None)
-                states = _traced_owners(node.input[5:], graph, producer, owners) if classes else set()
-                states = {o for o in states if classes[o] in _RECURRENT_LAYERS}
+                known = classes or []
+                traced = _traced_owners(node.input[5:], graph, producer, owners) if known else set()
+                states = {o for o in traced if known[o] in _RECURRENT_LAYERS}
                 if len(states) == 1:
-                    sources = states
+                    sources = set[int | None](states)
             if (
                 len(sources) == 1
                 and None not in sources
@@ -61,7 +62,7 @@ def _traced_owners(names, graph, producer, owners, depth: int = 12) -> set[int]:
     found: set[int] = set()
     frontier = [n for n in names if n]
     for _ in range(depth):
-        before = []
+        before: list[str] = []
         for name in frontier:
             if name not in producer:
                 continue
@@ -92,13 +93,13 @@ def last_call_sources(layer, rows, graph) -> list[str] | None:
     tensor; None when one is not known (a layer reused on its own output)."""
     inputs = {i.name for i in graph.input}
     tensors = {r.name: r.tensor for r in rows}
-    sources = []
+    sources: list[str] = []
     for tensor in getattr(layer._inbound_nodes[-1], "input_tensors", []):  # see tensorflow_rt
         history = getattr(tensor, "_keras_history", None)
         operation = getattr(history, "operation", None)
         name = getattr(operation, "name", None)
         if type(operation).__name__ == "InputLayer" and name in inputs:
-            sources.append(name)
+            sources.append(str(name))
         elif tensors.get(name):
             sources.append(tensors[name])
         else:

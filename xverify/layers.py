@@ -145,7 +145,7 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
     sizes = {name: int(np.prod(dims[1:])) for name, dims in shapes.items() if dims and None not in dims[1:]}
     fused = fused_forward(graph, owners)
     producer = {name: p for p, node in enumerate(graph.node) for name in node.output}
-    rows = []
+    rows: list[LayerTensor] = []
     for index, layer in enumerate(layers):
         positions = [p for p, owner in enumerate(owners) if owner == index]
         if len(getattr(layer, "_inbound_nodes", ())) > 1:
@@ -171,7 +171,9 @@ def map_layers(keras_model, onnx_model) -> list[LayerTensor]:
             tensor = None  # the layer's output was fused into the next layer: look through it
         # A Transpose of an earlier layer reading this tensor says how it reads, whatever the
         # propagation found (a Permute merged with a Conv's transpose back to channels-last).
-        layout = pushed_permutation(tensor, graph, consumers, owners, index, shapes) or layouts.get(tensor)
+        layout = pushed_permutation(tensor, graph, consumers, owners, index, shapes) or (
+            layouts.get(tensor) if tensor else None
+        )
         rows.append(
             LayerTensor(
                 index,

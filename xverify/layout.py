@@ -308,7 +308,7 @@ class TransposeFinder:
         self.graph, self.producer, self.owners = graph, producer, owners
 
     def between(self, tensor: str, since: int) -> bool:
-        todo, seen = [tensor], set()
+        todo, seen = [tensor], set[str]()
         while todo and len(seen) < 200:
             position = self.producer.get(todo.pop())
             if position is None or position in seen:
@@ -380,12 +380,12 @@ def readings(value: np.ndarray, layout: str | None, keras_shape: tuple | None = 
     if value.ndim >= 2:
         every[TIME_MAJOR] = np.swapaxes(value, 0, 1)
     if keras_shape is None:
-        return [every.get(layout, value)]
+        return [every.get(layout, value) if layout else value]
     decided = _fit(every.get(layout), tuple(keras_shape), layout == AS_IS) if layout else None
     if decided is not None:
         return [decided]
     fitting = [r for r in (_fit(v, tuple(keras_shape)) for v in every.values()) if r is not None]
-    distinct = []
+    distinct: list[np.ndarray] = []
     for r in fitting:
         if not any(np.array_equal(r, d, equal_nan=True) for d in distinct):
             distinct.append(r)

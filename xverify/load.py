@@ -17,11 +17,18 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from xverify.budget import Budget, human, tensor_bytes
 from xverify.errors import MissingDependencyError, ModelFileError
 
 KERAS_EXTRA = "pip install 'xverify[keras]'"
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+StrPath = str | os.PathLike[str]  # a path as users give it
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -42,7 +49,7 @@ class ModelSource:
     sha256: str
 
 
-def sha256_of(path: str | os.PathLike) -> str:
+def sha256_of(path: StrPath) -> str:
     """Hash a file, or every file of a directory in sorted order (a SavedModel)."""
     digest = hashlib.sha256()
     p = Path(path)
@@ -61,7 +68,7 @@ def _head(path: Path, n: int = 8) -> bytes:
         return handle.read(n)
 
 
-def detect_format(path: str | os.PathLike) -> str:
+def detect_format(path: StrPath) -> str:
     """Tell a model file's format from its bytes; raise ModelFileError naming what was found."""
     p = Path(path)
     if not p.exists():
@@ -147,7 +154,7 @@ def check_h5(path: Path, budget: Budget) -> None:
         return  # Keras needs h5py to read the file at all and says so itself
     total = 0.0
 
-    def visit(_, item):
+    def visit(_: str, item: Any) -> None:
         nonlocal total
         if isinstance(item, h5py.Dataset):
             total += tensor_bytes(item.shape or (), item.dtype.itemsize)
@@ -167,7 +174,7 @@ def check_h5(path: Path, budget: Budget) -> None:
     )
 
 
-def load_keras(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget | None = None):
+def load_keras(path: StrPath, *, unsafe: bool = False, budget: Budget | None = None) -> Any:
     """Load a ``.keras`` or ``.h5`` model with Keras' safe mode on (unless ``unsafe``).
 
     Returns:
@@ -198,7 +205,7 @@ def load_keras(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget 
         ) from exc
 
 
-def load_onnx(path: str | os.PathLike, budget: Budget | None = None):
+def load_onnx(path: StrPath, budget: Budget | None = None) -> onnx.ModelProto:
     """Parse an ``.onnx`` file and run the ONNX checker on it.
 
     Returns:
@@ -238,10 +245,10 @@ def load_onnx(path: str | os.PathLike, budget: Budget | None = None):
     return model
 
 
-_PLAIN_TYPES: dict = {}
+_PLAIN_TYPES: dict[int, tuple[np.dtype[Any], str]] = {}
 
 
-def check_initializers(model, origin: str) -> None:
+def check_initializers(model: onnx.ModelProto, origin: str) -> None:
     """Every initializer holds the bytes its shape declares, and no float weight holds NaN.
 
     The ONNX checker leaves both to the runtimes, where a short tensor ends in a reshape error deep
@@ -251,9 +258,10 @@ def check_initializers(model, origin: str) -> None:
 
     _PLAIN_TYPES or _PLAIN_TYPES.update(_plain_types())
     for init in model.graph.initializer:
-        dtype, field = _PLAIN_TYPES.get(init.data_type, (None, None))
-        if dtype is None or init.data_location == 1:  # packed, string or external tensors: onnx's
+        plain = _PLAIN_TYPES.get(init.data_type)
+        if plain is None or init.data_location == 1:  # packed, string or external tensors: onnx's
             continue
+        dtype, field = plain
         count = len(init.raw_data) // dtype.itemsize if init.raw_data else len(getattr(init, field))
         declared = tensor_bytes(init.dims, 1)
         if count != declared:
@@ -270,7 +278,7 @@ def check_initializers(model, origin: str) -> None:
             )
 
 
-def _plain_types() -> dict:
+def _plain_types() -> dict[int, tuple[np.dtype[Any], str]]:
     """ONNX element types stored one value per element -> (numpy dtype, typed storage field)."""
     import numpy as np
     from onnx import TensorProto as T
@@ -292,7 +300,9 @@ def _plain_types() -> dict:
     return {k: (np.dtype(d), f) for k, (d, f) in table.items()}
 
 
-def open_model(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget | None = None):
+def open_model(
+    path: StrPath, *, unsafe: bool = False, budget: Budget | None = None
+) -> tuple[Any, ModelSource]:
     """Load any supported model file.
 
     Returns:
@@ -307,7 +317,7 @@ def open_model(path: str | os.PathLike, *, unsafe: bool = False, budget: Budget 
     return load_keras(path, unsafe=unsafe, budget=budget), source
 
 
-def load_savedmodel(path: str | os.PathLike):
+def load_savedmodel(path: StrPath) -> Any:
     """Load a SavedModel directory written by ``model.export()`` (runs no Python from the file)."""
     require_tensorflow(path)
     import tensorflow as tf
@@ -322,7 +332,7 @@ def load_savedmodel(path: str | os.PathLike):
         ) from exc
 
 
-def require_tensorflow(path) -> None:
+def require_tensorflow(path: StrPath) -> None:
     """TensorFlow, Keras and tf2onnx are the ``keras`` extra: a Keras model given without them is
     a MissingDependencyError (exit 2) saying what to install, not an ImportError traceback. An ONNX
     file, and a check against a golden bundle, need none of them."""

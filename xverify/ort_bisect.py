@@ -84,7 +84,7 @@ class _Probe:
         from xverify.runtimes.batched import Batched
 
         self.sessions += 1
-        runner = OnnxRuntime(self.model, level, disabled)
+        runner: OnnxRuntime | Batched = OnnxRuntime(self.model, level, disabled)
         runner = runner if self.batch is None else Batched(runner, self.batch)
         result = runner.run(self.feeds)
         names = [o.name for o in self.model.graph.output]

@@ -58,8 +58,7 @@ def cut_inputs(graph, output: str, layer_nodes) -> list[str]:
             continue
         seen.add(name)
         node = producer.get(name)
-        inside = node is not None and (node.name in nodes or node.op_type == "Constant" or name == output)
-        if inside:
+        if node is not None and (node.name in nodes or node.op_type == "Constant" or name == output):
             todo.extend(node.input)
         else:
             inputs.append(name)

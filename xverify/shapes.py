@@ -17,7 +17,8 @@ _CACHE: dict[int, tuple[onnx.ModelProto, dict]] = {}
 
 def _light(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
-    small, large = [], []
+    small: list[onnx.TensorProto] = []
+    large: list[onnx.TensorProto] = []
     for init in graph.initializer:
         size = 1
         for d in init.dims:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xverify.runtimes import spec_of
+
+if TYPE_CHECKING:
+    from xverify.report.model import CheckReport
 
 FACTOR = 10.0  # headroom over the observed worst case for inputs not seen here
 FLOOR = 1e-7  # about float32's resolution at 1: a tolerance for outputs that agreed exactly
@@ -80,7 +84,7 @@ class Suggestion:
     """Every output's suggested tolerance, and the check whose figures it used (``report``)."""
 
     outputs: tuple[OutputTolerance, ...]
-    report: object  # the CheckReport
+    report: CheckReport
 
     def flags(self) -> list[str]:
         return [f"--tolerance {o.output}={o.atol:g}/{o.rtol:g}" for o in self.outputs]

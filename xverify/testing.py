@@ -10,6 +10,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from xverify.check import check
 from xverify.report.model import CheckReport, first_divergence_lines
 
@@ -22,7 +24,7 @@ class NotEquivalentError(AssertionError):
         self.report = report
 
 
-def assert_equivalent(model, onnx=None, **options) -> CheckReport:
+def assert_equivalent(model: Any, onnx: Any = None, **options: Any) -> CheckReport:
     """Check ``model`` against its ONNX conversion (or ``onnx``) and fail if they differ.
 
     Args:

@@ -24,7 +24,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,14 +141,13 @@ def _refusal(missing: list[onnx.NodeProto], opsets: dict[str, int]) -> Unsupport
             if versions
             else name
         )
-    error = UnsupportedOpError(
+    return UnsupportedOpError(
         f"the NumPy engine has no kernel for op(s) {', '.join(sorted(kinds.values()))} "
         f"(first at node {missing[0].name!r}); `xverify ops` lists the supported ops and opsets. "
         "Run the check without the numpy runtime (--runtimes onnxruntime,tensorflow) "
-        "or report the op."
+        "or report the op.",
+        ops=sorted(kinds),
     )
-    error.ops = sorted(kinds)
-    return error
 
 
 def _value(value, cast):
@@ -185,7 +185,10 @@ class Context:
         cache = self.programs if self.programs is not None else {}
         entry = cache.get(id(graph))
         if entry is None or entry[0] is not graph:
-            entry = cache[id(graph)] = (graph, _Program(graph, self.float_dtype, self.opsets, self.fuse))
+            entry = cache[id(graph)] = (
+                graph,
+                _Program(graph, self.float_dtype, self.opsets or {}, self.fuse),
+            )
         values = entry[1].run(feeds, scope=self.scope)
         return [values[o.name] for o in graph.output]
 
@@ -225,7 +228,7 @@ class _Program:
         self.keep = {o.name for o in graph.output}
         self.subprograms: dict = {}
         self.plain = self._schedule(steps)
-        self.fast, self.hidden = self.plain, frozenset()
+        self.fast, self.hidden = self.plain, frozenset[str]()
         if fuse is not None:
             self._fuse(steps, fuse)
 
@@ -277,9 +280,9 @@ class _Program:
 
     def run(
         self,
-        feeds: dict,
+        feeds: Mapping[str, np.ndarray],
         keep: set[str] | None = None,
-        on_tensor: Callable[[str, np.ndarray], None] | None = None,
+        on_tensor: Callable[[str, np.ndarray], object] | None = None,
         scope: dict | None = None,
     ) -> dict:
         # ``scope``: the enclosing graph's tensors (already cast), visible to a subgraph; its own
@@ -310,7 +313,11 @@ class _Program:
             except KeyError:
                 raise
             except Exception as exc:  # add where it happened; the kernel's own error stays
-                exc.add_note(f"in node {step.node.name!r} ({step.node.op_type}) of the NumPy engine")
+                where = f"in node {step.node.name!r} ({step.node.op_type}) of the NumPy engine"
+                if sys.version_info >= (3, 11):
+                    exc.add_note(where)
+                else:  # Python 3.10 has no add_note(); tracebacks and check.py read the same list
+                    exc.__notes__ = [*getattr(exc, "__notes__", ()), where]  # type: ignore[attr-defined]
                 raise
             if not isinstance(result, tuple):
                 result = (result,)
@@ -371,9 +378,9 @@ class Interpreter:
 
     def run(
         self,
-        feeds: dict,
+        feeds: Mapping[str, np.ndarray],
         taps: Iterable[str] | str | None = None,
-        on_tensor: Callable[[str, np.ndarray], None] | None = None,
+        on_tensor: Callable[[str, np.ndarray], object] | None = None,
     ) -> dict[str, np.ndarray]:
         """Run the graph.
 

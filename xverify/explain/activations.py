@@ -7,6 +7,7 @@ a layer can be passed straight through; ``inspect.signature`` of an entry says w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def _elu(z, alpha=1.0):
     return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[..., np.ndarray]] = {
     "linear": lambda z: z,
     "relu": _relu,
     "relu6": lambda z: np.clip(z, 0, 6),
@@ -98,7 +99,7 @@ def _excel_gelu(z, approximate=False):
 
 # The same activations as spreadsheet formulas of a cell reference ``z`` (Excel and LibreOffice
 # syntax); softmax also takes the range of its layer's z cells. Keys and arguments match ACTIVATIONS.
-EXCEL = {
+EXCEL: dict[str, Callable[..., str]] = {
     "linear": lambda z: z,
     "relu": _excel_relu,
     "relu6": lambda z: f"MIN(MAX(0,{z}),6)",

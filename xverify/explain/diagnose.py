@@ -115,8 +115,8 @@ def diagnose(ex, mine) -> Diagnosis:
             f"model '{ex.model_name}' is a subclassed model: its layers cannot be "
             "rerun with mistakes, so --mine cannot be diagnosed."
         )
-    singles = [_evaluate(ex, (m,), values, tolerance) for m in _singles(ex)]
-    singles = [c for c in singles if c is not None]
+    evaluated = [_evaluate(ex, (m,), values, tolerance) for m in _singles(ex)]
+    singles = [c for c in evaluated if c is not None]
     paired = sorted(singles, key=lambda c: c.distance)[: _pairable(ex, len(singles))]
     pairs = [
         _evaluate(ex, a.mistakes + b.mistakes, values, tolerance)
@@ -237,8 +237,11 @@ def describe(ex, mistake: Mistake) -> str:
         x = ex.input.ravel()
         more = ", ..." if x.size > 1 else f" instead of {_g(float(x[0]))}"
         return f"the input is {how} (x = {_g(float(x[0]) * s)}{more})"
-    call, summary = ex.graph.calls[mistake.call], ex.hand.summaries[mistake.call]
-    where = f"the {_ordinal(mistake.call)} layer ('{call.label}')"
+    index = mistake.call
+    if index is None:  # every mistake but the whole-pass ones above is made at one call
+        raise AssertionError(f"mistake {mistake.kind!r} names no layer call")
+    call, summary = ex.graph.calls[index], ex.hand.summaries[index]
+    where = f"the {_ordinal(index)} layer ('{call.label}')"
     if mistake.kind == "skip_activation":
         name = summary.activation.split("(")[0]
         return f"the {_PRETTY.get(name, name)} of {where} is skipped (a = z)"
@@ -248,7 +251,7 @@ def describe(ex, mistake: Mistake) -> str:
         "no_bias": f"the bias of {where} is left out (z = x·W)",
         "transposed": f"the kernel of {where} is read transposed {how}",
         "reversed_units": f"the units of {where} are taken in reverse order by the next layer",
-        "ignored": f"the {call.kind} layer '{call.label}' ({_ordinal(mistake.call)} layer) is left out",
+        "ignored": f"the {call.kind} layer '{call.label}' ({_ordinal(index)} layer) is left out",
     }[mistake.kind]
 
 

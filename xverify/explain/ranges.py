@@ -44,8 +44,8 @@ def first_impossible(ex, mine) -> str | None:
     """
     for start, call in enumerate(ex.graph.calls):
         act = activation_of(call.layer) if ex.hand.summaries[start].by_hand else None
-        bounds = _range(act) if act else None
-        if bounds is None:
+        bounds = _range(act) if act is not None else None
+        if act is None or bounds is None:
             continue
         shape = ex.hand.values[call.outputs[0]].shape
         lo, hi = _forward(ex, start, np.full(shape, bounds[0]), np.full(shape, bounds[1]))

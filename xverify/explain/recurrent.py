@@ -7,6 +7,7 @@ previous state, each gate's value and the new state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +28,8 @@ def _functions(layer):
 class _Cell:
     """A recurrent layer's functions and weights (a zero bias when it has none), and the element."""
 
-    act: object
-    rec: object
+    act: Callable[..., np.ndarray]
+    rec: Callable[..., np.ndarray]
     kernel: np.ndarray
     recurrent: np.ndarray
     bias: np.ndarray

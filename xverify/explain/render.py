@@ -25,7 +25,7 @@ def text(ex: Explanation) -> str:
         "Every number is recomputed with NumPy in float64 from the layers' get_weights().",
         "",
     ]
-    uses = {}
+    uses: dict[str, int] = {}
     for summary in ex.layers:
         uses[summary.repeat_of or summary.name] = uses.get(summary.repeat_of or summary.name, 0) + 1
     for summary in ex.layers:
@@ -138,9 +138,8 @@ def _unit_lines(s: Step) -> list[str]:
     if len(terms) <= 4:
         calc = f"{' + '.join(terms)} + {_fmt(s.bias)} = {_fmt(s.z)}"
     else:
-        calc = (
-            f"x·w + b = Σ({len(s.weights)} terms) + b = {_fmt(s.z - s.bias)} + {_fmt(s.bias)} = {_fmt(s.z)}"
-        )
+        bias = 0.0 if s.bias is None else s.bias  # a unit with weights has a bias (zeros without one)
+        calc = f"x·w + b = Σ({len(s.weights)} terms) + b = {_fmt(s.z - bias)} + {_fmt(bias)} = {_fmt(s.z)}"
         if len(terms) <= _TERMS_WRITTEN:
             above = [f"{head}x·w = " + " + ".join(terms[:4])]
             above += ["      + " + " + ".join(terms[i : i + 4]) for i in range(4, len(terms), 4)]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xverify.explain import render
+
+if TYPE_CHECKING:
+    from xverify.explain.graph import Graph
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class Explanation:
     # What diagnose() and the workbook need to rerun the walk: the model, its flattened graph,
     # Keras' value of every tensor and the passes by hand (None for a subclassed model).
     model: object = field(default=None, repr=False, compare=False)
-    graph: object = field(default=None, repr=False, compare=False)
+    graph: Graph | None = field(default=None, repr=False, compare=False)
     taps: dict | None = field(default=None, repr=False, compare=False)
     hand: object = field(default=None, repr=False, compare=False)
     skipped: object = field(default=None, repr=False, compare=False)  # the pass without activations

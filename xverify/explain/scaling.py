@@ -33,7 +33,12 @@ def scaling_of(layer, channels: int) -> Scaling | None:
     """The layer as a ``Scaling`` over ``channels`` values of the last axis, or None."""
     kind, settings = type(layer).__name__, config(layer)
     if kind == "Rescaling":
-        parts = (0.0, 1.0, settings.get("scale", 1.0), settings.get("offset", 0.0))
+        parts: tuple[np.ndarray | float, ...] = (
+            0.0,
+            1.0,
+            settings.get("scale", 1.0),
+            settings.get("offset", 0.0),
+        )
         words, names = "y = x · scale + offset", ("0", "1", "scale", "offset")
     elif kind == "Normalization" and not settings.get("invert") and layer.mean is not None:
         import keras
@@ -57,7 +62,8 @@ def scaling_of(layer, channels: int) -> Scaling | None:
     arrays = [_per_channel(p, channels) for p in parts]
     if any(a is None for a in arrays):
         return None  # parameters that vary along another axis: Keras computes the layer
-    return Scaling(*arrays, words, names)
+    center, divisor, gain, shift = arrays
+    return Scaling(center, divisor, gain, shift, words, names)
 
 
 def _per_channel(value, channels: int):

@@ -48,7 +48,9 @@ def detail(call, ins, keras_output, spec) -> UnitDetail | None:
     rows = handler(call.layer, ins[0][0], index)
     if rows is None:
         return None
-    return UnitDetail(call.label, index, tuple(rows), rows[-1].values[0], float(keras_output[(0, *index)]))
+    return UnitDetail(
+        call.label, index, tuple(rows), rows[-1].values[0], float(keras_output[(0,) + tuple(index)])
+    )
 
 
 def _family(kind: str) -> str:

@@ -125,6 +125,8 @@ def _scaling_rows(state, call, first) -> int:
     src, src_skip = state.cells[call.inputs[0]], state.skip_cells[call.inputs[0]]
     shape = call.node.input_tensors[0].shape
     scaling = scaling_of(call.layer, int(shape[-1]))
+    if scaling is None:  # summary.by_hand: the walk spelled it out as a Scaling
+        raise AssertionError(f"layer {call.label!r} was spelled out but is not a Scaling")
     name = _params_sheet(state, call.layer, scaling)
     for j in range(src.count):
         col = get_column_letter(j % len(scaling.center) + 1)

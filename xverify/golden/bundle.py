@@ -70,7 +70,8 @@ def save_arrays(directory: Path, relative: str, arrays: dict[str, np.ndarray]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = {f"t{i}": (name, np.asarray(value)) for i, (name, value) in enumerate(arrays.items())}
     with open(path, "wb") as handle:
-        np.savez(handle, **{key: value for key, (_, value) in keys.items()})
+        # numpy's stub types savez(**kwds) beside a bool allow_pickle, so a dict of arrays reads as both
+        np.savez(handle, **{key: value for key, (_, value) in keys.items()})  # type: ignore[arg-type]
     tensors = [
         {"name": name, "key": key, "shape": list(value.shape), "dtype": str(value.dtype)}
         for key, (name, value) in keys.items()

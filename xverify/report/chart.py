@@ -5,8 +5,14 @@ marked. Plain SVG (no script, no fetches), so the HTML report stays one self-con
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xverify.report.model import LayerDiff
+    from xverify.runtimes.contract import Pair
 
 # Colours are part of the contract with tests/test_html.py, which looks for them in a screenshot.
 SERIES = "#1f6feb"
@@ -28,7 +34,7 @@ class Point:
     passed: bool
 
 
-def pair_points(layers, pair: str) -> list[Point]:
+def pair_points(layers: Sequence[LayerDiff], pair: Pair | str) -> list[Point]:
     """The layers (``LayerDiff``) that compared ``pair`` ("a|b"), in order."""
     return [
         Point(layer.name, d.max_abs_diff, d.atol, d.passed)
@@ -45,7 +51,7 @@ def _decades(points: list[Point]) -> tuple[int, int]:
     return low, max(high, low + 1)
 
 
-def _y_of(low: int, high: int):
+def _y_of(low: int, high: int) -> Callable[[float], float]:
     span = HEIGHT - _TOP - _BOTTOM
 
     def y(value: float) -> float:
@@ -59,12 +65,12 @@ def _y_of(low: int, high: int):
     return y
 
 
-def _x_of(count: int):
+def _x_of(count: int) -> Callable[[int], float]:
     span = WIDTH - _LEFT - _RIGHT
     return lambda i: _LEFT + span * (i + 0.5) / max(count, 1)
 
 
-def _axes(low: int, high: int, y) -> list[str]:
+def _axes(low: int, high: int, y: Callable[[float], float]) -> list[str]:
     parts = []
     step = max(1, (high - low) // 8)
     for decade in range(low, high + 1, step):
@@ -83,7 +89,7 @@ def _axes(low: int, high: int, y) -> list[str]:
     return parts
 
 
-def _x_labels(points: list[Point], x) -> list[str]:
+def _x_labels(points: list[Point], x: Callable[[int], float]) -> list[str]:
     every = max(1, math.ceil(len(points) / 30))  # about 30 names fit under the axis
     parts = []
     for i, p in enumerate(points):

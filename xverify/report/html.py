@@ -4,11 +4,14 @@ runtime pair (report/chart.py), and the tables: outputs, layers, weights, oracle
 
 from __future__ import annotations
 
+from collections.abc import Set
 from html import escape
 
 from xverify.errors import UsageError
+from xverify.load import StrPath
 from xverify.report.chart import pair_points, svg_chart
 from xverify.report.model import CheckReport, first_divergence_lines
+from xverify.runtimes.contract import Pair
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 960px; color: #111827; }
@@ -26,7 +29,7 @@ details summary { cursor: pointer; }
 """
 
 
-def _num(value) -> str:
+def _num(value: float | None) -> str:
     if value is None:
         return "-"
     if isinstance(value, float) and (value != value or abs(value) == float("inf")):
@@ -34,7 +37,7 @@ def _num(value) -> str:
     return "0" if value == 0 else f"{value:.3g}"
 
 
-def _table(header: list[str], rows: list[tuple[bool, list]], numeric: set[int] = frozenset()) -> str:
+def _table(header: list[str], rows: list[tuple[bool, list[str]]], numeric: Set[int] = frozenset()) -> str:
     """Rows are (passed, cells); failing rows are tinted. Cells are escaped here."""
     head = "".join(
         f'<th class="num">{escape(h)}</th>' if i in numeric else f"<th>{escape(h)}</th>"
@@ -105,7 +108,7 @@ def _charts(report: CheckReport) -> str:
     return "".join(parts)
 
 
-def _first_of_pair(report: CheckReport, pair: str, failing: list[str]) -> str | None:
+def _first_of_pair(report: CheckReport, pair: Pair | str, failing: list[str]) -> str | None:
     """The report's first divergence where this pair fails there, else the pair's first failing
     layer (another pair may have diverged first; the chart still shows where this one leaves)."""
     first = (report.first_divergence or {}).get("layer")
@@ -216,7 +219,7 @@ def to_html(report: CheckReport) -> str:
     )
 
 
-def write_html(report: CheckReport, path, verbose: bool = True) -> None:
+def write_html(report: CheckReport, path: StrPath, verbose: bool = True) -> None:
     """Write the HTML report (``verbose`` is kept for callers; the page always holds every row)."""
     try:
         with open(path, "w", encoding="utf-8") as handle:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from xverify.load import StrPath
 from xverify.report.model import CheckReport
 
 
-def _case(suite, classname, name, failure: str | None):
+def _case(suite: ET.Element, classname: str, name: str, failure: str | None) -> bool:
     case = ET.SubElement(suite, "testcase", classname=classname, name=name)
     if failure:
         ET.SubElement(case, "failure", message=failure).text = failure
@@ -45,6 +46,6 @@ def to_junit(report: CheckReport) -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 
 
-def write_junit(report: CheckReport, path) -> None:
+def write_junit(report: CheckReport, path: StrPath) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(to_junit(report) + "\n")

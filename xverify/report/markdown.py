@@ -4,29 +4,31 @@ divergence. Short on purpose: it is read on a pull request, the JSON holds every
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from xverify.errors import UsageError
+from xverify.load import StrPath
 from xverify.report.model import CheckReport, first_divergence_lines
 
 _ROWS = 20  # failing rows shown per table; the rest are counted
 
 
-def _num(value) -> str:
+def _num(value: float | None) -> str:
     if value is None:
         return "-"
     return "0" if value == 0 else f"{value:.3g}"
 
 
-def _cell(text) -> str:
+def _cell(text: object) -> str:
     """A table cell: pipes escaped, one line."""
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _code(text) -> str:
+def _code(text: object) -> str:
     return "`" + str(text).replace("`", "'") + "`"
 
 
-def _table(header: list[str], rows: list[list], total: int) -> list[str]:
+def _table(header: list[str], rows: Sequence[Sequence[object]], total: int) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows[:_ROWS]]
     if total > _ROWS:
@@ -120,7 +122,7 @@ def to_markdown(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(report: CheckReport, path, append: bool = False) -> None:
+def write_markdown(report: CheckReport, path: StrPath, append: bool = False) -> None:
     """Write (or append, as GitHub's ``$GITHUB_STEP_SUMMARY`` expects) the Markdown report."""
     try:
         with open(path, "a" if append else "w", encoding="utf-8") as handle:

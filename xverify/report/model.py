@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from xverify.compare import TensorDiff
 from xverify.errors import MismatchError
+from xverify.extract.results import WeightMatch
+from xverify.runtimes.contract import PairDiffs
 
 SCHEMA = "xverify.check/1"
 
@@ -18,11 +22,11 @@ class LayerDiff:
     layer_class: str
     onnx_tensor: str | None
     onnx_nodes: tuple[str, ...]
-    diffs: dict  # runtimes.PairDiffs: Pair -> TensorDiff (also looked up, and in JSON keyed, "a|b")
+    diffs: PairDiffs  # runtimes.PairDiffs: Pair -> TensorDiff (also looked up, and in JSON keyed, "a|b")
     passed: bool
     growth: float = 0.0  # how sharply the error grows across this layer (suspect ranking)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "class": self.layer_class,
@@ -35,7 +39,7 @@ class LayerDiff:
         }
 
 
-def first_divergence_lines(fd: dict, quote=repr) -> list[str]:
+def first_divergence_lines(fd: dict[str, Any], quote: Callable[[Any], str] = repr) -> list[str]:
     """The first divergent layer in plain sentences (Markdown and test failures); ``quote`` wraps
     names."""
     lines = [
@@ -63,20 +67,20 @@ class CheckReport:
         report.raise_if_failed()
     """
 
-    model: dict
-    inputs: dict
-    tolerance: dict
+    model: dict[str, Any]
+    inputs: dict[str, Any]
+    tolerance: dict[str, Any]  # {"atol", "rtol"}, and "per_output" when outputs have their own
     comparisons: tuple[TensorDiff, ...]
-    weights: tuple = ()
+    weights: tuple[WeightMatch, ...] = ()
     unattributed: tuple[str, ...] = ()
     layers: tuple[LayerDiff, ...] = ()
-    first_divergence: dict | None = None
-    suspects: tuple[dict, ...] = ()
-    oracle: tuple[dict, ...] = ()
-    versions: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
+    first_divergence: dict[str, Any] | None = None
+    suspects: tuple[dict[str, Any], ...] = ()
+    oracle: tuple[dict[str, Any], ...] = ()
+    versions: dict[str, str | None] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    ort_optimizations: dict | None = None  # ort_bisect.OrtBlame.to_dict() when opt != unopt
+    ort_optimizations: dict[str, Any] | None = None  # ort_bisect.OrtBlame.to_dict() when opt != unopt
 
     @property
     def passed(self) -> bool:
@@ -117,7 +121,7 @@ class CheckReport:
             raise MismatchError("xverify check failed: " + "; ".join(self.failures()), report=self)
         return self
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON report, schema ``xverify.check/1`` (see DESIGN.md)."""
         return {
             "schema": SCHEMA,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
+from xverify.extract.results import LayerWeights
+from xverify.load import StrPath
 
-def load_weights(path, unsafe: bool = False):
+
+def load_weights(path: StrPath, unsafe: bool = False) -> Sequence[LayerWeights]:
     """Per-layer weights of a model file: matched against Keras, or read from a lone .onnx."""
     from xverify.extract import match_weights, onnx_weights
     from xverify.load import detect_format, load_keras, load_onnx
@@ -20,7 +26,7 @@ def load_weights(path, unsafe: bool = False):
     return match_weights(keras_model, convert(keras_model)).layers
 
 
-def _preview(values, count: int) -> str:
+def _preview(values: Any, count: int) -> str:
     if values is None:
         return "-"
     flat = np.asarray(values).ravel()
@@ -28,7 +34,7 @@ def _preview(values, count: int) -> str:
     return text + (f" … (+{flat.size - count})" if flat.size > count else "")
 
 
-def print_weights(layers, console: Console, verbose: bool = False) -> None:
+def print_weights(layers: Sequence[LayerWeights], console: Console, verbose: bool = False) -> None:
     """Per layer, each weight in get_weights() order: shape, source initializer, transform, diff,
     and a preview of its values (Keras layout). A listing, not a table, so it reads at any width."""
     console.print(
@@ -55,12 +61,13 @@ def print_weights(layers, console: Console, verbose: bool = False) -> None:
             )
 
 
-def save_npz(layers, path) -> None:
+def save_npz(layers: Sequence[LayerWeights], path: StrPath) -> None:
     """Save every weight as ``<layer>/<weight>`` in Keras layout."""
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     for layer in layers:
         for w in layer.weights:
             values = w.onnx_value if w.onnx_value is not None else w.keras_value
             if values is not None:
                 arrays[f"{w.layer}/{w.name}"] = np.asarray(values)
-    np.savez(path, **arrays)
+    # numpy's stub types savez(**kwds) beside a bool allow_pickle, so a dict of arrays reads as both
+    np.savez(path, **arrays)  # type: ignore[arg-type]

@@ -57,7 +57,7 @@ def pairs(names: Iterable[str]) -> list[Pair]:
     return [Pair(a, b) for i, b in enumerate(ordered) for a in ordered[i + 1 :]]
 
 
-def select(requested, notes: list[str]) -> tuple[str, ...]:
+def select(requested: str | Iterable[str], notes: list[str]) -> tuple[str, ...]:
     """The runtime names asked for (``"numpy,onnxruntime"``, a sequence, or ``"all"``).
 
     An unknown name is a UsageError; a named runtime that is not installed is a

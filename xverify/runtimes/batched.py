@@ -7,22 +7,30 @@ order and the comparisons stay element by element.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from xverify.errors import InputDataError
+from xverify.runtimes.contract import Feeds, OnTensor, Outputs, Runtime
 
 
 class Batched:
     """``runner`` (any runtime: ``run(feeds, taps=()) -> dict``) fed ``size`` rows per run."""
 
-    def __init__(self, runner, size: int):
+    def __init__(self, runner: Runtime, size: int) -> None:
         self.runner = runner
         self.size = size
 
-    def __getattr__(self, name):  # spec, name, input_names come from the wrapped runtime
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    def __getattr__(self, name: str) -> Any:  # spec, input_names come from the wrapped runtime
         return getattr(self.runner, name)
 
-    def run(self, feeds: dict, taps=()) -> dict:
+    def run(self, feeds: Feeds, taps: Sequence[str] = ()) -> Outputs:
         n = self._rows(feeds)
         if n == self.size:
             return self.runner.run(feeds, taps=taps)
@@ -32,23 +40,24 @@ class Batched:
         ]
         return {name: _join([p[name] for p in parts]) for name in parts[0]}
 
-    def stream(self, feeds: dict, on_tensor) -> dict:
+    def stream(self, feeds: Feeds, on_tensor: OnTensor) -> Outputs:
         if self._rows(feeds) != self.size:  # a callback would see each batch's part alone
             raise TypeError("Batched cannot stream tensors (on_tensor) over several batches")
-        return self.runner.stream(feeds, on_tensor)
+        streamed: Outputs = self.runner.stream(feeds, on_tensor)  # type: ignore[attr-defined]  # spec.streams runtimes
+        return streamed
 
-    def _rows(self, feeds: dict) -> int:
+    def _rows(self, feeds: Feeds) -> int:
         rows = {len(v) for v in feeds.values()}
         n = rows.pop() if len(rows) == 1 else None
         if n is None or n % self.size:
             raise InputDataError(
                 f"the model's inputs fix their first dimension to {self.size}, so it runs "
-                f"{self.size} sample(s) at a time, but the inputs hold {sorted(rows | {n})} rows: "
+                f"{self.size} sample(s) at a time, but the inputs hold {sorted(rows if n is None else {n})} rows: "
                 f"give a multiple of {self.size} samples."
             )
         return n
 
 
-def _join(values: list) -> np.ndarray:
-    values = [np.asarray(v) for v in values]
-    return np.concatenate(values) if values[0].ndim else np.stack(values)
+def _join(values: Sequence[np.ndarray]) -> np.ndarray:
+    arrays = [np.asarray(v) for v in values]
+    return np.concatenate(arrays) if arrays[0].ndim else np.stack(arrays)

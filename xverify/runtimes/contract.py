@@ -13,19 +13,28 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from xverify.compare import TensorDiff
+
 TapKind = Literal["onnx", "keras"]  # ONNX tensor names, or Keras layer names
+Feeds = Mapping[str, np.ndarray]  # input name -> batch
+Outputs = dict[str, np.ndarray]  # output (or tap) name -> value
+OnTensor = Callable[[str, np.ndarray], object]  # a streaming runtime's per-tensor callback
 
 
 class Runtime(Protocol):
     """What every runtime offers (a ``spec.streams`` runtime also has ``stream``)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The runtime's name in reports (a variant's own: "onnxruntime-opt")."""
+        ...
 
-    def run(self, feeds: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, taps: Sequence[str] = ()) -> Outputs:
         """The model's outputs for ``feeds``, plus each of ``taps`` the runtime can reach."""
         ...
 
@@ -52,7 +61,7 @@ class Variant:
 
     name: str
     build: Callable[[Subject], Runtime]
-    explain: Callable[..., dict | None] | None = None
+    explain: Callable[..., dict[str, Any] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,21 +129,23 @@ class Pair:
         return self.b if name == self.a else self.a
 
 
-class PairDiffs(dict):
+class PairDiffs(dict[Pair, "TensorDiff"]):
     """``{Pair: TensorDiff}`` that also answers the JSON report's ``"a|b"`` keys (exactly in that
     order, b the reference), as ``LayerDiff.diffs`` did before pairs were typed."""
 
-    def _key(self, key):
-        if isinstance(key, str) and "|" in key:
-            a, b = key.split("|", 1)
-            return Pair(a, b)
-        return key
+    @staticmethod
+    def _key(key: Pair | str) -> Pair:
+        if isinstance(key, Pair):
+            return key
+        a, _, b = key.partition("|")
+        return Pair(a, b)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Pair | str) -> TensorDiff:
         return super().__getitem__(self._key(key))
 
-    def __contains__(self, key) -> bool:
-        return super().__contains__(self._key(key))
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, (Pair, str)) and super().__contains__(self._key(key))
 
-    def get(self, key, default=None):
+    # dict.get's overloads promise the default's own type back; this one takes "a|b" keys too
+    def get(self, key: Pair | str, default: TensorDiff | None = None) -> TensorDiff | None:  # type: ignore[override]
         return super().get(self._key(key), default)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
+from typing import Any
 
 from xverify.engine import Interpreter
-from xverify.runtimes.contract import RuntimeSpec
+from xverify.runtimes.contract import Feeds, OnTensor, Outputs, RuntimeSpec
 
 
 class NumpyRuntime:
@@ -16,15 +17,15 @@ class NumpyRuntime:
         outs = NumpyRuntime(onnx_model, dtype="float64").run({"x": x})
     """
 
-    def __init__(self, onnx_model, dtype: str = "float32"):
+    def __init__(self, onnx_model: Any, dtype: str = "float32") -> None:
         self.name = "numpy" if dtype == "float32" else "numpy-float64"
         self.interpreter = Interpreter(onnx_model, dtype)
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, taps: Sequence[str] | str = ()) -> Outputs:
         """Outputs (and ``taps``: tensor names, or "all") for ``feeds``."""
         return self.interpreter.run(feeds, taps=taps)
 
-    def stream(self, feeds: dict, on_tensor) -> dict[str, np.ndarray]:
+    def stream(self, feeds: Feeds, on_tensor: OnTensor) -> Outputs:
         """Outputs for ``feeds``, handing every tensor to ``on_tensor(name, value)`` as it is made."""
         return self.interpreter.run(feeds, on_tensor=on_tensor)
 

@@ -6,16 +6,18 @@ ONNX Runtime returns only graph outputs, so a tapped intermediate is added to ``
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import onnx
 
 from xverify.errors import MissingDependencyError, UsageError
-from xverify.runtimes.contract import RuntimeSpec, Variant
+from xverify.runtimes.contract import Feeds, Outputs, RuntimeSpec, Subject, Variant
 
 LEVELS = ("disabled", "basic", "extended", "all")
 
 
-def _ort():
+def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
@@ -26,7 +28,9 @@ def _ort():
     return onnxruntime
 
 
-def make_session(model: onnx.ModelProto, optimization: str, disabled_optimizers=(), log_severity: int = 4):
+def make_session(
+    model: onnx.ModelProto, optimization: str, disabled_optimizers: Iterable[str] = (), log_severity: int = 4
+) -> Any:
     """A CPU InferenceSession at an optimization level, without the named graph transformers.
 
     ``log_severity`` 0 makes ONNX Runtime log which transformers changed the graph (ort_bisect.py)."""
@@ -56,16 +60,21 @@ class OnnxRuntime:
         disabled_optimizers: names of ONNX Runtime graph transformers to leave out (ort_bisect.py).
     """
 
-    def __init__(self, onnx_model: onnx.ModelProto, optimization: str = "disabled", disabled_optimizers=()):
+    def __init__(
+        self,
+        onnx_model: onnx.ModelProto,
+        optimization: str = "disabled",
+        disabled_optimizers: Iterable[str] = (),
+    ) -> None:
         if optimization not in LEVELS:
             raise UsageError(f"optimization {optimization!r}: expected one of {LEVELS}.")
         self.model = onnx_model
         self.optimization = optimization
         self.disabled_optimizers = tuple(disabled_optimizers)
         self.name = "onnxruntime" if optimization == "disabled" else "onnxruntime-opt"
-        self._sessions: dict[tuple, object] = {}
+        self._sessions: dict[tuple[str, ...], Any] = {}  # an onnxruntime.InferenceSession
 
-    def _session(self, taps: tuple[str, ...]):
+    def _session(self, taps: tuple[str, ...]) -> Any:
         if taps not in self._sessions:
             if self._sessions:  # one session at a time: each holds a copy of the weights
                 from xverify.budget import release_freed_memory
@@ -86,13 +95,13 @@ class OnnxRuntime:
         inits = {i.name for i in self.model.graph.initializer}
         return {k: v for k, v in value_infos(self.model).items() if k not in inits}
 
-    def tappable(self, names) -> list[str]:
+    def tappable(self, names: Iterable[str]) -> list[str]:
         """The subset of ``names`` whose type is known, so they can be added as graph outputs."""
         outputs = {o.name for o in self.model.graph.output}
         typed = self._value_infos()
         return [n for n in names if n in typed and n not in outputs]
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, taps: Sequence[str] = ()) -> Outputs:
         """Outputs (and the tappable ``taps``: intermediate tensors exposed as outputs) for ``feeds``.
 
         A session is built per distinct set of taps, and only the latest is kept."""
@@ -101,7 +110,15 @@ class OnnxRuntime:
         return dict(zip(names, session.run(names, feeds)))
 
 
-def _explain_optimized(subject, feeds, base_outputs, bad, atol, rtol, batch) -> dict:
+def _explain_optimized(
+    subject: Subject,
+    feeds: Feeds,
+    base_outputs: Outputs,
+    bad: Sequence[str],
+    atol: float,
+    rtol: float,
+    batch: int | None,
+) -> dict[str, Any]:
     from xverify.ort_bisect import blame
 
     return blame(subject.onnx_model, feeds, base_outputs, bad, atol=atol, rtol=rtol, batch=batch).to_dict()

@@ -9,15 +9,19 @@ per set of taps and only the latest is kept (each holds a copy of the weights).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import onnx
 
 from xverify.errors import ConversionError, MissingDependencyError, XverifyError
-from xverify.runtimes.contract import RuntimeSpec
+from xverify.runtimes.contract import Feeds, Outputs, RuntimeSpec
 
 _CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY"}
 
 
-def _openvino():
+def _openvino() -> Any:
     try:
         import openvino
     except ImportError as exc:
@@ -37,12 +41,12 @@ class OpenVinoRuntime:
 
     name = "openvino"
 
-    def __init__(self, onnx_model):
+    def __init__(self, onnx_model: onnx.ModelProto) -> None:
         ov = _openvino()
         self._core = ov.Core()
         self._bytes = onnx_model.SerializeToString()
         self.output_names = [o.name for o in onnx_model.graph.output]
-        self._compiled: dict[tuple[str, ...], object] = {}
+        self._compiled: dict[tuple[str, ...], Any] = {}  # openvino.CompiledModel
         try:
             self._model()  # refuse an unreadable model now, not in the middle of the comparison
         except RuntimeError as exc:
@@ -51,10 +55,10 @@ class OpenVinoRuntime:
                 "Leave openvino out of --runtimes to check the other runtimes."
             ) from exc
 
-    def _model(self):
+    def _model(self) -> Any:
         return self._core.read_model(model=self._bytes)
 
-    def _compile(self, taps: tuple[str, ...]):
+    def _compile(self, taps: tuple[str, ...]) -> Any:
         if taps not in self._compiled:
             self._compiled.clear()
             model = self._model()
@@ -65,7 +69,7 @@ class OpenVinoRuntime:
             self._compiled[taps] = self._core.compile_model(model, "CPU", _CONFIG)
         return self._compiled[taps]
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, taps: Sequence[str] = ()) -> Outputs:
         """Outputs (and the ``taps`` OpenVINO's graph still names: ONNX tensors) for ``feeds``."""
         try:
             results = self._compile(tuple(taps))(dict(feeds))
@@ -74,7 +78,7 @@ class OpenVinoRuntime:
                 f"OpenVINO could not run the ONNX model: {_first_line(exc)}. Leave openvino out of "
                 "--runtimes to check the other runtimes."
             ) from exc
-        out = {}
+        out: Outputs = {}
         for port, value in results.items():
             for name in port.get_names():
                 if name in self.output_names or name in taps:

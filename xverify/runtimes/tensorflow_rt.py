@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from xverify.errors import MissingDependencyError
-from xverify.runtimes.contract import RuntimeSpec, Subject
+from xverify.runtimes.contract import Feeds, Outputs, RuntimeSpec, Subject
 
 
 class TensorflowRuntime:
@@ -18,7 +21,7 @@ class TensorflowRuntime:
 
     name = "tensorflow"
 
-    def __init__(self, keras_model):
+    def __init__(self, keras_model: Any) -> None:
         try:
             import tensorflow  # noqa: F401
         except ImportError as exc:
@@ -32,7 +35,7 @@ class TensorflowRuntime:
         self.input_names = [name for name, _, _ in in_specs]
         self.output_names = [name for name, _, _ in out_specs]
 
-    def _call(self, model, feeds: dict):
+    def _call(self, model: Any, feeds: Feeds) -> list[np.ndarray]:
         args = [feeds[n] for n in self.input_names]
         from xverify.convert import structured_feed
 
@@ -54,15 +57,14 @@ class TensorflowRuntime:
             result = [result]
         return [np.asarray(r) for r in result]
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, taps: Sequence[str] = ()) -> Outputs:
         """Outputs for ``feeds``; ``taps`` are Keras layer names whose outputs to return too (one
         forward pass records them)."""
-        taps = tuple(taps)
         if not taps:
             return dict(zip(self.output_names, self._call(self.model, feeds)))
-        return self._recorded(taps, feeds)
+        return self._recorded(tuple(taps), feeds)
 
-    def _recorded(self, taps: tuple, feeds: dict) -> dict[str, np.ndarray]:
+    def _recorded(self, taps: tuple[str, ...], feeds: Feeds) -> Outputs:
         """The model's outputs and those of the layers named ``taps``, recorded while it runs.
 
         A tap model (``keras.Model(inputs, layer.output)``) cannot reach the layers of a nested
@@ -74,9 +76,9 @@ class TensorflowRuntime:
         from xverify.convert import flat_layers, patched_calls
 
         wanted = set(taps)
-        seen: dict[str, list] = {}
+        seen: dict[str, list[Any]] = {}
 
-        def record(layer, result):
+        def record(layer: Any, result: Any) -> None:
             if layer.name in wanted:
                 seen.setdefault(layer.name, []).append(
                     result[0] if isinstance(result, (list, tuple)) else result
@@ -94,7 +96,7 @@ class TensorflowRuntime:
         return outputs
 
 
-def _last_call_position(model, layer) -> int:
+def _last_call_position(model: Any, layer: Any) -> int:
     """Which of a layer's recorded calls is its last inbound node in ``model``'s graph (the call the
     layer map compares): Keras runs a functional graph depth by depth, so two calls at the same
     depth may run in either order. A layer called once, or not run by ``model`` itself, is its
@@ -113,8 +115,10 @@ def _last_call_position(model, layer) -> int:
     return order.index(in_graph[-1]) if in_graph else -1
 
 
-def _recording(layer, call, record):
-    def wrapped(*args, **kwargs):
+def _recording(
+    layer: Any, call: Callable[..., Any], record: Callable[[Any, Any], None]
+) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
         result = call(*args, **kwargs)
         record(layer, result)
         return result
@@ -132,7 +136,7 @@ class SavedModelRuntime:
 
     name = "tensorflow"
 
-    def __init__(self, saved_model):
+    def __init__(self, saved_model: Any) -> None:
         import tensorflow as tf
 
         self._tf = tf
@@ -143,13 +147,13 @@ class SavedModelRuntime:
         self._dtypes = {name: spec.dtype for name, spec in kwargs.items()}
         self.output_names = list(self.signature.structured_outputs)
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, taps: Sequence[str] = ()) -> Outputs:
         """Outputs by signature name (a SavedModel has no Keras layers to tap: ``taps`` unused)."""
         args = {n: self._tf.constant(feeds[n], dtype=self._dtypes[n]) for n in self.input_names}
         return {k: np.asarray(v) for k, v in self.signature(**args).items()}
 
 
-def _build(subject: Subject):
+def _build(subject: Subject) -> TensorflowRuntime | SavedModelRuntime:
     if subject.saved_model:
         return SavedModelRuntime(subject.keras_model)
     return TensorflowRuntime(subject.keras_model)

@@ -18,11 +18,15 @@ import contextlib
 import io
 import re
 import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from xverify.errors import ConversionError
-from xverify.runtimes.contract import RuntimeSpec, RuntimeUnavailable, Subject
+from xverify.runtimes.contract import Feeds, Outputs, RuntimeSpec, RuntimeUnavailable, Subject
+
+Shape = tuple[int | None, ...]
 
 _TOKENS = re.compile(r"(?:^|/)xvl(\d+)(?:_\d+)?/")
 _OUTPUT = re.compile(r"(?:output|Identity)(?:_(\d+))?")
@@ -38,7 +42,7 @@ class TfliteRuntime:
 
     name = "tflite"
 
-    def __init__(self, keras_model):
+    def __init__(self, keras_model: Any) -> None:
         from xverify.convert import flat_layers, keras_io
 
         in_specs, out_specs = keras_io(keras_model)
@@ -48,15 +52,15 @@ class TfliteRuntime:
         self._shapes = {la.name: _keras_shape(la) for la in self._layers}
         self.flatbuffer, why = _convert(keras_model, self._layers)
         self.batch_one = why is not None
-        self._interpreters: dict[tuple, object] = {}
-        self.notes = []
+        self._interpreters: dict[tuple[bool, tuple[Shape, ...]], Any] = {}  # tf.lite.Interpreter
+        self.notes: list[str] = []
         if why:
             self.notes.append(
                 "tflite: TFLiteConverter could not convert the model with a free batch dimension "
                 f"({why}); it was converted with batch 1 and ran one sample at a time"
             )
 
-    def run(self, feeds: dict, taps=()) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, taps: Sequence[str] = ()) -> Outputs:
         """Outputs for ``feeds`` (keyed by Keras input names), and the ``taps`` (Keras layer names)
         that keep a tensor of their own in the TFLite model."""
         if not self.batch_one:
@@ -65,7 +69,7 @@ class TfliteRuntime:
         parts = [self._invoke({k: v[i : i + 1] for k, v in feeds.items()}, taps) for i in range(rows)]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
-    def _invoke(self, feeds: dict, taps) -> dict[str, np.ndarray]:
+    def _invoke(self, feeds: Feeds, taps: Sequence[str]) -> Outputs:
         shapes = tuple(np.shape(feeds[n]) for n in self.input_names)
         interpreter = self._interpreter(bool(taps), shapes)
         inputs, outputs = _signature(interpreter)
@@ -87,7 +91,7 @@ class TfliteRuntime:
                     out[layer] = value.copy()
         return out
 
-    def _interpreter(self, tapped: bool, shapes: tuple):
+    def _interpreter(self, tapped: bool, shapes: tuple[Shape, ...]) -> Any:
         key = (tapped, shapes)
         if key not in self._interpreters:
             self._interpreters = {k: v for k, v in self._interpreters.items() if k[0] != tapped}
@@ -95,7 +99,7 @@ class TfliteRuntime:
         return self._interpreters[key]
 
 
-def _convert(keras_model, layers) -> tuple[bytes, str | None]:
+def _convert(keras_model: Any, layers: Sequence[Any]) -> tuple[bytes, str | None]:
     """The flatbuffer, and None, or why it was converted with batch 1 instead.
 
     ``from_keras_model`` first, as a deployment would. Keras 3's recurrent layers keep TensorList
@@ -121,7 +125,7 @@ def _convert(keras_model, layers) -> tuple[bytes, str | None]:
             ) from exc
 
 
-def _convert_batch_one(keras_model) -> bytes:
+def _convert_batch_one(keras_model: Any) -> bytes:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -132,17 +136,18 @@ def _convert_batch_one(keras_model) -> bytes:
         tf.TensorSpec((1, *shape[1:]), tf.as_dtype(dtype), name=name) for name, shape, dtype in in_specs
     ]
 
-    def forward(*args):
+    def forward(*args: Any) -> Any:
         result = keras_model(structured_feed(keras_model, args), training=False)
         return list(result.values()) if isinstance(result, dict) else result
 
     concrete = tf.function(forward, input_signature=signature).get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete)
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    flatbuffer: bytes = tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    return flatbuffer
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet() -> Iterator[None]:
     """Keras' export prints its endpoints on stdout, and the converter's MLIR errors go to fd 2
     from C++ (the first attempt may fail by design): both are silenced while converting."""
     import os
@@ -164,10 +169,10 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {' '.join(lines[:1])[:300]}"
 
 
-def _interpreter(flatbuffer: bytes, tapped: bool, shapes: tuple, input_names: list):
+def _interpreter(flatbuffer: bytes, tapped: bool, shapes: tuple[Shape, ...], input_names: list[str]) -> Any:
     import tensorflow as tf
 
-    options = {}
+    options: dict[str, Any] = {}
     if tapped:
         options = {
             "experimental_preserve_all_tensors": True,
@@ -185,7 +190,7 @@ def _interpreter(flatbuffer: bytes, tapped: bool, shapes: tuple, input_names: li
     return interpreter
 
 
-def _signature(interpreter) -> tuple[dict[str, int], dict[str, int]]:
+def _signature(interpreter: Any) -> tuple[dict[str, int], dict[str, int]]:
     """The serving signature's inputs and outputs, name -> tensor index (a converted concrete
     function has no signature: its input and output tensors then). A SignatureRunner would hold a
     reference to the interpreter's internals, and ``invoke`` refuses to run while one does."""
@@ -197,7 +202,7 @@ def _signature(interpreter) -> tuple[dict[str, int], dict[str, int]]:
     return inputs, {d["name"]: d["index"] for d in interpreter.get_output_details()}
 
 
-def _dtype(interpreter, index: int):
+def _dtype(interpreter: Any, index: int) -> Any:
     return next(d["dtype"] for d in interpreter.get_input_details() if d["index"] == index)
 
 
@@ -206,8 +211,8 @@ def _ordered(keys: list[str], names: list[str]) -> list[str]:
     or as listed)."""
     if set(keys) == set(names):
         return names
-    numbered = [_OUTPUT.fullmatch(k) for k in keys]
-    if all(numbered):
+    numbered = [m for m in (_OUTPUT.fullmatch(k) for k in keys) if m]
+    if len(numbered) == len(keys):
         return [k for _, k in sorted(zip((int(m.group(1) or 0) for m in numbered), keys))]
     return keys
 
@@ -216,7 +221,7 @@ def _tokens(name: str) -> set[int]:
     return {int(m) for m in _TOKENS.findall(name)}
 
 
-def _layer_tensors(interpreter, layers) -> dict[str, int]:
+def _layer_tensors(interpreter: Any, layers: Sequence[Any]) -> dict[str, int]:
     """Keras layer name -> index of the TFLite tensor that holds its output.
 
     An op output whose name has no token (a graph output) takes those of the op's weights (the
@@ -249,14 +254,14 @@ def _layer_tensors(interpreter, layers) -> dict[str, int]:
     return {layers[i].name: t for i, t in found.items() if i < len(layers)}
 
 
-def _keras_shape(layer) -> tuple | None:
+def _keras_shape(layer: Any) -> Shape | None:
     try:
         return tuple(layer.output.shape)
     except (AttributeError, ValueError):  # a layer called several times has no single output
         return None
 
 
-def _fits(shape: tuple, keras_shape: tuple | None) -> bool:
+def _fits(shape: Shape, keras_shape: Shape | None) -> bool:
     """TFLite keeps Keras' layout: a tensor of another shape is not the layer's output."""
     if keras_shape is None:
         return True

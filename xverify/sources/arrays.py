@@ -152,7 +152,7 @@ def shards(folder: Path, files: list[Path], specs) -> Source:
         for part in parts:
             yield from part.read(batch)
 
-    total = sum(p.samples for p in parts)
+    total = sum(p.samples or 0 for p in parts)  # an .npy/.npz header gives every shard's size
     return Source(folder, tuple(specs), total, first.bytes_per_sample, read)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def _phased(before: FoldedConv, plan: DepthwisePlan, mid: tuple, tuning: Tuning)
     )
 
 
-def _matrix(conv: FoldedConv, c: int):
+def _matrix(conv: FoldedConv, c: int) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """``conv``'s weight as a ``(C, C_in * k)`` matrix and its bias as a column (or None), and
     its ``post``: the operands of ``matmul_post``."""
     k = math.prod(conv.weight.shape[1:])
@@ -187,7 +188,7 @@ class PlanesColumns(Columns):
     def __init__(self, plan: DepthwisePlan, dtype):
         super().__init__(plan, dtype)
         self.planes = None
-        self.copies = []
+        self.copies: list[np.ndarray] = []
 
     def fill(self, image, i, c0, c1) -> int:
         k, made = c1 - c0, image(i)
@@ -221,7 +222,7 @@ def depthwise_images(plan: DepthwisePlan, dw: FoldedConv, dtype, image, phased, 
 
     chunk = -(-plan.c // plan.per_block) * -(-plan.n // WORKERS)
     run_chunks(work, len(blocks), chunk, blas=True)
-    return None if finish else y.reshape((plan.n, plan.c * plan.mult) + plan.out_shape)
+    return None if y is None else y.reshape((plan.n, plan.c * plan.mult) + plan.out_shape)
 
 
 def _held(plan: DepthwisePlan, dtype, at_width: bool):

@@ -62,9 +62,12 @@ def run_nodes(x, w, b, epilogue: Epilogue, attrs: dict):
     y = y if epilogue.factor is None else OPS["Mul"].kernel(y, epilogue.factor)
     if epilogue.bounds is None:
         return y
-    if epilogue.activation is OPS["Relu"].kernel:
-        return epilogue.activation(y)
-    return epilogue.activation(y, *epilogue.bounds)
+    activation = epilogue.activation
+    if activation is None:  # bounds come with the kernel that applies them (chains.py)
+        raise AssertionError("an epilogue with bounds but no activation")
+    if activation is OPS["Relu"].kernel:
+        return activation(y)
+    return activation(y, *epilogue.bounds)
 
 
 def chain_kernel(epilogue: Epilogue):

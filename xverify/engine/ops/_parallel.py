@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 WORKERS = min(4, os.cpu_count() or 1)
-_POOL = None
+_POOL: ThreadPoolExecutor | None = None
+_POOL_BLAS_OK = False  # each pool thread could make its BLAS single-threaded
 
 
 def _blas_single_threaded_here():
@@ -54,7 +55,7 @@ def run_chunks(work, n: int, chunk: int, blas: bool = False) -> None:
     ``blas``: ``work`` calls BLAS (matmul); it then runs on the pool only where each worker's BLAS
     can be made single-threaded, else sequentially on the calling thread.
     """
-    global _POOL
+    global _POOL, _POOL_BLAS_OK
     chunk = max(1, chunk)
     bounds = [(i, min(n, i + chunk)) for i in range(0, n, chunk)]
     if not bounds:
@@ -63,8 +64,8 @@ def run_chunks(work, n: int, chunk: int, blas: bool = False) -> None:
         _POOL = ThreadPoolExecutor(
             max_workers=WORKERS, thread_name_prefix="xverify-kernel", initializer=_init_worker
         )
-        _POOL.blas_ok = all(_POOL.submit(lambda: _WORKER.blas_ok).result() for _ in range(WORKERS))
-    if len(bounds) == 1 or WORKERS == 1 or (blas and not _POOL.blas_ok):
+        _POOL_BLAS_OK = all(_POOL.submit(lambda: _WORKER.blas_ok).result() for _ in range(WORKERS))
+    if _POOL is None or len(bounds) == 1 or WORKERS == 1 or (blas and not _POOL_BLAS_OK):
         for start, stop in bounds:
             work(start, stop)
         return
