@@ -118,9 +118,9 @@ def _fault_row(model, fault, kind) -> dict:
     if report is not None:
         first = report.first_divergence
         weights = {w.layer for w in report.weights if not w.passed}
-        row["first_divergence"] = first["layer"] if first else None
+        row["first_divergence"] = first.layer if first else None
         row["weights_failed"] = sorted(weights)
-        row["localized"] = (first is not None and first["layer"] == fault.layer) or fault.layer in weights
+        row["localized"] = (first is not None and first.layer == fault.layer) or fault.layer in weights
     else:
         row["message"] = outcome.get("message")
     return row

@@ -77,7 +77,7 @@ def _check(model):
         ("numpy", "onnxruntime"),
         ("onnxruntime-opt", "onnxruntime"),
     } <= pairs
-    assert {row["runtime"] for row in report.oracle} >= {"numpy", "onnxruntime", "tensorflow"}
+    assert {row.runtime for row in report.oracle} >= {"numpy", "onnxruntime", "tensorflow"}
     assert report.layers and report.weights
     return report
 

@@ -10,6 +10,7 @@ import pytest
 import xverify
 from tests import faults
 from xverify.errors import MismatchError, UnsupportedOpError, UsageError
+from xverify.report.records import OracleDistance
 
 EXAMPLES = ("seed_regression", "trained_regression", "small_cnn", "text_lstm")
 
@@ -36,7 +37,7 @@ def test_every_example_passes_with_three_runtimes(reports, name):
     assert report.weights and all(w.passed for w in report.weights)
     assert report.layers and all(layer.passed for layer in report.layers)
     assert report.first_divergence is None
-    assert {row["runtime"] for row in report.oracle} == {
+    assert {row.runtime for row in report.oracle} == {
         "numpy",
         "onnxruntime",
         "onnxruntime-opt",
@@ -179,7 +180,7 @@ def test_savedmodel_directory(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(3, activation="tanh")(inputs))
     model.export(str(tmp_path / "exported"), verbose=False)
     report = xverify.check(tmp_path / "exported")
-    assert report.passed and report.model["format"] == "savedmodel"
+    assert report.passed and report.model.format == "savedmodel"
     assert {d.b for d in report.comparisons} >= {"tensorflow"}
 
 
@@ -201,9 +202,9 @@ def test_oracle_names_the_runtime_that_drifted(example_models, monkeypatch):
     monkeypatch.setattr(OnnxRuntime, "run", drifting)
     report = xverify.check(example_models.keras("small_cnn"), onnx=onnx_model)
     first = report.first_divergence
-    assert first["layer"] == "relu1"
-    assert "onnxruntime is farther from the float64 oracle" in first["diverged"]
-    assert first["oracle_distances"]["onnxruntime"] > 1e-3 > first["oracle_distances"]["numpy"]
+    assert first.layer == "relu1"
+    assert "onnxruntime is farther from the float64 oracle" in first.diverged
+    assert first.oracle_distances["onnxruntime"] > 1e-3 > first.oracle_distances["numpy"]
 
 
 def test_output_disagreement_names_the_runtime_farther_from_oracle():
@@ -216,9 +217,13 @@ def test_output_disagreement_names_the_runtime_farther_from_oracle():
         compare(a, b, atol=0, rtol=0, a_name="numpy", b_name="tensorflow", output="y"),
     ]
     rows = [
-        {"runtime": "numpy", "output": "y", "max_abs_diff": 1e-7},
-        {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 0.5},
-        {"runtime": "tensorflow", "output": "y", "max_abs_diff": 0.5},
+        OracleDistance("numpy", "y", max_abs_diff=1e-7, max_rel_diff=1e-7, mean_abs_diff=1e-7, passed=True),
+        OracleDistance(
+            "onnxruntime", "y", max_abs_diff=0.5, max_rel_diff=0.5, mean_abs_diff=0.25, passed=False
+        ),
+        OracleDistance(
+            "tensorflow", "y", max_abs_diff=0.5, max_rel_diff=0.5, mean_abs_diff=0.25, passed=False
+        ),
     ]
     notes = _farther_from_oracle(comparisons, rows)
     assert notes == [
@@ -236,8 +241,17 @@ def test_equal_oracle_distances_take_no_side():
     a, b = np.array([1.0, 2.0]), np.array([1.0, 2.0 + 3.2e-7])
     comparisons = [compare(a, b, atol=0, rtol=0, a_name="onnxruntime-opt", b_name="onnxruntime", output="y")]
     rows = [
-        {"runtime": "onnxruntime-opt", "output": "y", "max_abs_diff": 1.61e-7},
-        {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 1.61e-7},
+        OracleDistance(
+            "onnxruntime-opt",
+            "y",
+            max_abs_diff=1.61e-7,
+            max_rel_diff=1.61e-7,
+            mean_abs_diff=8e-8,
+            passed=True,
+        ),
+        OracleDistance(
+            "onnxruntime", "y", max_abs_diff=1.61e-7, max_rel_diff=1.61e-7, mean_abs_diff=8e-8, passed=True
+        ),
     ]
     notes = _farther_from_oracle(comparisons, rows)
     assert notes == [

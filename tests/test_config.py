@@ -37,7 +37,7 @@ def test_per_output_tolerance_tighter_than_observed_fails(seed, baseline):
     assert report.tolerance["per_output"] == {name: {"atol": worst / 10, "rtol": 0.0}}
     failing = [d for d in report.comparisons if not d]
     assert failing and all(d.output == name and d.atol == worst / 10 and d.rtol == 0.0 for d in failing)
-    assert {row["output"] for row in report.oracle if not row["passed"]} <= {name}
+    assert {row.output for row in report.oracle if not row.passed} <= {name}
     loose = xverify.check(keras_model, onnx=onnx_model, layers=False, tolerances={name: f"{worst * 2}/0"})
     assert loose.passed
 
@@ -136,7 +136,7 @@ def test_suggested_tolerance_passes_on_the_same_inputs(seed, suggestion):
     keras_model, onnx_model = seed
     (one,) = suggestion.outputs
     seen = [d.max_abs_diff for d in suggestion.report.comparisons] + [
-        r["max_abs_diff"] for r in suggestion.report.oracle if r["runtime"] != "tensorflow"
+        r.max_abs_diff for r in suggestion.report.oracle if r.runtime != "tensorflow"
     ]
     assert one.atol_from.max_abs_diff == max(seen) > 0
     assert max(seen) * 10 <= one.atol < max(seen) * 20  # the factor, rounded up to one digit

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 
 import xverify
 from xverify.errors import InputDataError
+from xverify.report.records import OracleDistance
 from xverify.runtimes.batched import Batched
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -23,8 +24,8 @@ def test_light_squeezenet_passes_with_oracle_agreeing():
     assert report.passed
     assert any("3 batches of 1" in n for n in report.notes)
     assert not any("farther" in n for n in report.notes)
-    assert report.inputs["samples"] == 3
-    distance = {row["runtime"]: row["max_abs_diff"] for row in report.oracle}
+    assert report.inputs.samples == 3
+    distance = {row.runtime: row.max_abs_diff for row in report.oracle}
     assert distance["onnxruntime"] < 1e-5
     # Its logits reach 7e9, equal in exact arithmetic: float32 rounding alone may tip the softmax
     # by 1e-3 in the engine (refereed, not a failure); opset 13's Softmax would be 0.999 away.
@@ -40,20 +41,26 @@ def test_engine_rounding_alone_is_refereed_by_the_oracle_not_a_failure():
     exact = np.array([1.0, 2.0])
     d = compare(exact + [0.01, 0], exact, atol=1e-4, rtol=0, a_name="numpy", b_name="onnxruntime", output="y")
     rows = [
-        {"runtime": "numpy", "output": "y", "max_abs_diff": 0.01, "passed": False},
-        {"runtime": "onnxruntime", "output": "y", "max_abs_diff": 0.0, "passed": True},
+        OracleDistance("numpy", "y", max_abs_diff=0.01, max_rel_diff=0.01, mean_abs_diff=0.005, passed=False),
+        OracleDistance(
+            "onnxruntime", "y", max_abs_diff=0.0, max_rel_diff=0.0, mean_abs_diff=0.0, passed=True
+        ),
     ]
     kept, notes = _engine_rounding([d], rows)
     assert kept[0].passed and "float32 rounding" in kept[0].note and len(notes) == 1
     # ONNX Runtime off the oracle as well: a real disagreement stays a failure.
-    rows[1].update(max_abs_diff=0.02, passed=False)
+    rows[1] = OracleDistance(
+        "onnxruntime", "y", max_abs_diff=0.02, max_rel_diff=0.02, mean_abs_diff=0.01, passed=False
+    )
     kept, notes = _engine_rounding([d], rows)
     assert not kept[0].passed and notes == []
     # TensorFlow runs the Keras model, not the graph: never refereed by the oracle.
     d_tf = compare(
         exact + [0.01, 0], exact, atol=1e-4, rtol=0, a_name="numpy", b_name="tensorflow", output="y"
     )
-    rows.append({"runtime": "tensorflow", "output": "y", "max_abs_diff": 0.0, "passed": True})
+    rows.append(
+        OracleDistance("tensorflow", "y", max_abs_diff=0.0, max_rel_diff=0.0, mean_abs_diff=0.0, passed=True)
+    )
     assert not _engine_rounding([d_tf], rows)[0][0].passed
 
 
@@ -70,7 +77,7 @@ def test_symbolic_dims_are_named_in_the_report(tmp_path):
     onnx.save(_symbolic_model("batch"), str(path))
     report = xverify.check(str(path), samples=5)
     assert report.passed
-    assert report.inputs["tensors"][0]["dim_names"] == ["batch", "seq", None]
+    assert report.inputs.tensors[0].dim_names == ("batch", "seq", None)
     assert any("x[0] = batch (5)" in n and "x[1] = seq (8)" in n for n in report.notes)
 
 
@@ -78,7 +85,7 @@ def test_fixed_batch_of_two_rounds_samples_up_to_whole_batches(tmp_path):
     path = tmp_path / "fixed2.onnx"
     onnx.save(_symbolic_model(2), str(path))
     report = xverify.check(str(path), samples=5)
-    assert report.passed and report.inputs["samples"] == 6
+    assert report.passed and report.inputs.samples == 6
     assert any("3 batches of 2" in n for n in report.notes)
 
 

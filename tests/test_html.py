@@ -26,7 +26,7 @@ def failing_report(example_models):
 def test_page_holds_the_tables_and_a_chart_per_pair_without_scripts_or_fetches(failing_report):
     page = to_html(failing_report)
     pairs = {pair for layer in failing_report.layers for pair in layer.diffs}
-    assert not failing_report.passed and failing_report.first_divergence["layer"] == "conv2"
+    assert not failing_report.passed and failing_report.first_divergence.layer == "conv2"
     assert page.count("<svg") == len(pairs) == 3
     for heading in ("Outputs", "Layers (", "Weights (", "Error along the layers"):
         assert f"<h2>{heading}" in page

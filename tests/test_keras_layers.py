@@ -261,7 +261,7 @@ def test_merge_layers_two_inputs_two_named_outputs():
     label = layers.Dense(3, activation="softmax", name="label")(h)
     report = assert_passes(build([a, b], {"score": score, "label": label}))
     assert {d.output for d in report.comparisons} == {"score", "label"}
-    assert [t["name"] for t in report.inputs["tensors"]] == ["left", "right"]
+    assert [t.name for t in report.inputs.tensors] == ["left", "right"]
 
 
 # ---- embeddings, recurrent layers and attention ----------------------------------------------

@@ -82,7 +82,7 @@ def test_a_swap_of_two_equal_axes_is_still_found_at_its_layer():
     )
     report = xverify.check(model, onnx=converted, samples=2)
     assert not report.passed
-    assert report.first_divergence["layer"] == "dense"
+    assert report.first_divergence.layer == "dense"
 
 
 def _graph(nodes, shape=(2, 4, 4, 4)):

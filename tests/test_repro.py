@@ -18,6 +18,7 @@ from xverify.cli import app
 from xverify.errors import XverifyError
 from xverify.inputs import input_specs, synthetic
 from xverify.layers import map_layers
+from xverify.report.records import FirstDivergence
 from xverify.repro import build_repro, cut_inputs
 
 runner = CliRunner()
@@ -86,8 +87,17 @@ def test_a_layer_that_agrees_is_refused_not_written(example_models):
     TensorFlow's NHWC output was put in the ONNX tensor's NCHW layout), so no repro is made."""
     keras_model, clean = example_models.keras("small_cnn"), example_models.onnx("small_cnn")
     row = next(r for r in map_layers(keras_model, clean) if r.name == "conv2")
-    first = {"layer": "conv2", "a": "onnxruntime", "b": "tensorflow", "onnx_tensor": row.tensor}
-    first["onnx_nodes"] = list(row.nodes)
+    first = FirstDivergence(
+        layer="conv2",
+        layer_class="Conv2D",
+        a="onnxruntime",
+        b="tensorflow",
+        max_abs_diff=1.0,
+        onnx_tensor=row.tensor,
+        onnx_nodes=tuple(row.nodes),
+        diverged="",
+        pairs={},
+    )
     feeds = synthetic(input_specs(clean), 4, 0)
     with pytest.raises(XverifyError, match="would not show the mismatch"):
         build_repro(first, keras_model, clean, feeds, atol=1e-4, rtol=1e-3)
@@ -131,8 +141,17 @@ def test_an_onnx_side_divergence_compares_onnx_runtime_with_the_engine(example_m
 
     model = example_models.onnx("small_cnn")
     row = next(r for r in map_layers(example_models.keras("small_cnn"), model) if r.name == "conv2")
-    first = {"layer": "conv2", "a": "numpy", "b": "onnxruntime", "onnx_tensor": row.tensor}
-    first["onnx_nodes"] = list(row.nodes)
+    first = FirstDivergence(
+        layer="conv2",
+        layer_class="Conv2D",
+        a="numpy",
+        b="onnxruntime",
+        max_abs_diff=0.5,
+        onnx_tensor=row.tensor,
+        onnx_nodes=tuple(row.nodes),
+        diverged="",
+        pairs={},
+    )
     real = repro._layer_value
     monkeypatch.setattr(repro, "_layer_value", lambda *args: real(*args) + np.float32(0.5))
     made = repro.build_repro(first, None, model, synthetic(input_specs(model), 2, 0), atol=1e-4, rtol=1e-3)

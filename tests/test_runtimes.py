@@ -146,7 +146,7 @@ def test_a_fault_in_the_onnx_model_is_localized_by_openvino_taps(example_models)
     )
     assert not report.passed
     first = report.first_divergence
-    assert (first["layer"], first["a"], first["b"]) == ("relu1", "openvino", "tensorflow")
+    assert (first.layer, first.a, first.b) == ("relu1", "openvino", "tensorflow")
     assert [layer.name for layer in report.layers if layer.passed][:2] == ["conv1", "bn1"]
 
 
@@ -187,6 +187,6 @@ def test_five_runtimes_agree_layer_by_layer_on_small_cnn(example_models):
     assert report.passed, report.failures()
     compared = {str(p) for layer in report.layers for p in layer.diffs}
     assert {"openvino|tensorflow", "tflite|tensorflow", "openvino|tflite"} <= compared
-    assert {r["runtime"] for r in report.oracle} >= {"openvino", "tflite"}
+    assert {r.runtime for r in report.oracle} >= {"openvino", "tflite"}
     assert report.versions.get("openvino")
     assert any(n.startswith("tflite: 2 layer(s) keep no output tensor") for n in report.notes)

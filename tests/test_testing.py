@@ -24,9 +24,9 @@ def test_an_altered_weight_fails_naming_the_first_divergent_layer(example_models
     report = caught.value.report
     assert isinstance(caught.value, NotEquivalentError) and not report.passed
     fd = report.first_divergence
-    assert fd["layer"] == "classes"
-    assert "First divergence:" in message and f"Layer {fd['layer']!r} (Dense)" in message
-    assert fd["onnx_nodes"][0] in message and "weight classes/kernel" in message
+    assert fd.layer == "classes"
+    assert "First divergence:" in message and f"Layer {fd.layer!r} (Dense)" in message
+    assert fd.onnx_nodes[0] in message and "weight classes/kernel" in message
     assert "atol 0.0001" in message
 
 
@@ -39,7 +39,7 @@ def test_options_reach_the_check(example_models):
         layers=False,
         runtimes="numpy,onnxruntime",
     )
-    assert report.tolerance == {"atol": 0.5, "rtol": 0.0} and report.inputs["samples"] == 2
+    assert report.tolerance == {"atol": 0.5, "rtol": 0.0} and report.inputs.samples == 2
     assert report.layers == () and {d.a for d in report.comparisons} <= {
         "numpy",
         "onnxruntime",

@@ -64,7 +64,7 @@ def test_a_fault_inside_a_nested_block_is_localized_there():
     kernel.CopyFrom(numpy_helper.from_array(values, kernel.name))
     report = _check(model, converted)
     assert not report.passed
-    assert report.first_divergence["layer"] == "c"
+    assert report.first_divergence.layer == "c"
 
 
 def test_shared_layer_compared_at_the_same_call_on_both_sides():

@@ -24,6 +24,7 @@ from xverify.compare import DEFAULT_ATOL, DEFAULT_RTOL, TensorDiff, compare
 from xverify.errors import ConversionError, InputDataError, UsageError, XverifyError
 from xverify.inputs import dims_note, fit_inputs, fixed_batch, input_specs, load_inputs, synthetic
 from xverify.report.model import CheckReport, LayerDiff
+from xverify.report.records import FirstDivergence, InputsInfo, ModelInfo, OracleDistance, Suspect
 from xverify.runtimes import (
     DEFAULT_RUNTIMES,
     RUNTIMES,
@@ -69,6 +70,7 @@ def parse_runtimes(runtimes: Runtimes, notes: list[str] | None = None) -> tuple[
 
 def check(
     model: Any,
+    *,
     onnx: Any = None,
     inputs: Any = None,
     samples: int = 16,
@@ -77,7 +79,6 @@ def check(
     rtol: float | None = None,
     runtimes: Runtimes = DEFAULT_RUNTIMES,
     layers: bool = True,
-    *,
     opset: int | None = None,
     oracle: bool = True,
     ort_optimized: bool = True,
@@ -172,8 +173,8 @@ def check(
         comparisons, refereed = _engine_rounding(comparisons, oracle_rows)
         notes.extend(refereed + _farther_from_oracle(comparisons, oracle_rows))
     layer_rows: tuple[LayerDiff, ...] = ()
-    first: dict[str, Any] | None = None
-    suspects: tuple[dict[str, Any], ...] = ()
+    first: FirstDivergence | None = None
+    suspects: tuple[Suspect, ...] = ()
     if layers and _is_keras(keras_model):
         with timer.stage("layers"):
             from xverify.divergence import compare_layers
@@ -183,19 +184,19 @@ def check(
             )
             notes.extend(layer_notes)
     return CheckReport(
-        model={
-            "path": source.path if source else None,
-            "format": source.format if source else "keras-object",
-            "onnx_path": onnx_path,
-            "opset": _opset(onnx_model),
-            "sha256": source.sha256 if source else None,
-        },
-        inputs={
-            "source": input_source,
-            "seed": seed if input_source == "synthetic" else None,
-            "samples": int(next(iter(feeds.values())).shape[0]) if feeds else 0,
-            "tensors": [s.to_dict() for s in specs],
-        },
+        model=ModelInfo(
+            path=source.path if source else None,
+            format=source.format if source else "keras-object",
+            onnx_path=onnx_path,
+            opset=_opset(onnx_model),
+            sha256=source.sha256 if source else None,
+        ),
+        inputs=InputsInfo(
+            source=input_source,
+            seed=seed if input_source == "synthetic" else None,
+            samples=int(next(iter(feeds.values())).shape[0]) if feeds else 0,
+            tensors=tuple(specs),
+        ),
         tolerance=config.report_field(atol, rtol, per_output),
         comparisons=tuple(comparisons),
         weights=weights,
@@ -532,7 +533,7 @@ def _oracle_runs(
     timer: _Timer,
     batch: int | None = None,
     per_output: PerOutput = None,
-) -> tuple[list[dict[str, Any]], Runtime | None]:
+) -> tuple[list[OracleDistance], Runtime | None]:
     """Every run's distance from the float64 oracle, when a runtime brings one. Returns the rows
     and the oracle runtime (None when off), which the per-layer comparison uses as referee."""
     build = next((RUNTIMES[n].oracle for n in names if RUNTIMES[n].oracle), None) if enabled else None
@@ -542,32 +543,25 @@ def _oracle_runs(
         referee = _batched(build(subject), batch)
     with timer.stage("run_oracle"):
         exact = _named_outputs(referee.run(feeds), subject.onnx_model, "oracle")
-    rows = []
+    rows: list[OracleDistance] = []
     for runtime, outs in outputs.items():
         for name, value in outs.items():
             at, rt = (per_output or {}).get(name, (atol, rtol))
             d = compare(value, exact[name], atol=at, rtol=rt, a_name=runtime, b_name="oracle", output=name)
             rows.append(
-                {
-                    "runtime": runtime,
-                    "output": name,
-                    "max_abs_diff": d.max_abs_diff,
-                    "max_rel_diff": d.max_rel_diff,
-                    "mean_abs_diff": d.mean_abs_diff,
-                    "passed": d.passed,
-                }
+                OracleDistance(runtime, name, d.max_abs_diff, d.max_rel_diff, d.mean_abs_diff, d.passed)
             )
     return rows, referee
 
 
 def _farther_from_oracle(
-    comparisons: Sequence[TensorDiff], oracle_rows: Sequence[dict[str, Any]]
+    comparisons: Sequence[TensorDiff], oracle_rows: Sequence[OracleDistance]
 ) -> list[str]:
     """For ONNX runtimes that disagree on an output, which is farther from exact arithmetic.
 
     A runtime of the Keras model (TensorFlow, TFLite) does not run the ONNX graph, so its distance
     from the oracle mixes rounding with conversion faults: it is not refereed here."""
-    distance = {(r["runtime"], r["output"]): r["max_abs_diff"] for r in oracle_rows}
+    distance = {(r.runtime, r.output): r.max_abs_diff for r in oracle_rows}
     notes = []
     for d in comparisons:
         a, b = distance.get((d.a, d.output)), distance.get((d.b, d.output))
@@ -619,14 +613,16 @@ def _graph_runs(failed: dict[str, Exception], names: tuple[str, ...], where: str
 
 
 def _engine_rounding(
-    comparisons: Sequence[TensorDiff], oracle_rows: Sequence[dict[str, Any]]
+    comparisons: Sequence[TensorDiff], oracle_rows: Sequence[OracleDistance]
 ) -> tuple[list[TensorDiff], list[str]]:
     """The NumPy engine (the runtime that brings the oracle) is xverify's witness, not the product:
     where it alone leaves the float64 oracle's tolerance and the ONNX runtime it disagrees with
     stays within it, the gap is the engine's float32 rounding on an ill-conditioned output (a
     softmax over logits of 1e9), not a fault of the conversion. That comparison passes, and a note
     gives both distances."""
-    within = {(r["runtime"], r["output"]): (r.get("passed"), r["max_abs_diff"]) for r in oracle_rows}
+    within: dict[tuple[str | None, str], tuple[bool, float]] = {
+        (r.runtime, r.output): (r.passed, r.max_abs_diff) for r in oracle_rows
+    }
     kept, notes = [], []
     for d in comparisons:
         engine = next((n for n in (d.a, d.b) if n in RUNTIMES and RUNTIMES[n].oracle), None)

@@ -401,7 +401,7 @@ def _write_repro(report, directory, model, onnx, *args) -> None:
         unsafe=unsafe,
         max_memory=max_memory,
     )
-    out.print(f"wrote a repro of layer {report.first_divergence['layer']!r} in {directory}: python {script}")
+    out.print(f"wrote a repro of layer {report.first_divergence.layer!r} in {directory}: python {script}")
 
 
 @app.command("repro")
@@ -490,7 +490,7 @@ def suggest_tolerance_command(
             print(json.dumps(made.to_dict(), indent=2))
             return
         report = made.report
-        out.print(f"Over {report.inputs['samples']} samples ({report.inputs['source']}):")
+        out.print(f"Over {report.inputs.samples} samples ({report.inputs.source}):")
         for o in made.outputs:
             out.print(f"  {o.output}: atol {o.atol:g}, rtol {o.rtol:g}", highlight=False)
             out.print(f"    {o.reason}", highlight=False, markup=False)

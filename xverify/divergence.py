@@ -11,6 +11,7 @@ each chunk's values are released once compared.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from xverify.errors import gist
 from xverify.layers import LayerTensor, map_layers, with_effective_inputs
 from xverify.layout import readings
 from xverify.report.model import LayerDiff
+from xverify.report.records import FirstDivergence, Suspect
 from xverify.runtimes import RUNTIMES, Pair, PairDiffs, Runtime, pair, rank
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ def compare_layers(
     atol: float,
     rtol: float,
     oracle: Runtime | None = None,
-) -> tuple[tuple[LayerDiff, ...], dict[str, Any] | None, tuple[dict[str, Any], ...], list[str]]:
+) -> tuple[tuple[LayerDiff, ...], FirstDivergence | None, tuple[Suspect, ...], list[str]]:
     """Compare every mapped layer across every pair of runtimes, chunk by chunk.
 
     Args:
@@ -117,10 +119,16 @@ def compare_layers(
     by_name = {d.name: d for d in ordered}
     first = first_divergence(rows, by_name)
     if first is not None and oracle is not None:
-        row = next(r for r in rows if r.name == first["layer"])
-        _referee(first, row, by_name[row.name], feeds, runners, oracle)
-    growing = sorted((d for d in ordered if not d.passed and d.growth > 0), key=lambda d: -round(d.growth, 3))
-    suspects = [{"layer": d.name, "class": d.layer_class, "growth": round(d.growth, 3)} for d in growing]
+        row = next(r for r in rows if r.name == first.layer)
+        first = _refereed(first, row, by_name[row.name], feeds, runners, oracle)
+    suspects = sorted(
+        (
+            Suspect(d.name, d.layer_class, round(d.growth, 3))
+            for d in ordered
+            if not d.passed and d.growth > 0
+        ),
+        key=lambda s: -s.growth,
+    )
     return tuple(ordered), first, tuple(suspects[:5]), notes
 
 
@@ -270,7 +278,7 @@ def _with_growth(diff: LayerDiff, growth: float) -> LayerDiff:
     )
 
 
-def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
+def first_divergence(rows, diffs: dict[str, LayerDiff]) -> FirstDivergence | None:
     """The earliest failing layer all of whose inputs (nearest compared ancestors) are within
     tolerance for the same runtime pair."""
     for row in rows:
@@ -280,21 +288,23 @@ def first_divergence(rows, diffs: dict[str, LayerDiff]) -> dict | None:
         for p, diff in sorted(d.diffs.items(), key=lambda kv: -kv[1].max_abs_diff):
             inputs_ok = all(p not in diffs[i].diffs or diffs[i].diffs[p] for i in row.inbound if i in diffs)
             if not diff and inputs_ok:
-                return {
-                    "layer": row.name,
-                    "class": row.layer_class,
-                    "a": diff.a,
-                    "b": diff.b,
-                    "max_abs_diff": diff.max_abs_diff,
-                    "onnx_tensor": row.tensor,
-                    "onnx_nodes": list(row.nodes),
-                    "diverged": _who(d),
-                    "pairs": {str(q): bool(x) for q, x in d.diffs.items()},
-                }
+                return FirstDivergence(
+                    layer=row.name,
+                    layer_class=row.layer_class,
+                    a=diff.a,
+                    b=diff.b,
+                    max_abs_diff=diff.max_abs_diff,
+                    onnx_tensor=row.tensor,
+                    onnx_nodes=tuple(row.nodes),
+                    diverged=_who(d),
+                    pairs={str(q): bool(x) for q, x in d.diffs.items()},
+                )
     return None
 
 
-def _referee(first: dict, row: LayerTensor, diff: LayerDiff, feeds, runners, oracle) -> None:
+def _refereed(
+    first: FirstDivergence, row: LayerTensor, diff: LayerDiff, feeds, runners, oracle
+) -> FirstDivergence:
     """Where runtimes of the ONNX graph disagree on a layer, say which is farther from the float64
     oracle.
 
@@ -304,20 +314,24 @@ def _referee(first: dict, row: LayerTensor, diff: LayerDiff, feeds, runners, ora
     split = [p for p, d in diff.diffs.items() if not d and _runs_onnx(p.a) and _runs_onnx(p.b)]
     sides = [n for n in RUNTIMES if n in runners and any(n in p for p in split)]
     if len(sides) < 2:
-        return
+        return first
     exact = oracle.run(feeds, taps=[row.tensor])[row.tensor]
-    distances = {}
+    distances: dict[str, float] = {}
     for name in sides:
         got = runners[name].run(feeds, taps=[row.tensor]).get(row.tensor)
         if got is not None and np.shape(got) == np.shape(exact):
             distances[name] = float(np.max(np.abs(np.asarray(got, np.float64) - exact)))
-    if len(distances) >= 2:
-        far = max(distances, key=lambda name: distances[name])
-        first["oracle_distances"] = distances
-        first["diverged"] = (
+    if len(distances) < 2:
+        return first
+    far = max(distances, key=lambda name: distances[name])
+    return dataclasses.replace(
+        first,
+        oracle_distances=distances,
+        diverged=(
             f"{far} is farther from the float64 oracle at this layer "
             f"({', '.join(f'{k} {v:.3g}' for k, v in distances.items())})"
-        )
+        ),
+    )
 
 
 def _runs_onnx(name: str) -> bool:

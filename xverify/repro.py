@@ -19,6 +19,7 @@ import onnx
 
 from xverify.compare import TensorDiff, compare
 from xverify.errors import UsageError, XverifyError
+from xverify.report.records import FirstDivergence
 
 DATA_SET = "test_data_set_0"
 
@@ -130,7 +131,9 @@ def _layer_value(runtime, layer, output, keras_model, onnx_model, feeds, like):
     return to_onnx_layout(np.asarray(value), row.layout, like)
 
 
-def build_repro(first: dict, keras_model, onnx_model, feeds: dict, *, atol: float, rtol: float) -> Repro:
+def build_repro(
+    first: FirstDivergence, keras_model, onnx_model, feeds: dict, *, atol: float, rtol: float
+) -> Repro:
     """Cut the first divergence (``report.first_divergence``) out of ``onnx_model`` and verify it.
 
     Raises:
@@ -140,17 +143,17 @@ def build_repro(first: dict, keras_model, onnx_model, feeds: dict, *, atol: floa
     from xverify.divergence import layer_atol
     from xverify.runtimes import OnnxRuntime
 
-    layer, output = first["layer"], first.get("onnx_tensor")
+    layer, output = first.layer, first.onnx_tensor
     if not output:
         raise XverifyError(f"layer {layer!r} has no ONNX tensor of its own (fused away): nothing to cut.")
-    inputs = cut_inputs(onnx_model.graph, output, first.get("onnx_nodes") or ())
+    inputs = cut_inputs(onnx_model.graph, output, first.onnx_nodes)
     tapped = OnnxRuntime(onnx_model, "disabled").run(feeds, taps=[output, *inputs])
     values = {**feeds, **tapped}
     cut_feeds = {name: values[name] for name in inputs}
     outputs = {"onnxruntime": tapped[output]}
-    for side in {first["a"], first["b"]} - {"onnxruntime"}:
+    for side in {first.a, first.b} - {"onnxruntime"}:
         outputs[side] = _layer_value(side, layer, output, keras_model, onnx_model, feeds, tapped[output])
-    expected = _expected_side(first["a"], first["b"])
+    expected = _expected_side(first.a, first.b)
     model = cut_model(onnx_model, inputs, output)
     got = OnnxRuntime(model, "disabled").run(cut_feeds)[output]
     reference = outputs[expected]

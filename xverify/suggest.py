@@ -99,7 +99,7 @@ class Suggestion:
             "outputs": [o.to_dict() for o in self.outputs],
             "tolerance": {o.output: f"{o.atol:g}/{o.rtol:g}" for o in self.outputs},
             "check_passed": self.report.passed,
-            "samples": self.report.inputs["samples"],
+            "samples": self.report.inputs.samples,
             "toml": self.toml(),
             "flags": self.flags(),
         }
@@ -134,10 +134,10 @@ def _figures(report) -> dict[str, list[Figure]]:
     """Per output: each ONNX runtime's distance from the oracle and every judged comparison."""
     found: dict[str, list[Figure]] = {}
     for row in report.oracle:
-        spec = spec_of(row["runtime"])
+        spec = spec_of(row.runtime)
         if spec is not None and spec.runs_onnx:
-            figure = Figure(f"{row['runtime']} vs float64 oracle", row["max_abs_diff"], row["max_rel_diff"])
-            found.setdefault(row["output"], []).append(figure)
+            figure = Figure(f"{row.runtime} vs float64 oracle", row.max_abs_diff, row.max_rel_diff)
+            found.setdefault(row.output, []).append(figure)
     for d in report.comparisons:
         found.setdefault(d.output, []).append(Figure(f"{d.a} vs {d.b}", d.max_abs_diff, d.max_rel_diff))
     return found

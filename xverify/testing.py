@@ -51,8 +51,8 @@ def failure_message(report: CheckReport) -> str:
     """What a failing test prints: tolerance, failing comparisons, first divergence, ORT blame."""
     tol = report.tolerance
     lines = [
-        f"ONNX model is not equivalent to {report.model.get('path') or 'the Keras model'} "
-        f"(atol {tol['atol']:g}, rtol {tol['rtol']:g}, {report.inputs['samples']} samples):"
+        f"ONNX model is not equivalent to {report.model.path or 'the Keras model'} "
+        f"(atol {tol['atol']:g}, rtol {tol['rtol']:g}, {report.inputs.samples} samples):"
     ]
     lines += [f"  {line}" for line in report.failures() if not line.startswith("first divergence")]
     if report.first_divergence:

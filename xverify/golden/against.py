@@ -21,6 +21,7 @@ from xverify.golden.bundle import Bundle, sha256_file
 from xverify.layers import LayerTensor
 from xverify.layout import readings
 from xverify.report.model import CheckReport, LayerDiff
+from xverify.report.records import InputsInfo, ModelInfo
 from xverify.runtimes import Pair, PairDiffs
 
 _ONNX_RUNTIMES = ("numpy", "onnxruntime")  # the default: the bundle stands in for TensorFlow
@@ -92,8 +93,10 @@ def check_golden(
     notes += _provenance(bundle, onnx, missing)
     return dataclasses.replace(
         base,
-        model=base.model | {"golden": _golden_record(bundle, onnx)},
-        inputs=base.inputs | {"source": str(Path(bundle.directory) / bundle.manifest["inputs"]["file"])},
+        model=dataclasses.replace(base.model, golden=_golden_record(bundle, onnx)),
+        inputs=dataclasses.replace(
+            base.inputs, source=str(Path(bundle.directory) / bundle.manifest["inputs"]["file"])
+        ),
         comparisons=tuple(base.comparisons) + tuple(comparisons),
         layers=tuple(layer_rows),
         first_divergence=first,
@@ -110,19 +113,19 @@ def _alone(onnx, feeds, atol, rtol, max_memory) -> CheckReport:
     onnx_model = _load(onnx, max_memory)
     atol, rtol = _tolerance(atol, 0.0, "atol"), _tolerance(rtol, 0.0, "rtol")
     return CheckReport(
-        model={
-            "path": str(onnx),
-            "format": "onnx",
-            "onnx_path": str(onnx),
-            "opset": _opset(onnx_model),
-            "sha256": sha256_file(Path(onnx)),
-        },
-        inputs={
-            "source": None,
-            "seed": None,
-            "samples": len(next(iter(feeds.values()))) if feeds else 0,
-            "tensors": [s.to_dict() for s in input_specs(onnx_model)],
-        },
+        model=ModelInfo(
+            path=str(onnx),
+            format="onnx",
+            onnx_path=str(onnx),
+            opset=_opset(onnx_model),
+            sha256=sha256_file(Path(onnx)),
+        ),
+        inputs=InputsInfo(
+            source=None,
+            seed=None,
+            samples=len(next(iter(feeds.values()))) if feeds else 0,
+            tensors=tuple(input_specs(onnx_model)),
+        ),
         tolerance={"atol": atol, "rtol": rtol},
         comparisons=(),
         versions=versions(),

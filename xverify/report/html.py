@@ -60,13 +60,13 @@ def _verdict(passed: bool) -> str:
 def _header(report: CheckReport) -> str:
     model, tol, inputs = report.model, report.tolerance, report.inputs
     label = "PASS: every runtime agrees" if report.passed else "MISMATCH"
-    onnx_path = model.get("onnx_path")
-    onnx = f" · ONNX {escape(str(onnx_path))}" if onnx_path and onnx_path != model.get("path") else ""
+    onnx_path = model.onnx_path
+    onnx = f" · ONNX {escape(str(onnx_path))}" if onnx_path and onnx_path != model.path else ""
     return (
         f'<h1>xverify check <span class="verdict {"pass" if report.passed else "fail"}">{label}</span></h1>'
-        f'<p class="meta">{escape(str(model.get("path") or "Keras model"))}{onnx} · opset '
-        f"{escape(str(model.get('opset')))} · {inputs['samples']} samples from "
-        f"{escape(str(inputs['source']))} · atol {tol['atol']:g}, rtol {tol['rtol']:g}</p>"
+        f'<p class="meta">{escape(str(model.path or "Keras model"))}{onnx} · opset '
+        f"{escape(str(model.opset))} · {inputs.samples} samples from "
+        f"{escape(str(inputs.source))} · atol {tol['atol']:g}, rtol {tol['rtol']:g}</p>"
     )
 
 
@@ -111,7 +111,7 @@ def _charts(report: CheckReport) -> str:
 def _first_of_pair(report: CheckReport, pair: Pair | str, failing: list[str]) -> str | None:
     """The report's first divergence where this pair fails there, else the pair's first failing
     layer (another pair may have diverged first; the chart still shows where this one leaves)."""
-    first = (report.first_divergence or {}).get("layer")
+    first = report.first_divergence.layer if report.first_divergence else None
     return first if first in failing else (failing[0] if failing else None)
 
 
@@ -180,8 +180,8 @@ def _oracle(report: CheckReport) -> str:
         return ""
     rows = [
         (
-            bool(o.get("passed", True)),
-            [o["runtime"], o["output"], _num(o["max_abs_diff"]), _num(o["mean_abs_diff"])],
+            o.passed,
+            [o.runtime, o.output, _num(o.max_abs_diff), _num(o.mean_abs_diff)],
         )
         for o in report.oracle
     ]

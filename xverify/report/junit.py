@@ -17,7 +17,7 @@ def _case(suite: ET.Element, classname: str, name: str, failure: str | None) -> 
 
 def to_junit(report: CheckReport) -> str:
     suites = ET.Element("testsuites")
-    suite = ET.SubElement(suites, "testsuite", name=f"xverify check {report.model.get('path')}")
+    suite = ET.SubElement(suites, "testsuite", name=f"xverify check {report.model.path}")
     failures = 0
     for d in report.comparisons:
         failures += _case(

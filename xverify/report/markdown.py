@@ -102,12 +102,12 @@ def to_markdown(report: CheckReport) -> str:
     """The report as GitHub-flavoured Markdown."""
     model, tol = report.model, report.tolerance
     verdict = "✅ PASS: every runtime agrees within tolerance" if report.passed else "❌ MISMATCH"
-    onnx = f" (ONNX: {_code(model['onnx_path'])})" if model.get("onnx_path") else ""
+    onnx = f" (ONNX: {_code(model.onnx_path)})" if model.onnx_path else ""
     lines = [
         f"## xverify check: {verdict}",
         "",
-        f"{_code(model.get('path') or 'Keras model')}{onnx}, opset {model.get('opset')}, "
-        f"{report.inputs['samples']} samples from {report.inputs['source']}, "
+        f"{_code(model.path or 'Keras model')}{onnx}, opset {model.opset}, "
+        f"{report.inputs.samples} samples from {report.inputs.source}, "
         f"atol {tol['atol']:g}, rtol {tol['rtol']:g}.",
         "",
     ]

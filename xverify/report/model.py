@@ -9,6 +9,7 @@ from typing import Any
 from xverify.compare import TensorDiff
 from xverify.errors import MismatchError
 from xverify.extract.results import WeightMatch
+from xverify.report.records import FirstDivergence, InputsInfo, ModelInfo, OracleDistance, Suspect
 from xverify.runtimes.contract import PairDiffs
 
 SCHEMA = "xverify.check/1"
@@ -39,16 +40,15 @@ class LayerDiff:
         }
 
 
-def first_divergence_lines(fd: dict[str, Any], quote: Callable[[Any], str] = repr) -> list[str]:
+def first_divergence_lines(fd: FirstDivergence, quote: Callable[[str], str] = repr) -> list[str]:
     """The first divergent layer in plain sentences (Markdown and test failures); ``quote`` wraps
     names."""
     lines = [
-        f"Layer {quote(fd['layer'])} ({fd.get('class', '')}): {fd['a']} vs {fd['b']}, "
-        f"max abs diff {fd['max_abs_diff']:.3g}."
+        f"Layer {quote(fd.layer)} ({fd.layer_class}): {fd.a} vs {fd.b}, max abs diff {fd.max_abs_diff:.3g}."
     ]
-    if fd.get("diverged"):
-        lines.append(f"{fd['diverged']}.")
-    nodes = fd.get("onnx_nodes") or []
+    if fd.diverged:
+        lines.append(f"{fd.diverged}.")
+    nodes = fd.onnx_nodes
     if nodes:
         more = f" (+{len(nodes) - 6} more)" if len(nodes) > 6 else ""
         lines.append(f"ONNX node(s) of that layer: {', '.join(quote(n) for n in nodes[:6])}{more}.")
@@ -63,20 +63,20 @@ class CheckReport:
 
         report = xverify.check("model.keras")
         if not report:
-            print(report.first_divergence)
+            print(report.failures())
         report.raise_if_failed()
     """
 
-    model: dict[str, Any]
-    inputs: dict[str, Any]
+    model: ModelInfo
+    inputs: InputsInfo
     tolerance: dict[str, Any]  # {"atol", "rtol"}, and "per_output" when outputs have their own
     comparisons: tuple[TensorDiff, ...]
     weights: tuple[WeightMatch, ...] = ()
     unattributed: tuple[str, ...] = ()
     layers: tuple[LayerDiff, ...] = ()
-    first_divergence: dict[str, Any] | None = None
-    suspects: tuple[dict[str, Any], ...] = ()
-    oracle: tuple[dict[str, Any], ...] = ()
+    first_divergence: FirstDivergence | None = None
+    suspects: tuple[Suspect, ...] = ()
+    oracle: tuple[OracleDistance, ...] = ()
     versions: dict[str, str | None] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -107,11 +107,10 @@ class CheckReport:
             for w in self.weights
             if not w.passed
         ]
-        if self.first_divergence:
-            fd = self.first_divergence
+        fd = self.first_divergence
+        if fd is not None:
             lines.append(
-                f"first divergence at layer {fd['layer']!r} ({fd['a']} vs {fd['b']}, "
-                f"max abs diff {fd['max_abs_diff']:.3g})"
+                f"first divergence at layer {fd.layer!r} ({fd.a} vs {fd.b}, max abs diff {fd.max_abs_diff:.3g})"
             )
         return lines
 
@@ -126,16 +125,16 @@ class CheckReport:
         return {
             "schema": SCHEMA,
             "passed": self.passed,
-            "model": self.model,
-            "inputs": self.inputs,
+            "model": self.model.to_dict(),
+            "inputs": self.inputs.to_dict(),
             "tolerance": self.tolerance,
             "comparisons": [d.to_dict() for d in self.comparisons],
             "weights": [w.to_dict() for w in self.weights],
             "unattributed_initializers": list(self.unattributed),
             "layers": [layer.to_dict() for layer in self.layers],
-            "first_divergence": self.first_divergence,
-            "suspects": list(self.suspects),
-            "oracle": list(self.oracle),
+            "first_divergence": None if self.first_divergence is None else self.first_divergence.to_dict(),
+            "suspects": [s.to_dict() for s in self.suspects],
+            "oracle": [o.to_dict() for o in self.oracle],
             "versions": self.versions,
             "timings": self.timings,
             "notes": list(self.notes),

@@ -126,10 +126,10 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
     """Print the report: tables, then one verdict line."""
     model = report.model
     console.print(
-        f"[bold]xverify check[/] {model.get('path') or ''}"
-        f"{'  onnx: ' + model['onnx_path'] if model.get('onnx_path') else ''}"
-        f"  (opset {model.get('opset')}, {report.inputs['samples']} samples from "
-        f"{report.inputs['source']}, atol {report.tolerance['atol']:g}, "
+        f"[bold]xverify check[/] {model.path or ''}"
+        f"{'  onnx: ' + model.onnx_path if model.onnx_path else ''}"
+        f"  (opset {model.opset}, {report.inputs.samples} samples from "
+        f"{report.inputs.source}, atol {report.tolerance['atol']:g}, "
         f"rtol {report.tolerance['rtol']:g})"
     )
     console.print(comparisons_table(report))
@@ -139,14 +139,14 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
     if report.unattributed and verbose:
         console.print(f"Unattributed ONNX initializers: {', '.join(report.unattributed)}")
     _print_oracle(report, console)
-    if report.first_divergence:
-        fd = report.first_divergence
+    fd = report.first_divergence
+    if fd is not None:
         console.print(
-            f"[bold red]First divergence:[/] layer [bold]{escape(fd['layer'])}[/] "
-            f"({fd.get('class', '')}) — {fd['a']} vs {fd['b']} max abs diff "
-            f"{_num(fd['max_abs_diff'])}" + (f"; {fd['diverged']}" if fd.get("diverged") else "")
+            f"[bold red]First divergence:[/] layer [bold]{escape(fd.layer)}[/] "
+            f"({fd.layer_class}) — {fd.a} vs {fd.b} max abs diff "
+            f"{_num(fd.max_abs_diff)}" + (f"; {fd.diverged}" if fd.diverged else "")
         )
-        nodes = fd.get("onnx_nodes") or []
+        nodes = fd.onnx_nodes
         if nodes:
             shown = ", ".join(nodes[:4]) + (f" (+{len(nodes) - 4} more)" if len(nodes) > 4 else "")
             console.print(f"  ONNX node(s) of that layer: {escape(shown)}", highlight=False)
@@ -154,9 +154,9 @@ def render(report: CheckReport, console: Console, verbose: bool = False) -> None
             console.print(
                 "  other suspects (error grew most across): "
                 + ", ".join(
-                    f"{escape(s['layer'])} (x{10 ** s['growth']:.3g})"
+                    f"{escape(s.layer)} (x{10**s.growth:.3g})"
                     for s in report.suspects[1:4]
-                    if s["growth"] != float("inf")
+                    if s.growth != float("inf")
                 ),
                 highlight=False,
             )
@@ -195,5 +195,5 @@ def _print_oracle(report: CheckReport, console: Console) -> None:
     for column in ("runtime", "output", "max abs", "mean abs"):
         table.add_column(column)
     for row in report.oracle:
-        table.add_row(row["runtime"], row["output"], _num(row["max_abs_diff"]), _num(row["mean_abs_diff"]))
+        table.add_row(row.runtime, row.output, _num(row.max_abs_diff), _num(row.mean_abs_diff))
     console.print(table)
