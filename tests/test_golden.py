@@ -72,7 +72,17 @@ def test_the_committed_fixture_is_what_the_build_script_makes(made):
         assert a.keys() == b.keys()
         for k in b:
             np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-5)
-    assert fresh.manifest["layers"]["rows"] == committed.manifest["layers"]["rows"]
+    # TensorFlow numbers its name scopes per process (small_cnn_1/conv1_1, then small_cnn_2/...
+    # after another conversion of the same model in this session) and tf2onnx its new nodes
+    # (BiasAdd__6, or __155): compare the names unnumbered.
+    assert _unnumbered(fresh.manifest["layers"]["rows"]) == _unnumbered(committed.manifest["layers"]["rows"])
+
+
+def _unnumbered(rows):
+    import json
+    import re
+
+    return json.loads(re.sub(r"__\d+|_\d+(?=/)", "", json.dumps(rows)))
 
 
 def test_a_non_empty_directory_is_refused_before_any_work(tmp_path, models_dir):
