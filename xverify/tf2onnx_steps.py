@@ -168,6 +168,9 @@ def optimize_graph(graph):
     from tf2onnx.optimizer import _get_optimizers
 
     optimizers = _get_optimizers()
+    # A full collection costs ~0.4 s in a process that holds TensorFlow, 25 of them per model:
+    # worth it where a dropped copy is large, not for a model of a few hundred kilobytes.
+    collect = _large(graph)
     again, iteration = True, 0
     while again:
         again = False
@@ -180,14 +183,27 @@ def optimize_graph(graph):
             except Exception:  # as tf2onnx does: a failing optimizer is skipped, its copy dropped
                 logger.warning("tf2onnx optimizer %s failed and was skipped", name, exc_info=True)
             current = optimizer = None
-            gc.collect()  # the dropped graph is a web of reference cycles: free it now
-            release_freed_memory()
+            if collect:
+                gc.collect()  # the dropped graph is a web of reference cycles: free it now
+                release_freed_memory()
         iteration += 1
     try:
         graph.topological_sort(graph.get_nodes())
     except Exception:  # as tf2onnx does
         logger.warning("tf2onnx could not sort the optimized graph", exc_info=True)
     return graph
+
+
+_LARGE_GRAPH_BYTES = 16 << 20
+_LARGE_GRAPH_NODES = 1000
+
+
+def _large(graph) -> bool:
+    """Whether the graph's constants or nodes are many enough that its dropped copies matter."""
+    constants = _shared_constants(graph).values()
+    if sum(1 for _ in graph.get_nodes()) >= _LARGE_GRAPH_NODES:
+        return True
+    return sum(value.t.ByteSize() for value in constants if value.HasField("t")) >= _LARGE_GRAPH_BYTES
 
 
 def _shared_constants(graph) -> dict:
