@@ -465,11 +465,16 @@ def _compare_outputs(
     for pair in pairs(list(outputs)):
         a, b = pair.a, pair.b
         for name in outputs[b]:
-            at, rt = (per_output or {}).get(name, (atol, rtol))
+            at, rt = _tolerance_of(name, atol, rtol, per_output)
             diffs.append(
                 compare(outputs[a][name], outputs[b][name], atol=at, rtol=rt, a_name=a, b_name=b, output=name)
             )
     return diffs
+
+
+def _tolerance_of(output: str, atol: float, rtol: float, per_output: PerOutput) -> tuple[float, float]:
+    """``(atol, rtol)`` for one output: its own from ``--tolerance``, else the check's."""
+    return (per_output or {}).get(output, (atol, rtol))
 
 
 def _variant_runs(
@@ -506,8 +511,8 @@ def _variant_runs(
             compare(
                 value,
                 outputs[name][output],
-                atol=(per_output or {}).get(output, (atol, rtol))[0],
-                rtol=(per_output or {}).get(output, (atol, rtol))[1],
+                atol=_tolerance_of(output, atol, rtol, per_output)[0],
+                rtol=_tolerance_of(output, atol, rtol, per_output)[1],
                 a_name=variant.name,
                 b_name=name,
                 output=output,
@@ -546,7 +551,7 @@ def _oracle_runs(
     rows: list[OracleDistance] = []
     for runtime, outs in outputs.items():
         for name, value in outs.items():
-            at, rt = (per_output or {}).get(name, (atol, rtol))
+            at, rt = _tolerance_of(name, atol, rtol, per_output)
             d = compare(value, exact[name], atol=at, rtol=rt, a_name=runtime, b_name="oracle", output=name)
             rows.append(
                 OracleDistance(runtime, name, d.max_abs_diff, d.max_rel_diff, d.mean_abs_diff, d.passed)
