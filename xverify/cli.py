@@ -80,6 +80,13 @@ ModelArg = Annotated[
     typer.Argument(help="A .keras/.h5 model, a SavedModel directory or an .onnx file.", show_default=False),
 ]
 
+# The options several commands share, declared once.
+InputsOpt = Annotated[Path | None, typer.Option(help=INPUTS_HELP)]
+SamplesOpt = Annotated[int, typer.Option(help="Number of synthetic samples.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the synthetic inputs.")]
+AtolOpt = Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")]
+RtolOpt = Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -173,14 +180,11 @@ def check(
     onnx: Annotated[
         Path | None, typer.Option(help="Check this ONNX file instead of converting MODEL.")
     ] = None,
-    inputs: Annotated[
-        Path | None,
-        typer.Option(help=INPUTS_HELP),
-    ] = None,
-    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    inputs: InputsOpt = None,
+    samples: SamplesOpt = 16,
+    seed: SeedOpt = 0,
+    atol: AtolOpt = None,
+    rtol: RtolOpt = None,
     tolerance: Annotated[
         list[str] | None,
         typer.Option(
@@ -409,11 +413,11 @@ def repro_command(
     model: ModelArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="A new (or empty) directory for the repro.")],
     onnx: Annotated[Path | None, typer.Option(help="Cut this ONNX file instead of converting MODEL.")] = None,
-    inputs: Annotated[Path | None, typer.Option(help=INPUTS_HELP)] = None,
-    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    inputs: InputsOpt = None,
+    samples: SamplesOpt = 16,
+    seed: SeedOpt = 0,
+    atol: AtolOpt = None,
+    rtol: RtolOpt = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset for the conversion.")] = None,
     unsafe: Annotated[
         bool, typer.Option("--unsafe", help="Let Keras run code stored in the model file.")
@@ -456,9 +460,9 @@ def suggest_tolerance_command(
     onnx: Annotated[
         Path | None, typer.Option(help="Check this ONNX file instead of converting MODEL.")
     ] = None,
-    inputs: Annotated[Path | None, typer.Option(help=INPUTS_HELP)] = None,
-    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    inputs: InputsOpt = None,
+    samples: SamplesOpt = 16,
+    seed: SeedOpt = 0,
     runtimes: Annotated[str, typer.Option(help=_runtimes_help())] = "numpy,onnxruntime,tensorflow",
     factor: Annotated[float, typer.Option(help="Safety factor over the largest observed difference.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the suggestion as JSON.")] = False,
@@ -544,14 +548,11 @@ def snapshot(
     onnx: Annotated[
         Path | None, typer.Option(help="Record this ONNX file instead of converting MODEL.")
     ] = None,
-    inputs: Annotated[
-        Path | None,
-        typer.Option(help=INPUTS_HELP),
-    ] = None,
-    samples: Annotated[int, typer.Option(help="Number of synthetic samples.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4).")] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3).")] = None,
+    inputs: InputsOpt = None,
+    samples: SamplesOpt = 16,
+    seed: SeedOpt = 0,
+    atol: AtolOpt = None,
+    rtol: RtolOpt = None,
     opset: Annotated[
         int | None, typer.Option(help="ONNX opset for the conversion (13-18, default 17).")
     ] = None,
